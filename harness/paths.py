@@ -1,0 +1,81 @@
+"""Every path and ref name the harness uses, built in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+LEDGER = "experiments.log"
+PROGRAM = "program.md"
+AGENT = "agent.py"
+RUNS = "runs"
+
+
+def branch(tag: str) -> str:
+    """The experiment branch of a tag: autoresearch/<tag>."""
+    return f"autoresearch/{tag}"
+
+
+def discarded_ref(tag: str, exp_id: int) -> str:
+    """Where a discarded experiment's commit stays reachable."""
+    return f"refs/autoresearch/{tag}/discarded/{exp_id}"
+
+
+def agent_ref(tag: str, generation: int) -> str:
+    """Where a rejected HyperAgent generation's commit stays reachable."""
+    return f"refs/autoresearch/{tag}/agents/{generation}"
+
+
+def seed_agent_tag(tag: str) -> str:
+    """The git tag that marks the seed agent of a HyperAgent run."""
+    return f"autoresearch/{tag}/seed-agent"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The files of one repository driven by the harness."""
+
+    root: Path
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / LEDGER
+
+    @property
+    def program(self) -> Path:
+        return self.root / PROGRAM
+
+    @property
+    def agent(self) -> Path:
+        return self.root / AGENT
+
+    @property
+    def runs(self) -> Path:
+        return self.root / RUNS
+
+    @property
+    def lock(self) -> Path:
+        return self.runs / "loop.lock"
+
+    @property
+    def stop_request(self) -> Path:
+        return self.runs / "stop"
+
+    @property
+    def status(self) -> Path:
+        return self.runs / "status.json"
+
+    def tag_dir(self, tag: str) -> Path:
+        return self.runs / tag
+
+    def run_log(self, tag: str, exp_id: int, repeat: int = 0) -> Path:
+        """runs/<tag>/<id>.log; repeated baselines get <id>.<n>.log."""
+        name = f"{exp_id}.log" if repeat == 0 else f"{exp_id}.{repeat}.log"
+        return self.tag_dir(tag) / name
+
+    def inflight(self, tag: str) -> Path:
+        """The marker of the experiment under way, so a kill -9 can be reconciled."""
+        return self.tag_dir(tag) / "inflight.json"
+
+    def scratch(self, tag: str) -> Path:
+        return self.tag_dir(tag) / "scratch"

@@ -1,0 +1,108 @@
+"""Live steering: watch program.md during a run and hand the loop each valid edit (or the error of a bad one)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ProgramError
+from harness.program import Program, load
+
+
+@dataclass(frozen=True)
+class Steer:
+    """One change of program.md: the new program, or the error that kept the previous one in force."""
+
+    program: Program | None
+    previous: str  # sha of the program in force before
+    sha: str  # sha of the file as written now
+    changes: dict[str, list[Any]]  # front-matter key -> [old, new]; "text" when the free text changed
+    error: str = ""
+
+
+class Steering:
+    """Holds the program in force; a watchdog observer flags edits so the loop notices them at once."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.path = program.path
+        self._seen = program.sha  # the last version looked at, valid or not, so a bad edit is reported once
+        self._changed = threading.Event()
+        self._observer: Any = None
+
+    def start(self) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        target = str(self.path.resolve())
+        flag = self._changed
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                paths = {str(getattr(event, "src_path", "")), str(getattr(event, "dest_path", ""))}
+                if target in paths:
+                    flag.set()
+
+        self._observer = Observer()
+        self._observer.schedule(Handler(), str(self.path.resolve().parent), recursive=False)
+        self._observer.daemon = True
+        self._observer.start()
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
+            self._observer = None
+
+    @property
+    def flagged(self) -> bool:
+        return self._changed.is_set()
+
+    def poll(self) -> Steer | None:
+        """The change since the last poll, if any. The file is hashed every time too, in case an event was missed."""
+        self._changed.clear()
+        try:
+            new = load(self.path)
+        except ProgramError as e:
+            sha = _sha(self.path)
+            if sha == self._seen:
+                return None
+            self._seen = sha
+            return Steer(None, self.program.sha, sha, {}, error=str(e))
+        if new.sha == self._seen:
+            return None
+        self._seen = new.sha
+        if new.sha == self.program.sha:
+            return None  # fixed back to the program in force: nothing changed
+        old = self.program
+        self.program = new
+        return Steer(new, old.sha, new.sha, diff(old, new))
+
+
+def diff(old: Program, new: Program) -> dict[str, list[Any]]:
+    """Front-matter keys whose values changed, [old, new]; the free text as a key of its own."""
+    out: dict[str, list[Any]] = {}
+    for f in fields(old.config):
+        a, b = getattr(old.config, f.name), getattr(new.config, f.name)
+        if a != b:
+            out[f.name] = [_plain(a), _plain(b)]
+    if old.text != new.text:
+        out["text"] = [len(old.text), len(new.text)]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [repr(v) if not isinstance(v, str | int | float) else v for v in value]
+    return value
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "missing"

@@ -1,0 +1,67 @@
+"""What the harness hands an agent (Task) and what an agent hands back (Proposal)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One earlier experiment as an agent sees it."""
+
+    id: int
+    status: str  # keep, discard, crash, timeout, invalid, duplicate, tampered, interrupted
+    metric: float | None
+    delta: float | None  # metric minus the champion it was tried against
+    description: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything an agent needs for one proposal; plain data, so it crosses a process boundary as JSON."""
+
+    program: str  # program.md's free text, sent to the LLM verbatim
+    mutable_path: str  # relative to the repository root, e.g. "train.py"
+    mutable_content: str
+    metric: str
+    direction: str  # "minimize" or "maximize"
+    best: float | None  # the champion's metric
+    baseline: float | None
+    history: tuple[Attempt, ...] = ()  # bounded, oldest first
+    kept: tuple[Attempt, ...] = ()  # the kept experiments that made the champion (the latest few)
+    crash_tail: str = ""  # the log tail of the most recent crash, when the last experiment crashed
+    notes: str = ""  # the agent's own notes from its previous proposal
+    experiment: int = 0  # the id this proposal will get
+    search: dict[str, dict[str, Any]] = field(default_factory=dict)  # program.md's search space
+    agent_source: str = ""  # the agent's own source (HyperAgent rewrites)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Task:
+        data = dict(data)
+        data["history"] = tuple(Attempt(**a) for a in data.get("history", ()))
+        data["kept"] = tuple(Attempt(**a) for a in data.get("kept", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A one-line description and the whole new content of the file, with notes the agent wants back next time."""
+
+    description: str
+    content: str
+    notes: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Proposal:
+        return cls(
+            description=str(data.get("description", "")),
+            content=str(data.get("content", "")),
+            notes=str(data.get("notes", "") or ""),
+        )
