@@ -41,3 +41,20 @@ class Agent(Protocol):
     def take_spend(self) -> Spend: ...
 
     def close(self) -> None: ...
+
+
+def build_agent(kind: str, config: Any, loop: Any) -> Agent:
+    """The agent a run asked for: "optuna", "llm" (agent.py), or the path of another agent file."""
+    if kind == "optuna":
+        from harness.optuna_agent import OptunaAgent
+
+        agent = OptunaAgent(config.search, config.direction)
+        champion = loop.repo.show(loop.champion, config.mutable)
+        agent.check(champion, config.mutable)
+        base = [r for r in loop.rows if r.id == 0 and r.status == "keep"]
+        agent.baseline_content = loop.repo.show(base[-1].commit, config.mutable) if base else champion
+        agent.resume(loop.rows)
+        return agent
+    from harness.host import HostedAgent
+
+    return HostedAgent.start(kind, config, loop)

@@ -41,6 +41,7 @@ class OptunaAgent:
         self.study = optuna.create_study(direction=direction, sampler=sampler)
         self.pending: dict[int, Any] = {}  # experiment id -> optuna trial
         self.worst: float | None = None
+        self.baseline_content = ""  # the unmodified file: its constants are the first point Optuna learns
 
     def check(self, content: str, path: str) -> None:
         """A ProgramError when the mutable file lacks a constant named in `search:`."""
@@ -50,17 +51,20 @@ class OptunaAgent:
                 f"program.md: search names {', '.join(missing)}, but {path} has no such top-level constant"
             )
 
-    def resume(self, rows: list[Experiment], baseline_content: str | None) -> None:
+    def resume(self, rows: list[Experiment]) -> None:
         """Tell Optuna every earlier result of this tag (the ledger carries each proposal's parameters)."""
         for row in rows:
-            if row.id == 0 and baseline_content is not None and row.metric is not None:
-                params = self._params_of(baseline_content)
-                if params is not None:
-                    self._add(params, row.metric)
-                continue
-            params = row.extra.get("params") if isinstance(row.extra, dict) else None
-            if isinstance(params, dict) and set(params) == set(self.dists):
-                self._add(params, self._value(row))
+            self._learn(row)
+
+    def _learn(self, row: Experiment) -> None:
+        if row.id == 0:
+            params = self._params_of(self.baseline_content) if self.baseline_content else None
+            if params is not None and row.metric is not None:
+                self._add(params, row.metric)
+            return
+        params = row.extra.get("params") if isinstance(row.extra, dict) else None
+        if isinstance(params, dict) and set(params) == set(self.dists):
+            self._add(params, self._value(row))
 
     def propose(self, task: Task) -> Proposed:
         trial = self.study.ask(self.dists)
@@ -78,10 +82,11 @@ class OptunaAgent:
 
     def observe(self, row: Experiment) -> None:
         trial = self.pending.pop(row.id, None)
+        if trial is None:
+            self._learn(row)
+            return
         if row.metric is not None and math.isfinite(row.metric):
             self.worst = row.metric if self.worst is None else _worse(self.worst, row.metric, self.sign)
-        if trial is None:
-            return
         if row.status == "invalid":
             self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
             return
@@ -103,8 +108,8 @@ class OptunaAgent:
         """The result Optuna learns from; a crash or timeout counts as the worst result seen, so TPE avoids it."""
         if row.metric is not None and math.isfinite(row.metric) and row.status not in ("tampered", "invalid"):
             return row.metric
-        if row.status == "duplicate":
-            return row.metric
+        if row.status == "duplicate" and isinstance(row.extra.get("earlier_metric"), float | int):
+            return float(row.extra["earlier_metric"])
         return self.worst
 
     def _add(self, params: dict[str, Any], value: float | None) -> None:

@@ -15,6 +15,7 @@ class Attempt:
     metric: float | None
     delta: float | None  # metric minus the champion it was tried against
     description: str
+    reason: str = ""  # why it failed or was not run, one line
 
 
 @dataclass(frozen=True)

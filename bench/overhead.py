@@ -1,0 +1,116 @@
+"""
+The harness's own time per experiment: wall time of each experiment minus the run's own time.
+
+Usage:
+    python bench/overhead.py            # 50 experiments, a trivial run, an agent that answers at once
+    python bench/overhead.py -n 200
+
+A trivial run (`echo 'val_bpb: ...'`) and a trivial agent (a fixed edit, returned at once) leave only what the
+harness adds: checks, the commit, spawning and reaping the run, hashing protected files, the ledger row (fsync) and
+the keep/reset. Printed: the median and p90 over the experiments, for an in-process agent and for an agent file
+behind the process boundary (which adds one Python interpreter start per proposal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.agents import Proposed, Spend
+from harness.loop import Loop, Options
+from harness.task import Proposal, Task
+
+GOAL_MS = 100.0  # the harness's own time per experiment on a 2-core machine
+
+TRAIN = "X = 1.0  # the knob\nprint('val_bpb: %.6f' % X)\n"
+AGENT_FILE = """from harness.task import Proposal
+
+
+def propose(task, llm):
+    return Proposal(f"edit {task.experiment}", task.mutable_content + f"# experiment {task.experiment}\\n")
+"""
+
+
+class FixedEdit:
+    """Answers at once with a small new edit (a fresh comment line, so no proposal is a duplicate)."""
+
+    name = "fixed"
+    sha = "fixed"
+
+    def propose(self, task: Task) -> Proposed:
+        return Proposed(Proposal(f"edit {task.experiment}", task.mutable_content + f"# e{task.experiment}\n"))
+
+    def observe(self, row: object) -> None:
+        pass
+
+    def take_spend(self) -> Spend:
+        return Spend()
+
+    def close(self) -> None:
+        pass
+
+
+class Quiet:
+    def update(self, state: dict) -> None:
+        pass
+
+    def row(self, row: object) -> None:
+        pass
+
+    def info(self, text: str) -> None:
+        pass
+
+
+def repo(path: Path) -> Path:
+    path.mkdir()
+    (path / "train.py").write_text(TRAIN)
+    (path / "program.md").write_text("---\nrun: echo 'val_bpb: 1.0'\nbudget: 5\ntimeout: 10\n---\nBench.\n")
+    (path / "prepare.py").write_text("# fixed\n")
+    (path / "agent.py").write_text(AGENT_FILE)
+    (path / ".gitignore").write_text("experiments.log\nruns/\n")
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "i"]):
+        subprocess.run(["git", *args], cwd=path, check=True)
+    return path
+
+
+def measure(root: Path, agent_kind: str, n: int) -> list[float]:
+    from harness.agents import build_agent
+
+    def make(kind: str, config: object, loop: Loop) -> object:
+        return FixedEdit() if kind == "fixed" else build_agent(kind, config, loop)
+
+    loop = Loop(root, Options(tag="bench", agent=agent_kind), display=Quiet(), make_agent=make)  # type: ignore[arg-type]
+    loop.open()
+    loop.agent = make(agent_kind, loop.config, loop)  # type: ignore[assignment]
+    loop.run_baseline()
+    overheads = []
+    for _ in range(n):
+        start = time.perf_counter()
+        loop.experiment()
+        wall = time.perf_counter() - start
+        overheads.append((wall - loop.rows[-1].seconds) * 1000)
+    loop.lock.release()
+    return overheads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("-n", type=int, default=50, help="experiments per agent")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"experiments: {args.n} per agent (trivial run, fixed edit); python {sys.version.split()[0]}")
+        for kind, label in (("fixed", "in-process agent"), (str(Path(tmp) / "b" / "agent.py"), "agent file")):
+            root = repo(Path(tmp) / ("a" if kind == "fixed" else "b"))
+            ms = measure(root, kind, args.n)
+            p90 = statistics.quantiles(ms, n=10)[-1]
+            print(f"{label:17s} median {statistics.median(ms):6.1f} ms  p90 {p90:6.1f} ms  max {max(ms):6.1f} ms")
+        print(f"goal: median at most {GOAL_MS:.0f} ms for the in-process agent")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The child side of the agent host: load an agent file, call one entry, and proxy its LLM calls to the harness.
+
+The harness starts `python -I -m harness.agent_child` with a scrubbed environment. One JSON request comes on stdin;
+each LLM call goes out on the protocol pipe (the original stdout) and its answer comes back on stdin; the last line
+out is the proposal or the error. Whatever the agent prints goes to stderr, which the harness keeps in a log.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from harness.task import Proposal, Task
+
+
+class LLMUnavailable(RuntimeError):
+    """The harness refused or could not make the call (spend cap reached, service down past patience)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What an agent gets back from `llm.complete`."""
+
+    text: str
+    usage: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None
+
+
+class LLMProxy:
+    """The `llm` an agent receives: every call is made by the harness process, which holds the key."""
+
+    def __init__(self, inbox: IO[str], outbox: IO[str]) -> None:
+        self._inbox = inbox
+        self._outbox = outbox
+        self.calls = 0
+
+    def complete(
+        self, *, system: str | list[dict[str, Any]], messages: list[dict[str, Any]], max_tokens: int = 8000,
+        temperature: float | None = None,
+    ) -> Reply:  # fmt: skip
+        """One Messages API call; `system` and `messages` are in the API's own shape (cache_control allowed)."""
+        self.calls += 1
+        request = {"op": "llm", "system": system, "messages": messages, "max_tokens": max_tokens}
+        if temperature is not None:
+            request["temperature"] = temperature
+        _send(self._outbox, request)
+        line = self._inbox.readline()
+        if not line:
+            raise LLMUnavailable("the harness closed the connection")
+        answer = json.loads(line)
+        if not answer.get("ok"):
+            raise LLMUnavailable(answer.get("error", "the LLM call failed"))
+        return Reply(answer["text"], answer.get("usage", {}), answer.get("stop_reason"))
+
+
+def _send(out: IO[str], message: dict[str, Any]) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def load_agent(path: str) -> Any:
+    """Import an agent file by path under a private module name."""
+    spec = importlib.util.spec_from_file_location("autoresearch_agent", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def as_proposal(value: Any) -> Proposal:
+    """Accept a Proposal, or anything with description/content(/notes) attributes or keys."""
+    if isinstance(value, Proposal):
+        return value
+    if isinstance(value, dict):
+        return Proposal.from_json(value)
+    if hasattr(value, "description") and hasattr(value, "content"):
+        return Proposal(str(value.description), str(value.content), str(getattr(value, "notes", "") or ""))
+    raise TypeError(f"the agent returned {type(value).__name__}, not a Proposal")
+
+
+def main() -> None:
+    # Keep the protocol pipe for ourselves and point fd 1 at stderr, so an agent's print() cannot corrupt it.
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    inbox = sys.stdin
+    request = json.loads(inbox.readline())
+    try:
+        module = load_agent(request["path"])
+        entry = getattr(module, request["entry"])
+        proposal = as_proposal(entry(Task.from_json(request["task"]), LLMProxy(inbox, protocol)))
+        _send(protocol, {"op": "result", "proposal": proposal.to_json()})
+    except Exception as e:  # the agent's failure is data for the harness, sent back whole
+        detail = "".join(traceback.format_exception(e))[-4000:]
+        _send(protocol, {"op": "error", "error": f"{type(e).__name__}: {e}", "traceback": detail})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The `autoresearch` command: parses, delegates to the library, prints."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from harness.errors import HarnessError
+
+
+def _root() -> Path:
+    return Path.cwd()
+
+
+def _default_tag() -> str:
+    return time.strftime("%b%d").lower()
+
+
+class _Group(click.Group):
+    """Turns a person's mistake (HarnessError) into one line on stderr and its exit status."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except HarnessError as e:
+            click.echo(f"autoresearch: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="autoresearch")
+def main() -> None:
+    """A git-native harness that lets a coding agent research one file and one metric all night."""
+
+
+@main.command()
+@click.option("--tag", default=_default_tag, show_default="today, e.g. nov23", help="Branch autoresearch/<tag>.")
+@click.option("--agent", default=None, help="llm, optuna, or the path of an agent file. [default: llm with a key]")
+@click.option("--budget", type=float, default=None, help="Seconds each run is told it has (overrides program.md).")
+@click.option("--timeout", type=float, default=None, help="Hard wall-clock limit of each run, in seconds.")
+@click.option("--model", default=None, help="Claude model of the LLM agent.")
+@click.option("--max-cost-usd", type=float, default=None, help="LLM spend cap for this run.")
+@click.option("--max-experiments", type=int, default=None, help="Stop after this many experiments.")
+@click.option("--hours", type=float, default=None, help="Stop starting experiments after this many hours.")
+def run(
+    tag: str,
+    agent: str | None,
+    budget: float | None,
+    timeout: float | None,
+    model: str | None,
+    max_cost_usd: float | None,
+    max_experiments: int | None,
+    hours: float | None,
+) -> None:
+    """Run the experiment loop on branch autoresearch/<tag> until stopped.
+
+    Example: autoresearch run --tag nov23 --max-experiments 20
+    """
+    from harness.agents import build_agent
+    from harness.display import Display
+    from harness.loop import Loop, Options
+
+    if agent is None:
+        agent = "llm" if os.environ.get("ANTHROPIC_API_KEY") else "optuna"
+        if agent == "optuna":
+            click.echo("no ANTHROPIC_API_KEY set: using the offline optuna agent (--agent llm to change)", err=True)
+    overrides = {"budget": budget, "timeout": timeout, "model": model, "max_cost_usd": max_cost_usd}
+    options = Options(tag=tag, agent=agent, max_experiments=max_experiments, hours=hours, overrides=overrides)
+    display = Display(sys.stdout)
+    try:
+        outcome = Loop(_root(), options, display=display, make_agent=build_agent).run()
+    finally:
+        display.close()
+    click.echo(f"{outcome.reason}; see: autoresearch log --tag {tag}")
+
+
+@main.command()
+def stop() -> None:
+    """Ask the running loop to stop after its current experiment.
+
+    Example: autoresearch stop
+    """
+    from harness.lock import request_stop
+    from harness.paths import Layout
+
+    layout = Layout(_root())
+    pid = request_stop(layout.lock, layout.stop_request)
+    click.echo(f"asked the loop (pid {pid}) to stop after its current experiment")
+
+
+@main.command()
+@click.option("--tag", default=None, help="The night to show. [default: the latest]")
+@click.option("--since", default=None, help="Only rows after an ISO time or a duration ago (12h, 30m).")
+@click.option("--limit", type=int, default=50, show_default=True, help="Rows in the table (the summary counts all).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def log(tag: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """Show the night: a table of experiments and a summary.
+
+    Example: autoresearch log --tag nov23
+    """
+    from harness import review
+
+    click.echo(review.render_log(_root(), tag=tag, since=since, limit=limit, as_json=as_json), nl=False)
+
+
+@main.command()
+def status() -> None:
+    """Say what the running loop is doing now.
+
+    Example: autoresearch status
+    """
+    from harness import status as status_
+
+    click.echo(status_.describe_repo(_root()))
+
+
+@main.command()
+@click.option("--tag", default=None, help="The night to report. [default: the latest]")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True)
+def report(tag: str | None, out: Path) -> None:
+    """Write report.md and progress.png for a night.
+
+    Example: autoresearch report --tag nov23 --out report/
+    """
+    from harness import review
+
+    path = review.report_repo(_root(), out, tag=tag)
+    click.echo(f"wrote {path} and {path.parent / 'progress.png'}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--mutable", required=True, help="The one file experiments may change, e.g. solve.py.")
+@click.option("--run", "run_", required=True, help="The evaluation command, e.g. 'python solve.py'.")
+@click.option("--metric", required=True, help="The name in the run's last '<metric>: <float>' line.")
+@click.option("--direction", type=click.Choice(["minimize", "maximize"]), default="minimize", show_default=True)
+@click.option("--budget", type=float, default=300, show_default=True, help="Seconds each run is told it has.")
+@click.option("--timeout", type=float, default=None, help="Hard limit per run. [default: 2 x budget]")
+@click.option("--force", is_flag=True, help="Overwrite program.md and agent.py if they exist.")
+def init(
+    directory: Path,
+    mutable: str,
+    run_: str,
+    metric: str,
+    direction: str,
+    budget: float,
+    timeout: float | None,
+    force: bool,
+) -> None:
+    """Make another git repository ready for the loop: program.md, .gitignore entries, agent.py.
+
+    Example: autoresearch init ../solver --mutable solve.py --run "python solve.py" --metric score --direction maximize
+    """
+    from harness import scaffold
+
+    written = scaffold.init(
+        directory, mutable=mutable, run=run_, metric=metric, direction=direction, budget=budget,
+        timeout=timeout, force=force, agent_source=scaffold.seed_agent(),
+    )  # fmt: skip
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: edit {directory / 'program.md'}, commit, then run 'autoresearch run --tag <name>' there")

@@ -1,0 +1,637 @@
+"""The experiment loop: baseline, then propose, check, commit, evaluate, keep or reset, until stopped."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness import paths
+from harness.agents import Agent, Proposed, Spend
+from harness.errors import AgentError, BudgetExceeded, HarnessError, LLMError, ProgramError, RepoError
+from harness.evaluate import RunResult, evaluate
+from harness.ledger import Experiment, Ledger, Status
+from harness.lock import LoopLock
+from harness.program import Config, Program, load, override
+from harness.repo import Repo, blob_sha, one_line, with_trailers
+from harness.steer import Steering
+from harness.task import Attempt, Task
+
+MAX_FILE_BYTES = 2 * 2**20  # a proposal larger than this is not a plausible edit of one source file
+TAIL_CHARS = 3000  # how much of a crashed run's log the ledger and the agent see
+KEPT_SHOWN = 10  # how many kept experiments the agent sees besides the recent history
+NO_SPEND = Spend()
+
+
+@dataclass(frozen=True)
+class Options:
+    """One `autoresearch run`: the tag, the agent, the limits, and the flags that override program.md."""
+
+    tag: str
+    agent: str = "optuna"  # "optuna", "llm", or the path of an agent file
+    max_experiments: int | None = None  # experiments to run in this invocation, the baseline not counted
+    hours: float | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # budget, timeout, model, max_cost_usd
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Why the loop ended, and what the night holds so far."""
+
+    reason: str
+    experiments: int  # run in this invocation
+    best: float | None
+    baseline: float | None
+
+
+class Stop(Exception):
+    """Ends the loop cleanly with a reason."""
+
+
+AgentFactory = Callable[[str, Config, "Loop"], Agent]
+
+
+class Loop:
+    """One night on one tag of one repository."""
+
+    def __init__(self, root: Path, options: Options, *, display: Any, make_agent: AgentFactory) -> None:
+        self.repo = Repo(root)
+        self.layout = paths.Layout(self.repo.root)
+        self.ledger = Ledger(self.layout.ledger)
+        self.options = options
+        self.tag = options.tag
+        self.display = display
+        self.make_agent = make_agent
+        self.lock = LoopLock(self.layout.lock)
+        self.agent: Agent | None = None
+        self.steering: Steering | None = None
+        self.champion = ""
+        self.best: float | None = None
+        self.baseline: float | None = None
+        self.noise = 0.0
+        self.rows: list[Experiment] = []
+        self.seen: dict[str, Experiment] = {}  # file sha -> the row that evaluated that content
+        self.phase_started = time.time()
+        self.loop_started = time.time()
+
+    # --- setup ----------------------------------------------------------------------------------------------
+
+    @property
+    def program(self) -> Program:
+        assert self.steering is not None
+        return self.steering.program
+
+    @property
+    def config(self) -> Config:
+        return override(self.program.config, **self.options.overrides)
+
+    def open(self) -> None:
+        """Take the lock, check the program and the tree, check out the branch and reconcile an interrupted night."""
+        if not _valid_tag(self.tag):
+            raise HarnessError(f"tag '{self.tag}' is not usable in a branch name; use letters, digits, '-', '_', '.'")
+        self.lock.acquire()
+        torn = self.ledger.repair()
+        if torn:
+            keep = self.layout.runs / f"torn-ledger-line-{int(time.time())}.txt"
+            keep.write_bytes(torn)
+            self.ledger.note(self.tag, f"repaired a torn last line of the ledger ({len(torn)} bytes kept in {keep})")
+        self.layout.stop_request.unlink(missing_ok=True)
+        program = load(self.layout.program)
+        config = override(program.config, **self.options.overrides)
+        self._clear_stale_git_lock()
+        self.repo.ensure_ignored()
+        self.reconcile()
+        changed = [p for p in self.repo.changed() if p != paths.PROGRAM]  # program.md is the person's to edit
+        if changed:
+            raise RepoError(
+                f"the working tree has uncommitted changes to {', '.join(changed[:5])}; commit or stash them first"
+            )
+        self.repo.checkout_branch(paths.branch(self.tag))
+        if not (self.repo.root / config.mutable).is_file():
+            raise ProgramError(f"program.md: the mutable file '{config.mutable}' does not exist in {self.repo.root}")
+        self.steering = Steering(program)
+        self.rows = self.ledger.experiments(self.tag)
+        self._load_state()
+
+    def _clear_stale_git_lock(self) -> None:
+        # We hold the loop lock, so no harness git command is running: an index.lock is what a kill -9 left behind.
+        index_lock = self.repo.root / ".git" / "index.lock"
+        if index_lock.exists() and time.time() - index_lock.stat().st_mtime > 2:
+            index_lock.unlink()
+
+    def reconcile(self) -> None:
+        """Bring an interrupted night back to a consistent state: ledger row written, branch at the champion."""
+        marker = self.layout.inflight(self.tag)
+        if not marker.exists():
+            return
+        try:
+            inflight = json.loads(marker.read_text())
+        except ValueError:
+            inflight = {}
+        rows = {r.id: r for r in self.ledger.experiments(self.tag)}
+        exp_id = inflight.get("id")
+        parent = inflight.get("parent") or ""
+        if exp_id is not None and exp_id not in rows and parent:
+            commit = inflight.get("commit")
+            head = self.repo.head() if self.repo.branch() == paths.branch(self.tag) else None
+            if not commit and head and head != parent and self.repo.parent_of(head) == parent:
+                commit = head  # the commit landed but the marker was not updated yet
+            if commit and commit != parent:
+                self.repo.set_ref(paths.discarded_ref(self.tag, exp_id), commit)
+            champion = self._champion_of(list(rows.values())) or parent
+            row = Experiment(
+                tag=self.tag,
+                id=exp_id,
+                commit=commit,
+                parent=parent,
+                status="interrupted",
+                metric=None,
+                best=self._best_of(list(rows.values())),
+                description=inflight.get("description", ""),
+                seconds=round(time.time() - inflight.get("started", time.time()), 3),
+                agent=inflight.get("agent", ""),
+                program_sha=inflight.get("program_sha", ""),
+                agent_sha=inflight.get("agent_sha", ""),
+                reason="the harness stopped during this experiment (killed, power cut or Ctrl-C)",
+                log=inflight.get("log", ""),
+            )
+            self.ledger.append(row)
+            self._reset_branch(champion)
+        elif exp_id in rows:
+            row = rows[exp_id]
+            if row.status == "keep" and row.commit:
+                self._reset_branch(row.commit)
+            else:
+                if row.commit:
+                    self.repo.set_ref(paths.discarded_ref(self.tag, row.id), row.commit)
+                self._reset_branch(self._champion_of(list(rows.values())) or parent)
+        marker.unlink()
+
+    def _reset_branch(self, sha: str) -> None:
+        if not sha:
+            return
+        name = paths.branch(self.tag)
+        if self.repo.branch() == name:
+            self._reset_hard(sha)
+        else:
+            self.repo.set_ref(f"refs/heads/{name}", sha)
+
+    def _reset_hard(self, sha: str) -> None:
+        """Reset to a commit, keeping the person's uncommitted edits of program.md (steering must survive resets)."""
+        program = self.layout.program
+        kept = program.read_bytes() if program.exists() else None
+        self.repo.reset_hard(sha)
+        if kept is not None and (not program.exists() or program.read_bytes() != kept):
+            program.write_bytes(kept)
+
+    @staticmethod
+    def _guarded(config: Config) -> tuple[str, ...]:
+        """Protected paths a run must not change; program.md is left out because the person edits it mid-run."""
+        return tuple(p for p in config.protected if p != paths.PROGRAM)
+
+    @staticmethod
+    def _champion_of(rows: list[Experiment]) -> str:
+        kept = [r for r in rows if r.status == "keep" and r.commit]
+        return kept[-1].commit or "" if kept else ""
+
+    @staticmethod
+    def _best_of(rows: list[Experiment]) -> float | None:
+        kept = [r for r in rows if r.status == "keep" and r.metric is not None]
+        return kept[-1].metric if kept else None
+
+    def _load_state(self) -> None:
+        base = [r for r in self.rows if r.id == 0]
+        if base and base[-1].status == "keep":
+            self.baseline = base[-1].metric
+            self.noise = float(base[-1].extra.get("noise", 0.0) or 0.0)
+        self.champion = self._champion_of(self.rows) or self.repo.head()
+        self.best = self._best_of(self.rows)
+        self.seen = {r.file_sha: r for r in self.rows if r.file_sha and r.status not in ("invalid", "duplicate")}
+
+    # --- the night ------------------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Run until a stop condition; always leaves the tree clean at the champion."""
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        count = 0
+        reason = "stopped"
+        try:
+            self.open()
+            assert self.steering is not None
+            self.steering.start()
+            # The agent comes first: an LLM agent checks its key here, before any compute is spent.
+            self.agent = self.make_agent(self.options.agent, self.config, self)
+            if self.baseline is None:
+                self.run_baseline()
+            while True:
+                reason = self._should_stop(count)
+                if reason:
+                    break
+                self.experiment()
+                count += 1
+        except Stop as e:
+            reason = str(e)
+        except KeyboardInterrupt:
+            reason = "interrupted (Ctrl-C or SIGTERM); the tree is back at the champion"
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if self.agent is not None:
+                self.agent.close()
+            if self.steering is not None:
+                self.steering.stop()
+            if self.lock.held:
+                self._status("stopped", -1, reason)
+            self.lock.release()
+        self.display.info(f"loop ended: {reason}")
+        return Outcome(reason, count, self.best, self.baseline)
+
+    def _should_stop(self, count: int) -> str:
+        opts = self.options
+        if self.layout.stop_request.exists():
+            self.layout.stop_request.unlink(missing_ok=True)
+            return "stopped by 'autoresearch stop'"
+        if opts.max_experiments is not None and count >= opts.max_experiments:
+            return f"reached --max-experiments {opts.max_experiments}"
+        if opts.hours is not None and time.time() - self.loop_started > opts.hours * 3600:
+            return f"reached --hours {opts.hours:g}"
+        return ""
+
+    def _next_id(self) -> int:
+        return max((r.id for r in self.rows), default=-1) + 1
+
+    def run_baseline(self) -> None:
+        """Experiment 0: the unmodified champion, `baseline_runs` times; their spread is the noise."""
+        config = self.config
+        head = self.repo.head()
+        content = (self.repo.root / config.mutable).read_text(encoding="utf-8")
+        metrics: list[float] = []
+        result: RunResult | None = None
+        for repeat in range(config.baseline_runs):
+            self._status("baseline", 0, f"baseline run {repeat + 1} of {config.baseline_runs}")
+            self._write_inflight(0, head, head, "baseline")
+            result = self._evaluate(config, 0, repeat)
+            if result.outcome != "ok" or result.metric is None:
+                break
+            metrics.append(result.metric)
+        assert result is not None
+        ok = len(metrics) == config.baseline_runs
+        metric = statistics.fmean(metrics) if ok else None
+        noise = statistics.stdev(metrics) if ok and len(metrics) > 1 else 0.0
+        status: Status = "keep" if ok else ("timeout" if result.outcome == "timeout" else "crash")
+        if result.outcome == "tampered":
+            self.repo.restore(self._guarded(config))
+            status = "tampered"
+        row = self._row(
+            0, head, head, status, metric, "baseline", result, file_sha=blob_sha(content),
+            best=metric, delta=None, extra={"repeats": metrics, "noise": noise},
+        )  # fmt: skip
+        self._commit_row(row)
+        if not ok:
+            raise HarnessError(
+                f"the baseline failed ({status}: {result.reason}); see {result.log} and fix {config.mutable} "
+                f"or the run command, then start again"
+            )
+        self.baseline, self.best, self.noise, self.champion = metric, metric, noise, head
+
+    def experiment(self) -> None:
+        """One proposal, checked, committed, evaluated, and kept or reset."""
+        self._steer()
+        config = self.config
+        agent = self.agent
+        assert agent is not None
+        exp_id = self._next_id()
+        champion_content = self.repo.show(self.champion, config.mutable)
+        task = self._task(config, exp_id, champion_content)
+        self._status("proposing", exp_id, "")
+        try:
+            proposed: Proposed | None = agent.propose(task)
+            problem = ""
+        except AgentError as e:
+            proposed, problem = None, str(e)
+        except (BudgetExceeded, LLMError) as e:
+            # Calls made before the refusal were paid for: their spend goes into the ledger before the loop ends.
+            spend = agent.take_spend()
+            if spend.tokens_in or spend.tokens_out:
+                self._record_unrun(exp_id, "invalid", None, f"no proposal: {e}", spend, task)
+            raise Stop(str(e) if isinstance(e, BudgetExceeded) else f"the LLM service failed: {e}") from None
+        spend = agent.take_spend()
+        strays = [p for p in self.repo.changed() if p not in (config.mutable, paths.PROGRAM)]
+        if strays:
+            # An agent may only answer with content; a file it wrote into the repository is undone.
+            self.repo.restore(strays)
+            problem = problem or f"the agent changed {', '.join(strays)}; only {config.mutable} may change"
+        if proposed is None or problem:
+            self._record_unrun(exp_id, "invalid", proposed, problem, spend, task)
+            return
+        proposal = proposed.proposal
+        problem = check_proposal(proposal.content, champion_content, config.mutable)
+        if problem:
+            self._record_unrun(exp_id, "invalid", proposed, problem, spend, task)
+            return
+        sha = blob_sha(proposal.content)
+        if sha in self.seen:
+            earlier = self.seen[sha]
+            reason = f"same content as experiment {earlier.id} ({earlier.status}); not run again"
+            extra = {"same_as": earlier.id, "earlier_metric": earlier.metric}
+            self._record_unrun(exp_id, "duplicate", proposed, reason, spend, task, extra=extra)
+            return
+        description = one_line(proposal.description)
+        self._write_inflight(exp_id, self.champion, None, description)
+        commit = self.repo.commit_file(config.mutable, proposal.content, description)
+        self._write_inflight(exp_id, self.champion, commit, description)
+        self._status("evaluating", exp_id, description)
+        try:
+            result = self._evaluate(config, exp_id)
+        except KeyboardInterrupt:
+            self._finish(exp_id, commit, "interrupted", None, description, None, proposed, spend, sha)
+            raise
+        status: Status
+        if result.outcome == "tampered":
+            self.repo.restore(self._guarded(config))
+            status = "tampered"
+        elif result.outcome == "timeout":
+            status = "timeout"
+        elif result.outcome == "crash" or result.metric is None:
+            status = "crash"
+        else:
+            status = "keep" if self.beats(result.metric) else "discard"
+        self._finish(exp_id, commit, status, result.metric, description, result, proposed, spend, sha)
+
+    def beats(self, metric: float) -> bool:
+        """True when `metric` improves on the champion by more than max(min_delta, the measured noise)."""
+        if self.best is None or not math.isfinite(metric):
+            return False
+        config = self.config
+        return config.sign * (metric - self.best) > max(config.min_delta, self.noise)
+
+    def _finish(
+        self,
+        exp_id: int,
+        commit: str,
+        status: Status,
+        metric: float | None,
+        description: str,
+        result: RunResult | None,
+        proposed: Proposed,
+        spend: Spend,
+        sha: str,
+    ) -> None:
+        config = self.config
+        delta = None if metric is None or self.best is None else metric - self.best
+        best = metric if status == "keep" else self.best
+        trailers = {"Experiment": str(exp_id), "Status": status}
+        if metric is not None:
+            trailers["Metric"] = f"{config.metric}={metric:.6f}"
+        if delta is not None:
+            trailers["Delta"] = f"{delta:+.6f}"
+        final = self.repo.amend_message(commit, with_trailers(description, trailers))
+        reason = ""
+        if status == "discard" and delta is not None:
+            margin = max(config.min_delta, self.noise)
+            reason = f"not better than the champion by more than {margin:g} (delta {delta:+.6f})"
+        row = self._row(
+            exp_id, final, self.champion, status, metric, description, result, file_sha=sha, best=best,
+            delta=delta, extra=proposed.extra, spend=spend, notes=proposed.proposal.notes, reason=reason,
+        )  # fmt: skip
+        self._commit_row(row)
+        if status == "keep":
+            self.champion, self.best = final, metric
+
+    def _commit_row(self, row: Experiment) -> None:
+        """Ledger row first (fsynced), then the git state it describes, then the marker goes."""
+        self.ledger.append(row)
+        if row.id != 0 and row.commit:
+            if row.status == "keep":
+                self.repo.set_ref(f"refs/heads/{paths.branch(self.tag)}", row.commit)
+            else:
+                self.repo.set_ref(paths.discarded_ref(self.tag, row.id), row.commit)
+                self._reset_hard(self.champion)
+        self.layout.inflight(self.tag).unlink(missing_ok=True)
+        self.rows.append(row)
+        if row.file_sha and row.status not in ("invalid", "duplicate", "interrupted"):
+            self.seen.setdefault(row.file_sha, row)
+        if self.agent is not None:
+            self.agent.observe(row)
+        self.display.row(row)
+
+    def _record_unrun(
+        self,
+        exp_id: int,
+        status: Status,
+        proposed: Proposed | None,
+        reason: str,
+        spend: Spend,
+        task: Task,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        proposal = proposed.proposal if proposed else None
+        row = self._row(
+            exp_id, None, self.champion, status, None, one_line(proposal.description) if proposal else "",
+            None, file_sha=blob_sha(proposal.content) if proposal else "", best=self.best, delta=None,
+            extra={**(proposed.extra if proposed else {}), **(extra or {})}, spend=spend, reason=reason,
+            notes=proposal.notes if proposal else task.notes,
+        )  # fmt: skip
+        self._commit_row(row)
+
+    def _row(
+        self,
+        exp_id: int,
+        commit: str | None,
+        parent: str,
+        status: Status,
+        metric: float | None,
+        description: str,
+        result: RunResult | None,
+        *,
+        file_sha: str,
+        best: float | None,
+        delta: float | None,
+        extra: dict[str, Any],
+        spend: Spend = NO_SPEND,
+        reason: str = "",
+        notes: str = "",
+    ) -> Experiment:
+        failed = status in ("crash", "timeout", "tampered")
+        return Experiment(
+            tag=self.tag,
+            id=exp_id,
+            commit=commit,
+            parent=parent,
+            status=status,
+            metric=metric,
+            best=best,
+            delta=delta,
+            description=description,
+            seconds=round(result.seconds, 3) if result else 0.0,
+            agent=self.agent.name if self.agent else self._agent_label(),
+            program_sha=self.program.sha,
+            agent_sha=self.agent.sha if self.agent else "",
+            tokens_in=spend.tokens_in,
+            tokens_out=spend.tokens_out,
+            cost_usd=round(spend.cost_usd, 6),
+            cache_read=spend.cache_read,
+            cache_write=spend.cache_write,
+            file_sha=file_sha,
+            exit_code=result.exit_code if result else None,
+            peak_mem_mb=result.peak_mem_mb if result else None,
+            log=str(result.log.relative_to(self.repo.root)) if result else "",
+            reason=reason or (result.reason if result and status != "keep" and status != "discard" else ""),
+            tail=result.tail[-TAIL_CHARS:] if result and failed else "",
+            notes=notes,
+            extra=extra,
+        )
+
+    def _agent_label(self) -> str:
+        kind = self.options.agent
+        return kind if kind in ("optuna", "llm") else Path(kind).name
+
+    def _evaluate(self, config: Config, exp_id: int, repeat: int = 0) -> RunResult:
+        return evaluate(
+            self.repo.root,
+            config.run,
+            metric=config.metric,
+            budget=config.budget,
+            timeout=config.timeout,
+            log=self.layout.run_log(self.tag, exp_id, repeat),
+            protected=self._guarded(config),
+            env=_run_env(),
+        )
+
+    def _task(self, config: Config, exp_id: int, content: str) -> Task:
+        rows = [r for r in self.rows if r.id != 0]
+        recent = rows[-config.history :]
+        kept = [r for r in rows if r.status == "keep"][-KEPT_SHOWN:]
+        last = self.rows[-1] if self.rows else None
+        crash_tail = last.tail if last and last.status in ("crash", "timeout") else ""
+        notes = next((r.notes for r in reversed(self.rows) if r.notes), "")
+        return Task(
+            program=self.program.text,
+            mutable_path=config.mutable,
+            mutable_content=content,
+            metric=config.metric,
+            direction=config.direction,
+            best=self.best,
+            baseline=self.baseline,
+            history=tuple(_attempt(r) for r in recent),
+            kept=tuple(_attempt(r) for r in kept),
+            crash_tail=crash_tail,
+            notes=notes,
+            experiment=exp_id,
+            search=config.search_dict(),
+        )
+
+    def _steer(self) -> None:
+        """Apply an edit of program.md from this experiment on, or report a malformed one and keep the last."""
+        assert self.steering is not None
+        change = self.steering.poll()
+        if change is None:
+            return
+        if change.error:
+            self.ledger.append({"kind": "steer", "tag": self.tag, "program_sha": change.sha,
+                                "previous": change.previous, "error": change.error})  # fmt: skip
+            self.display.info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
+            return
+        assert change.program is not None
+        self.ledger.append({"kind": "steer", "tag": self.tag, "program_sha": change.sha,
+                            "previous": change.previous, "changes": change.changes,
+                            "text": change.program.path.read_text(encoding="utf-8")})  # fmt: skip
+        keys = ", ".join(change.changes) or "nothing"
+        self.display.info(f"program.md changed ({keys}); in force from the next experiment")
+
+    def _write_inflight(self, exp_id: int, parent: str, commit: str | None, description: str) -> None:
+        marker = self.layout.inflight(self.tag)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "id": exp_id,
+            "parent": parent,
+            "commit": commit,
+            "description": description,
+            "started": time.time(),
+            "agent": self.agent.name if self.agent else self._agent_label(),
+            "agent_sha": self.agent.sha if self.agent else "",
+            "program_sha": self.program.sha if self.steering else "",
+            "log": str(self.layout.run_log(self.tag, exp_id).relative_to(self.repo.root)),
+        }
+        tmp = marker.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, marker)
+
+    def _status(self, phase: str, exp_id: int, description: str) -> None:
+        from harness.status import write_status
+
+        config = self.config if self.steering else None
+        kept = sum(1 for r in self.rows if r.status == "keep" and r.id != 0)
+        state = {
+            "pid": os.getpid(),
+            "tag": self.tag,
+            "agent": self.agent.name if self.agent else self._agent_label(),
+            "phase": phase,
+            "experiment": exp_id,
+            "description": description,
+            "started": time.time(),
+            "budget": config.budget if config else None,
+            "timeout": config.timeout if config else None,
+            "best": self.best,
+            "baseline": self.baseline,
+            "kept": kept,
+            "experiments": sum(1 for r in self.rows if r.id != 0),
+            "spend_usd": round(sum(r.cost_usd for r in self.rows), 6),
+            "metric": config.metric if config else "",
+            "direction": config.direction if config else "",
+            "updated": time.time(),
+            "loop_started": self.loop_started,
+        }
+        write_status(self.layout.status, state)
+        self.display.update(state)
+
+
+def check_proposal(content: str, champion: str, path: str) -> str:
+    """Why a proposed file cannot be run (empty diff, too large, does not parse), or "" when it can."""
+    if not isinstance(content, str):
+        return "the proposal has no file content"
+    if content == champion:
+        return f"the proposal does not change {path}"
+    if len(content.encode("utf-8")) > MAX_FILE_BYTES:
+        return f"the proposed {path} is over {MAX_FILE_BYTES // 2**20} MiB"
+    if path.endswith(".py"):
+        try:
+            compile(content, path, "exec", dont_inherit=True)
+        except SyntaxError as e:
+            return f"{path}:{e.lineno}: {e.msg}"
+        except ValueError as e:  # null bytes
+            return f"{path}: {e}"
+    return ""
+
+
+def _attempt(row: Experiment) -> Attempt:
+    return Attempt(row.id, row.status, row.metric, row.delta, row.description, row.reason)
+
+
+def _valid_tag(tag: str) -> bool:
+    return bool(tag) and all(c.isalnum() or c in "-_." for c in tag) and not tag.startswith((".", "-"))
+
+
+def _run_env() -> dict[str, str]:
+    """The environment of a run: `python` means the interpreter the harness runs on (its venv has the task's deps)."""
+    env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+__all__ = ["Loop", "Options", "Outcome", "check_proposal", "replace"]

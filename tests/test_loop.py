@@ -1,0 +1,278 @@
+"""The experiment loop end to end: real repositories, real runs, the CLI as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import PY, cli, git, make_repo, toy_program
+
+SPEC_FIELDS = {
+    "kind", "tag", "id", "commit", "parent", "status", "metric", "best", "description", "seconds", "agent",
+    "program_sha", "agent_sha", "tokens_in", "tokens_out", "cost_usd", "time",
+}  # fmt: skip
+
+
+def rows(repo: Path, kind: str = "experiment") -> list[dict]:
+    lines = (repo / "experiments.log").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def write_agent(path: Path, body: str) -> Path:
+    """An agent file with the propose(task, llm) contract; `body` is the inside of propose."""
+    text = "from harness.task import Proposal\n\n\ndef propose(task, llm):\n" + "".join(
+        f"    {line}\n" for line in body.strip().splitlines()
+    )
+    path.write_text(text)
+    return path
+
+
+def test_a_night_with_the_optuna_agent_leaves_a_readable_branch(project: Path):
+    out = cli(project, "run", "--tag", "t1", "--agent", "optuna", "--max-experiments", "8")
+    assert out.returncode == 0, out.stderr
+    exps = rows(project)
+    assert [r["id"] for r in exps] == list(range(9))
+    assert exps[0]["status"] == "keep" and exps[0]["description"] == "baseline"
+    for row in exps:
+        assert set(row) >= SPEC_FIELDS
+        assert row["agent"] == "optuna"
+    kept = [r for r in exps[1:] if r["status"] == "keep"]
+    discarded = [r for r in exps[1:] if r["status"] == "discard"]
+    assert kept, "TPE should improve a smooth toy metric at least once in 8 tries"
+    # Kept experiments are on the branch with their trailers, newest first.
+    log = git(project, "log", "--format=%H%n%B%n--end--", "autoresearch/t1")
+    for row in kept:
+        assert row["commit"] in log
+        assert f"Experiment: {row['id']}" in log
+        assert f"Metric: val_bpb={row['metric']:.6f}" in log
+        assert "Status: keep" in log
+    # Discarded ones stay reachable under their own refs.
+    refs = git(project, "for-each-ref", "--format=%(refname) %(objectname)", "refs/autoresearch/t1/discarded")
+    for row in discarded:
+        assert f"refs/autoresearch/t1/discarded/{row['id']} {row['commit']}" in refs
+    # The champion is the branch head, the tree is clean, and the best is what the ledger says.
+    assert git(project, "rev-parse", "HEAD") == kept[-1]["commit"]
+    assert git(project, "status", "--porcelain") == ""
+    assert exps[-1]["best"] == min(r["metric"] for r in [exps[0], *kept])
+    # Each kept commit's parent is the champion it was tried against.
+    for row in kept:
+        assert git(project, "rev-parse", row["commit"] + "^") == row["parent"]
+
+
+def test_resume_continues_ids_and_the_optuna_agent_relearns_from_the_ledger(project: Path):
+    assert cli(project, "run", "--tag", "r", "--agent", "optuna", "--max-experiments", "3").returncode == 0
+    out = cli(project, "run", "--tag", "r", "--agent", "optuna", "--max-experiments", "3")
+    assert out.returncode == 0, out.stderr
+    exps = rows(project)
+    assert [r["id"] for r in exps] == list(range(7))  # one baseline, no id reused
+    assert len({r["file_sha"] for r in exps if r["status"] != "duplicate"}) == len(
+        [r for r in exps if r["status"] != "duplicate"]
+    )
+
+
+def test_checks_before_compute_invalid_duplicate_and_no_change(project: Path, tmp_path: Path):
+    agent = write_agent(
+        tmp_path / "scripted.py",
+        """
+n = task.experiment
+if n == 1:
+    return Proposal("X to 2", task.mutable_content.replace("X = 3.0", "X = 2.0"))
+if n == 2:
+    return Proposal("the same again", task.mutable_content.replace("X = 2.0", "X = 3.0"))
+if n == 3:
+    return Proposal("syntax error", task.mutable_content + "def broken(:\\n")
+if n == 4:
+    return Proposal("no change", task.mutable_content)
+raise RuntimeError("out of ideas")
+""",
+    )
+    out = cli(project, "run", "--tag", "c", "--agent", str(agent), "--max-experiments", "5")
+    assert out.returncode == 0, out.stderr
+    exps = {r["id"]: r for r in rows(project)}
+    assert exps[1]["status"] == "keep"
+    assert exps[2]["status"] == "duplicate" and "experiment 0" in exps[2]["reason"]
+    assert exps[2]["commit"] is None
+    assert exps[3]["status"] == "invalid" and "train.py:" in exps[3]["reason"]
+    assert exps[4]["status"] == "invalid" and "does not change" in exps[4]["reason"]
+    assert exps[5]["status"] == "invalid" and "out of ideas" in exps[5]["reason"]
+    # Nothing that was not run was committed.
+    assert git(project, "rev-list", "--count", "autoresearch/c") == "2"
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_a_crash_is_recorded_with_its_tail_and_shown_to_the_agent(project: Path, tmp_path: Path):
+    agent = write_agent(
+        tmp_path / "crasher.py",
+        """
+if task.experiment == 1:
+    return Proposal("typo", task.mutable_content.replace("loss = (X", "loss = (Xx"))
+return Proposal("fix: " + task.crash_tail.strip().splitlines()[-1], task.mutable_content.replace("Y = 2", "Y = 4"))
+""",
+    )
+    out = cli(project, "run", "--tag", "k", "--agent", str(agent), "--max-experiments", "2")
+    assert out.returncode == 0, out.stderr
+    exps = {r["id"]: r for r in rows(project)}
+    assert exps[1]["status"] == "crash"
+    assert "NameError" in exps[1]["tail"]
+    assert exps[1]["metric"] is None and exps[1]["exit_code"] == 1
+    assert exps[2]["description"].startswith("fix: NameError")
+    assert exps[2]["status"] == "keep"
+    assert (project / exps[1]["log"]).read_text().count("NameError") >= 1
+
+
+def test_a_run_that_tampers_with_a_protected_file_is_discarded_and_the_file_restored(project: Path, tmp_path: Path):
+    agent = write_agent(
+        tmp_path / "cheat.py",
+        """
+cheat = "open('prepare.py', 'w').write('# rewritten by the run\\\\n')\\n"
+return Proposal("cheat", cheat + task.mutable_content.replace("X = 3.0", "X = 1.25"))
+""",
+    )
+    out = cli(project, "run", "--tag", "x", "--agent", str(agent), "--max-experiments", "1")
+    assert out.returncode == 0, out.stderr
+    row = rows(project)[-1]
+    assert row["status"] == "tampered"
+    assert "prepare.py" in row["reason"]
+    assert (project / "prepare.py").read_text() == "# fixed evaluation\n"
+    assert git(project, "status", "--porcelain") == ""
+    assert git(project, "rev-parse", "HEAD") == rows(project)[0]["commit"]
+
+
+def test_noise_from_repeated_baselines_raises_the_bar(tmp_path: Path):
+    # A metric that jitters between runs: the baseline's repeats measure the jitter, and a change inside it is
+    # discarded even though its number is lower.
+    train = (
+        "import os, random\nX = 3.0\nY = 2\n"
+        "path = 'runs/count'\nn = int(open(path).read()) if os.path.exists(path) else 0\n"
+        "open(path, 'w').write(str(n + 1))\n"
+        "print(f'val_bpb: {X + (0.5 if n % 2 else 0.0):.6f}')\n"
+    )
+    repo = make_repo(tmp_path / "noisy", {"train.py": train, "program.md": toy_program(baseline_runs=2)})
+    (repo / "runs").mkdir()
+    agent = write_agent(
+        tmp_path / "small.py", 'return Proposal("X a bit lower", task.mutable_content.replace("X = 3.0", "X = 2.9"))'
+    )
+    out = cli(repo, "run", "--tag", "n", "--agent", str(agent), "--max-experiments", "1")
+    assert out.returncode == 0, out.stderr
+    base, exp = rows(repo)
+    assert base["extra"]["repeats"] == [3.0, 3.5]
+    assert base["metric"] == 3.25 and round(base["extra"]["noise"], 4) == 0.3536
+    assert exp["metric"] == 2.9  # better by 0.35, inside the noise
+    assert exp["status"] == "discard"
+
+
+def test_a_malformed_program_at_start_exits_2_naming_the_line(project: Path):
+    (project / "program.md").write_text("---\nbudget: 5\nbudjet: 3\n---\n")
+    git(project, "commit", "-qam", "typo")
+    out = cli(project, "run", "--tag", "m", "--agent", "optuna")
+    assert out.returncode == 2
+    assert "program.md:3: unknown key 'budjet' (did you mean 'budget'?)" in out.stderr
+    assert not (project / "experiments.log").exists() or not rows(project)
+
+
+def test_a_dirty_tree_is_refused_before_anything_runs(project: Path):
+    (project / "prepare.py").write_text("# local edit\n")
+    out = cli(project, "run", "--tag", "d", "--agent", "optuna")
+    assert out.returncode == 1
+    assert "uncommitted changes to prepare.py" in out.stderr
+    assert (project / "prepare.py").read_text() == "# local edit\n"
+
+
+def test_one_loop_per_repository(project: Path):
+    slow = toy_program(budget=30, timeout=60, run=f"{PY} -c 'import time; time.sleep(30)'")
+    (project / "program.md").write_text(slow)
+    git(project, "commit", "-qam", "slow")
+    first = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "a", "--agent", "optuna"], cwd=project)
+    try:
+        _wait_for(lambda: (project / "runs" / "a" / "inflight.json").exists())
+        out = cli(project, "run", "--tag", "b", "--agent", "optuna")
+        assert out.returncode == 1
+        assert f"another loop is running on this repository (pid {first.pid})" in out.stderr
+        assert "autoresearch stop" in out.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=30)
+
+
+def test_kill_9_during_an_evaluation_is_reconciled_on_the_next_start(project: Path, tmp_path: Path):
+    # Experiment 1 sleeps; the harness is killed with SIGKILL in the middle of it.
+    agent = write_agent(
+        tmp_path / "sleepy.py",
+        """
+if task.experiment == 1:
+    return Proposal("sleep", "import time\\ntime.sleep(60)\\n" + task.mutable_content)
+return Proposal("X to 1.5", task.mutable_content.replace("X = 3.0", "X = 1.5"))
+""",
+    )
+    (project / "program.md").write_text(toy_program(budget=60, timeout=120))
+    git(project, "commit", "-qam", "longer budget")
+    harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "k9", "--agent", str(agent)], cwd=project)
+    marker = project / "runs" / "k9" / "inflight.json"
+    _wait_for(lambda: marker.exists() and json.loads(marker.read_text()).get("commit"))
+    _wait_for(lambda: _phase(project) == "evaluating")
+    tried = json.loads(marker.read_text())["commit"]
+    os.kill(harness.pid, signal.SIGKILL)
+    harness.wait()
+    out = cli(project, "run", "--tag", "k9", "--agent", str(agent), "--max-experiments", "1")
+    assert out.returncode == 0, out.stderr
+    exps = rows(project)
+    assert [(r["id"], r["status"]) for r in exps] == [(0, "keep"), (1, "interrupted"), (2, "keep")]
+    assert exps[1]["commit"] == tried
+    assert git(project, "rev-parse", "refs/autoresearch/k9/discarded/1") == tried
+    assert git(project, "rev-parse", "HEAD") == exps[2]["commit"]
+    assert git(project, "status", "--porcelain") == ""
+    # The orphaned run of experiment 1 did not outlive the reconciliation.
+    assert "time.sleep(60)" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+def test_ctrl_c_stops_the_evaluation_and_resets_to_the_champion(project: Path, tmp_path: Path):
+    agent = write_agent(
+        tmp_path / "sleepy.py",
+        'return Proposal("sleep", "import time\\ntime.sleep(60)\\n" + task.mutable_content)',
+    )
+    (project / "program.md").write_text(toy_program(budget=60, timeout=120))
+    git(project, "commit", "-qam", "longer budget")
+    harness = subprocess.Popen(
+        [PY, "-m", "harness", "run", "--tag", "cc", "--agent", str(agent)], cwd=project, stderr=subprocess.PIPE
+    )
+    _wait_for(lambda: _phase(project) == "evaluating")
+    harness.send_signal(signal.SIGINT)
+    assert harness.wait(timeout=30) == 0
+    exps = rows(project)
+    assert exps[-1]["status"] == "interrupted"
+    assert git(project, "rev-parse", "HEAD") == exps[0]["commit"]
+    assert git(project, "status", "--porcelain") == ""
+    assert not (project / "runs" / "cc" / "inflight.json").exists()
+
+
+def test_stop_ends_the_loop_after_the_current_experiment(project: Path):
+    (project / "program.md").write_text(toy_program(run=f"{PY} -c 'import time; time.sleep(1); print(\"val_bpb: 1\")'"))
+    git(project, "commit", "-qam", "slower")
+    harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "s", "--agent", "optuna"], cwd=project)
+    _wait_for(lambda: (project / "experiments.log").exists() and len(rows(project)) >= 2)
+    out = cli(project, "stop")
+    assert out.returncode == 0, out.stderr
+    assert harness.wait(timeout=30) == 0
+    assert git(project, "status", "--porcelain") == ""
+    out = cli(project, "stop")
+    assert out.returncode == 1 and "no loop is running" in out.stderr
+
+
+def _phase(repo: Path) -> str:
+    try:
+        return json.loads((repo / "runs" / "status.json").read_text()).get("phase", "")
+    except (OSError, ValueError):
+        return ""
+
+
+def _wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")

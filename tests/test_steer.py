@@ -1,0 +1,64 @@
+"""Live steering: program.md edits are noticed, valid ones take over, malformed ones are reported once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harness.program import load
+from harness.steer import Steering
+
+
+def _wait(condition, timeout: float = 5.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_valid_edit_becomes_the_program_with_what_changed(tmp_path: Path):
+    path = tmp_path / "program.md"
+    path.write_text("---\nbudget: 60\n---\nFirst idea.\n")
+    steering = Steering(load(path))
+    steering.start()
+    try:
+        path.write_text("---\nbudget: 90\n---\nSecond idea.\n")
+        assert _wait(lambda: steering.flagged), "watchdog saw no event"
+        change = steering.poll()
+    finally:
+        steering.stop()
+    assert change is not None and not change.error
+    assert change.changes["budget"] == [60, 90]
+    assert change.changes["timeout"] == [120, 180]
+    assert "text" in change.changes
+    assert steering.program.config.budget == 90
+    assert steering.poll() is None  # nothing new
+
+
+def test_a_malformed_edit_keeps_the_last_valid_program_and_is_reported_once(tmp_path: Path):
+    path = tmp_path / "program.md"
+    path.write_text("---\nbudget: 60\n---\nGo.\n")
+    steering = Steering(load(path))
+    path.write_text("---\nbudget: 60\nsearch: [unclosed\n---\nGo.\n")
+    change = steering.poll()
+    assert change is not None and change.program is None
+    assert change.error.startswith("program.md:")
+    assert "invalid YAML" in change.error
+    assert steering.program.config.budget == 60
+    assert steering.poll() is None  # the same bad file is not reported again
+    path.write_text("---\nbudget: 45\n---\nGo.\n")
+    fixed = steering.poll()
+    assert fixed is not None and fixed.program is not None and steering.program.config.budget == 45
+
+
+def test_fixing_back_to_the_program_in_force_is_no_change(tmp_path: Path):
+    path = tmp_path / "program.md"
+    good = "---\nbudget: 60\n---\nGo.\n"
+    path.write_text(good)
+    steering = Steering(load(path))
+    path.write_text("---\nbudjet: 60\n---\nGo.\n")
+    assert "unknown key 'budjet'" in steering.poll().error
+    path.write_text(good)
+    assert steering.poll() is None
