@@ -1,0 +1,457 @@
+"""Every call to the Anthropic API: the client, its retry loop through outages, token pricing and the spend cap."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+
+from harness.errors import BudgetExceeded, LLMError
+
+log = logging.getLogger(__name__)
+
+# Our own loop does the retrying so that an outage of hours is survived and every wait is visible; the SDK's
+# built-in retries (a few tries over seconds) would only hide the first part of an outage.
+_SDK_MAX_RETRIES = 0
+_FIRST_BACKOFF_S = 2.0
+_MAX_BACKOFF_S = 120.0
+# A server asking for a longer pause than this is most likely misconfigured; we would rather ask again.
+_MAX_RETRY_AFTER_S = 600.0
+# A 200 whose body cannot be read is a proxy hiccup once or twice; many in a row means something between us and
+# the API is broken, and waiting six hours will not fix it.
+_MAX_MALFORMED = 5
+_CONNECT_TIMEOUT_S = 10.0
+# Long enough for a short, one-line error message, short enough to keep that message on one line.
+_MAX_DETAIL_CHARS = 300
+
+_TRANSIENT_STATUSES = frozenset({408, 409, 429})
+
+# USD per million (input, output) tokens. Cache writes cost 1.25× input (the 5-minute cache), cache reads 0.1×.
+_OPUS_LEGACY = (15.0, 75.0)
+_OPUS_45 = (5.0, 25.0)
+_SONNET = (3.0, 15.0)
+_HAIKU_45 = (1.0, 5.0)
+_HAIKU_35 = (0.8, 4.0)
+_HAIKU_3 = (0.25, 1.25)
+_CACHE_WRITE_FACTOR = 1.25
+_CACHE_READ_FACTOR = 0.1
+
+# (family, major, minor) → rates; minor None means a model named without one ("claude-3-haiku").
+_RATES: dict[tuple[str, int, int | None], tuple[float, float]] = {
+    ("opus", 3, None): _OPUS_LEGACY,
+    ("opus", 4, None): _OPUS_LEGACY,
+    ("opus", 4, 0): _OPUS_LEGACY,
+    ("opus", 4, 1): _OPUS_LEGACY,
+    ("sonnet", 3, 5): _SONNET,
+    ("sonnet", 3, 7): _SONNET,
+    ("haiku", 3, None): _HAIKU_3,
+    ("haiku", 3, 5): _HAIKU_35,
+    ("haiku", 4, 5): _HAIKU_45,
+}
+# A model we cannot place exactly is priced at the dearest rate of its family, or of all models when even the family
+# is unknown, so that max_cost_usd over-counts rather than under-counts and the cap still protects.
+_FAMILY_FALLBACK: dict[str, tuple[float, float]] = {"opus": _OPUS_LEGACY, "sonnet": _SONNET, "haiku": _HAIKU_45}
+_UNKNOWN_RATES = _OPUS_LEGACY
+
+# "claude-opus-4-5-20251101", "claude-sonnet-4@20250514", "anthropic.claude-haiku-4-5-v1:0": family, major, minor.
+# The minor is one or two digits so that a date stamp ("-20250514") is not read as one.
+_NEW_NAME = re.compile(r"claude-(opus|sonnet|haiku)-(\d+)(?:-(\d{1,2})(?!\d))?")
+# "claude-3-5-sonnet-20241022", "claude-3-haiku-20240307": major, minor, family.
+_OLD_NAME = re.compile(r"claude-(\d+)(?:-(\d{1,2}))?-(opus|sonnet|haiku)")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and their price; summed over calls with +."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One completed call: the text of its text blocks, what it cost, why it stopped and which model answered."""
+
+    text: str
+    usage: Usage
+    stop_reason: str | None
+    model: str
+
+
+def _rates(model: str) -> tuple[float, float]:
+    name = model.lower()
+    family: str | None = None
+    version: tuple[int, int | None] | None = None
+    if match := _NEW_NAME.search(name):
+        family = match.group(1)
+        version = (int(match.group(2)), int(match.group(3)) if match.group(3) else None)
+    elif match := _OLD_NAME.search(name):
+        family = match.group(3)
+        version = (int(match.group(1)), int(match.group(2)) if match.group(2) else None)
+    if family is not None and version is not None:
+        major, minor = version
+        if (family, major, minor) in _RATES:
+            return _RATES[(family, major, minor)]
+        # Every Sonnet 4.x shares one price, and Opus dropped to 5/25 from 4.5 on; later 4.x releases keep it.
+        if family == "sonnet" and major == 4:
+            return _SONNET
+        if family == "opus" and major == 4 and minor is not None and minor >= 5:
+            return _OPUS_45
+    for word, rates in _FAMILY_FALLBACK.items():
+        if word in name:
+            return rates
+    return _UNKNOWN_RATES
+
+
+def price(
+    model: str, input_tokens: int, output_tokens: int, cache_write_tokens: int = 0, cache_read_tokens: int = 0
+) -> float:
+    """USD for one call's tokens; a model not in the table is priced high, never low (see _FAMILY_FALLBACK)."""
+    input_rate, output_rate = _rates(model)
+    per_million = (
+        input_tokens * input_rate
+        + output_tokens * output_rate
+        + cache_write_tokens * input_rate * _CACHE_WRITE_FACTOR
+        + cache_read_tokens * input_rate * _CACHE_READ_FACTOR
+    )
+    return per_million / 1_000_000
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A failed attempt that waiting may fix: what to show, and how long the server asked us to wait, if it did."""
+
+    summary: str
+    detail: str
+    retry_after: float | None = None
+    malformed: bool = False
+
+
+class _MalformedReply(Exception):
+    pass
+
+
+class LLMClient:
+    """Makes, retries, meters and caps calls to one model; the only holder of the API key."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        patience: float = 6 * 3600,
+        max_cost_usd: float | None = None,
+        request_timeout: float = 600,
+        on_wait: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.model = model
+        self.patience = patience
+        self.max_cost_usd = max_cost_usd
+        self.request_timeout = request_timeout
+        self._on_wait = on_wait or log.warning
+        self._sleep = sleep
+        self._key_name = "ANTHROPIC_API_KEY" if api_key is None else "the API key given to the harness"
+        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY", "")
+        if not key.strip():
+            raise LLMError(f"{self._key_name} is not set; export ANTHROPIC_API_KEY=<your key> before starting the run")
+        self._key = key.strip()
+        # Resolved here rather than left to the SDK so that ANTHROPIC_BASE_URL wins over any SDK profile or config
+        # file, whatever the SDK version.
+        self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self._client = anthropic.Anthropic(
+            api_key=self._key,
+            base_url=self.base_url,
+            max_retries=_SDK_MAX_RETRIES,
+            timeout=self._timeout(),
+        )
+        self._lock = threading.Lock()
+        self._total = Usage()
+        self._untaken = Usage()
+        self._random = random.Random()
+
+    # -- accounting ----------------------------------------------------------------------------------------------
+
+    @property
+    def spent_usd(self) -> float:
+        with self._lock:
+            return self._total.cost_usd
+
+    @property
+    def usage(self) -> Usage:
+        """Everything used since this client was made."""
+        with self._lock:
+            return self._total
+
+    def take(self) -> Usage:
+        """Usage since the previous take(), so each experiment is charged for its own calls."""
+        with self._lock:
+            taken, self._untaken = self._untaken, Usage()
+            return taken
+
+    def _charge(self, usage: Usage) -> None:
+        with self._lock:
+            self._total = self._total + usage
+            self._untaken = self._untaken + usage
+
+    def _check_budget(self) -> None:
+        spent = self.spent_usd
+        if self.max_cost_usd is not None and spent >= self.max_cost_usd:
+            raise BudgetExceeded(f"LLM spend ${spent:.2f} reached max_cost_usd ${self.max_cost_usd:.2f}")
+
+    # -- calls ---------------------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Spend one output token to prove the key, endpoint and model work before the night starts."""
+        self.complete(system="", messages=[{"role": "user", "content": "ping"}], max_tokens=1)
+
+    def complete(
+        self,
+        *,
+        system: str | list[dict[str, Any]],
+        messages: list[dict[str, Any]],
+        max_tokens: int = 8000,
+        temperature: float | None = None,
+    ) -> Reply:
+        """One Messages API call, retried through outages for up to `patience` seconds."""
+        self._check_budget()
+        params: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "messages": messages}
+        if system:
+            params["system"] = system
+        if temperature is not None:
+            # Sent as a raw body field: SDK 2.x dropped the `temperature` argument from messages.create, while the
+            # API still reads it for the models that support it (others answer 400, which we report at once).
+            params["extra_body"] = {"temperature": temperature}
+        reply = self._call_with_retries(params)
+        self._charge(reply.usage)
+        return reply
+
+    def _call_with_retries(self, params: dict[str, Any]) -> Reply:
+        # The outage clock counts the time failed attempts took plus the time we chose to wait, rather than reading
+        # the wall clock, so an injected `sleep` makes the whole schedule testable without waiting for it.
+        outage = 0.0
+        failures = 0
+        malformed = 0
+        while True:
+            started = time.monotonic()
+            outcome = self._attempt(params, retries_taken=failures)
+            if isinstance(outcome, Reply):
+                return outcome
+            failure = outcome
+            failures += 1
+            outage += time.monotonic() - started
+            if failure.malformed:
+                malformed += 1
+                if malformed >= _MAX_MALFORMED:
+                    raise LLMError(
+                        self._redact(
+                            f"The LLM endpoint sent {malformed} unreadable replies to one request ({failure.detail}); "
+                            "check ANTHROPIC_BASE_URL and any proxy in between"
+                        )
+                    )
+            if outage >= self.patience:
+                raise LLMError(
+                    self._redact(
+                        f"The Anthropic API has been unreachable for {_minutes(outage)} min "
+                        f"(patience {_minutes(self.patience)} min); last error: {failure.detail}"
+                    )
+                )
+            wait = min(self._delay(failures, failure.retry_after), self.patience - outage)
+            self._on_wait(
+                self._redact(
+                    f"{failure.summary}; retrying in {_seconds(wait)} s "
+                    f"(outage {_minutes(outage)} min of {_minutes(self.patience)})"
+                )
+            )
+            self._sleep(wait)
+            outage += wait
+
+    def _attempt(self, params: dict[str, Any], *, retries_taken: int) -> Reply | _Failure:
+        """One request: a Reply, a _Failure worth retrying, or LLMError for a refusal that waiting will not fix."""
+        try:
+            message = self._client.messages.create(
+                **params,
+                # Passed per call so the SDK does not swap in its own timeout or refuse a large max_tokens outright.
+                timeout=self._timeout(),
+                # The SDK counts only its own retries (none); this tells the server how many of ours came before.
+                extra_headers={"x-stainless-retry-count": str(retries_taken)},
+            )
+            return self._reply(message)
+        except anthropic.APIStatusError as err:
+            return self._status_failure(err)
+        except anthropic.APITimeoutError:
+            timed_out = f"API request timed out after {_seconds(self.request_timeout)} s"
+            return _Failure(timed_out, timed_out)
+        except anthropic.APIConnectionError as err:
+            cause = err.__cause__ or err.__context__
+            reason = _one_line(f"{type(cause).__name__}: {cause}" if cause is not None else str(err))
+            where = self.base_url or "the default endpoint"
+            return _Failure(f"API unreachable ({reason})", f"cannot connect to {where} ({reason})")
+        except (anthropic.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError, _MalformedReply) as err:
+            # A 200 we cannot read: most likely a proxy cut the body short; asking again usually works.
+            reason = f"{type(err).__name__}: {_one_line(str(err))}"
+            return _Failure(f"API reply unreadable ({reason})", f"unreadable reply ({reason})", malformed=True)
+
+    def _status_failure(self, err: anthropic.APIStatusError) -> _Failure:
+        status = err.status_code
+        error_type, message, code = _error_fields(err)
+        detail = f"{status} {error_type}: {message}"
+        if status in (401, 403):
+            raise LLMError(
+                self._redact(
+                    f"{self._key_name} was refused ({detail}); check the key at console.anthropic.com "
+                    f"and that it may use model {self.model!r}"
+                )
+            ) from err
+        if status == 429 and code and "spend_limit" in code:
+            # A monthly spend limit does not lift in hours; retrying all night would only hide it.
+            raise LLMError(self._redact(f"The organisation's API spend limit was reached ({detail})")) from err
+        if status not in _TRANSIENT_STATUSES and status < 500:
+            raise LLMError(
+                self._redact(f"The API refused the request to model {self.model!r} ({detail}){_hint(status)}")
+            ) from err
+        return _Failure(f"API {_status_label(status)} ({status})", detail, retry_after=_retry_after(err))
+
+    def _reply(self, message: object) -> Reply:
+        # The SDK hands back whatever a 200 contained (even a bare string when the body was not JSON), so a reply
+        # is checked for the parts we use before it is trusted.
+        content = _field(message, "content")
+        if not isinstance(content, list):
+            raise _MalformedReply(f"the reply has no content list (got {type(message).__name__})")
+        text = "".join(str(_field(block, "text") or "") for block in content if _field(block, "type") == "text")
+        usage = _field(message, "usage")
+        tokens = {
+            name: int(_field(usage, name) or 0)
+            for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        }
+        model = str(_field(message, "model") or self.model)
+        # Priced by the model we asked for: an endpoint that reports another name must not make the call look cheap.
+        cost = price(
+            self.model,
+            tokens["input_tokens"],
+            tokens["output_tokens"],
+            tokens["cache_creation_input_tokens"],
+            tokens["cache_read_input_tokens"],
+        )
+        return Reply(
+            text=text,
+            usage=Usage(
+                input_tokens=tokens["input_tokens"],
+                output_tokens=tokens["output_tokens"],
+                cache_write_tokens=tokens["cache_creation_input_tokens"],
+                cache_read_tokens=tokens["cache_read_input_tokens"],
+                cost_usd=cost,
+            ),
+            stop_reason=_field(message, "stop_reason"),
+            model=model,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def _timeout(self) -> anthropic.Timeout:
+        return anthropic.Timeout(self.request_timeout, connect=min(self.request_timeout, _CONNECT_TIMEOUT_S))
+
+    def _delay(self, failures: int, retry_after: float | None) -> float:
+        if retry_after is not None and retry_after > 0:
+            return min(retry_after, _MAX_RETRY_AFTER_S)
+        ceiling = min(_FIRST_BACKOFF_S * 2 ** min(failures - 1, 32), _MAX_BACKOFF_S)
+        # Half fixed, half random: waits still grow, but many clients hit by one outage do not return in step.
+        return ceiling / 2 + self._random.uniform(0, ceiling / 2)
+
+    def _redact(self, text: str) -> str:
+        # Our messages are built from server text; a proxy echoing the key back must not carry it into a log.
+        return text.replace(self._key, "[redacted]") if len(self._key) >= 8 else text
+
+
+def _field(obj: object, name: str) -> Any:
+    """An attribute of an SDK object or a key of a plain dict; None when absent (the SDK does not validate)."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _error_fields(err: anthropic.APIStatusError) -> tuple[str, str, str | None]:
+    """(error type, message, error code) from the body {"type": "error", "error": {...}}, tolerating other bodies."""
+    body = err.body
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        details = error.get("details")
+        code = details.get("error_code") if isinstance(details, dict) else None
+        return (
+            str(error.get("type") or "error"),
+            _one_line(str(error.get("message") or "")),
+            code if isinstance(code, str) else None,
+        )
+    text = body if isinstance(body, str) and body else err.message
+    return "http_error", _one_line(str(text)), None
+
+
+def _retry_after(err: anthropic.APIStatusError) -> float | None:
+    """Seconds the server asked us to wait: retry-after-ms first (finer), then retry-after in seconds."""
+    headers = err.response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            seconds = float(raw) * scale
+        except ValueError:
+            # An HTTP-date or garbage; the API sends seconds, so fall back to our own backoff.
+            continue
+        if math.isfinite(seconds) and seconds > 0:
+            return seconds
+    return None
+
+
+def _status_label(status: int) -> str:
+    labels = {408: "request timeout", 409: "conflict", 429: "rate-limited", 529: "overloaded"}
+    return labels.get(status, "server error")
+
+
+def _hint(status: int) -> str:
+    hints = {
+        400: "; check the model name and the request",
+        404: "; check the model name and ANTHROPIC_BASE_URL",
+        413: "; the prompt is too large for the API",
+    }
+    return hints.get(status, "")
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_DETAIL_CHARS else flat[: _MAX_DETAIL_CHARS - 1] + "…"
+
+
+def _minutes(seconds: float) -> str:
+    # Whole minutes for a long outage; a tenth of a minute for a short one, so "0" never stands for 40 seconds.
+    minutes = seconds / 60
+    return f"{minutes:.0f}" if minutes >= 10 else f"{minutes:.1f}".removesuffix(".0")
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}".removesuffix(".0")
