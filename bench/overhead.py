@@ -69,7 +69,7 @@ class Quiet:
 def repo(path: Path) -> Path:
     path.mkdir()
     (path / "train.py").write_text(TRAIN)
-    (path / "program.md").write_text("---\nrun: echo 'val_bpb: 1.0'\nbudget: 5\ntimeout: 10\n---\nBench.\n")
+    (path / "program.md").write_text('---\nrun: "echo val_bpb: 1.0"\nbudget: 5\ntimeout: 10\n---\nBench.\n')
     (path / "prepare.py").write_text("# fixed\n")
     (path / "agent.py").write_text(AGENT_FILE)
     (path / ".gitignore").write_text("experiments.log\nruns/\n")

@@ -141,9 +141,10 @@ class Loop:
         parent = inflight.get("parent") or ""
         if exp_id is not None and exp_id not in rows and parent:
             commit = inflight.get("commit")
-            head = self.repo.head() if self.repo.branch() == paths.branch(self.tag) else None
+            ref = f"refs/heads/{paths.branch(self.tag)}"
+            head = self.repo.resolve(ref) if self.repo.exists(ref) else None
             if not commit and head and head != parent and self.repo.parent_of(head) == parent:
-                commit = head  # the commit landed but the marker was not updated yet
+                commit = head  # the experiment's commit landed; the marker was written before it
             if commit and commit != parent:
                 self.repo.set_ref(paths.discarded_ref(self.tag, exp_id), commit)
             champion = self._champion_of(list(rows.values())) or parent
@@ -213,6 +214,14 @@ class Loop:
             self.baseline = base[-1].metric
             self.noise = float(base[-1].extra.get("noise", 0.0) or 0.0)
         self.champion = self._champion_of(self.rows) or self.repo.head()
+        head = self.repo.head()
+        if head != self.champion:
+            name = paths.branch(self.tag)
+            raise RepoError(
+                f"{name} is at {head[:10]}, but the ledger's best experiment is {self.champion[:10]}: the branch was "
+                f"changed by hand. Start a new tag from here (autoresearch run --tag <new>), or put it back with "
+                f"'git reset --hard {self.champion[:10]}'"
+            )
         self.best = self._best_of(self.rows)
         self.seen = {r.file_sha: r for r in self.rows if r.file_sha and r.status not in ("invalid", "duplicate")}
 
@@ -346,7 +355,6 @@ class Loop:
         description = one_line(proposal.description)
         self._write_inflight(exp_id, self.champion, None, description)
         commit = self.repo.commit_file(config.mutable, proposal.content, description)
-        self._write_inflight(exp_id, self.champion, commit, description)
         self._status("evaluating", exp_id, description)
         try:
             result = self._evaluate(config, exp_id)
@@ -392,7 +400,7 @@ class Loop:
             trailers["Metric"] = f"{config.metric}={metric:.6f}"
         if delta is not None:
             trailers["Delta"] = f"{delta:+.6f}"
-        final = self.repo.amend_message(commit, with_trailers(description, trailers))
+        final = self.repo.amend_message(commit, with_trailers(description, trailers), self.champion)
         reason = ""
         if status == "discard" and delta is not None:
             margin = max(config.min_delta, self.noise)

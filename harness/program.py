@@ -13,7 +13,7 @@ import yaml
 
 from harness.errors import ProgramError
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,8 @@ def parse(text: str, path: Path = Path("program.md")) -> Program:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line = first + mark.line if mark is not None else first
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if "mapping values are not allowed" in problem:
+            problem += " (put quotes around a value that contains ': ')"
         raise ProgramError(f"{path.name}:{line}: invalid YAML in the front matter: {problem}") from None
     if data is None:
         return Program(Config(), body.strip() + "\n", sha, path)

@@ -129,15 +129,13 @@ class Repo:
         target = self.root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content, encoding="utf-8")
-        self._run("add", "--", path)
+        # `commit -- path` stages and commits that one path in a single git process (the loop's hot path).
         self._run("commit", "-q", "--no-verify", "-m", one_line(subject), "--", path)
         return self.head()
 
-    def amend_message(self, sha: str, message: str) -> str:
-        """A new commit with the same tree and parent as `sha` and a new message; no branch moves."""
-        parent = self.parent_of(sha)
-        args = ["commit-tree", f"{sha}^{{tree}}", *(["-p", parent] if parent else []), "-m", message]
-        return self._run(*args)
+    def amend_message(self, sha: str, message: str, parent: str) -> str:
+        """A new commit with the tree of `sha`, the given parent and a new message; no branch moves."""
+        return self._run("commit-tree", f"{sha}^{{tree}}", "-p", parent, "-m", message)
 
     def set_ref(self, ref: str, sha: str) -> None:
         self._run("update-ref", ref, sha)

@@ -10,7 +10,7 @@ from fake_anthropic import TEST_KEY, FakeAnthropic
 
 from harness.llm import price
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 
 
 def env(server: FakeAnthropic, key: str = TEST_KEY) -> dict[str, str]:

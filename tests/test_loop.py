@@ -211,10 +211,9 @@ return Proposal("X to 1.5", task.mutable_content.replace("X = 3.0", "X = 1.5"))
     (project / "program.md").write_text(toy_program(budget=60, timeout=120))
     git(project, "commit", "-qam", "longer budget")
     harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "k9", "--agent", str(agent)], cwd=project)
-    marker = project / "runs" / "k9" / "inflight.json"
-    _wait_for(lambda: marker.exists() and json.loads(marker.read_text()).get("commit"))
     _wait_for(lambda: _phase(project) == "evaluating")
-    tried = json.loads(marker.read_text())["commit"]
+    tried = git(project, "rev-parse", "autoresearch/k9")
+    assert tried != rows(project)[0]["commit"]
     os.kill(harness.pid, signal.SIGKILL)
     harness.wait()
     out = cli(project, "run", "--tag", "k9", "--agent", str(agent), "--max-experiments", "1")
