@@ -1,0 +1,391 @@
+"""
+Tokens per experiment of `--agent llm` over a night: does the uncached input stay flat while the history grows?
+
+Usage:
+    python bench/tokens.py                      # 50 experiments against a local fake of the Messages API
+    python bench/tokens.py -n 100 --seed 7
+    python bench/tokens.py --run-seconds 330    # each run takes 5.5 min of simulated night (the 5-minute cache)
+
+agent.py runs as in `autoresearch run --agent llm`: in a child process behind the real host, its calls made by the
+real LLMClient, here against FakeAnthropic on loopback. The fake's replies are edits of a toy train.py (a new value
+for one of its constants; now and then a stale SEARCH text that needs the retry, a crashing run with a long log, or
+no edit at all; a seeded RNG makes the night reproducible), and its usage figures follow the API's prompt caching:
+about four characters a token per block; the system prompt and every block up to the last one marked cache_control
+form the cacheable prefix, read from the cache when the same prefix was written less than its ttl ago (5 minutes
+unless the mark says "1h", refreshed by each use) and written otherwise; the rest of the request is uncached input.
+A prefix shorter than the model's minimum is not cached at all.
+
+Printed, per experiment, from the ledger rows the loop wrote: uncached input, cache writes, cache reads, output
+tokens and cost; then the mean uncached input of the first and last ten experiments, its least-squares slope, and
+the verdict: flat when the uncached input per LLM call of the last ten experiments stays within 15% of that of the
+ten after the history window has filled (per call, because an edit that needed the retry makes two).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.agents import build_agent
+from harness.ledger import Experiment, Ledger
+from harness.loop import Loop, Options
+from harness.program import load
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from fake_anthropic import TEST_KEY, FakeAnthropic, estimate_tokens, message_body  # noqa: E402
+
+TAG = "tokens"
+FLAT = 0.15  # the last ten experiments may differ this much (per call) from the ten after the history window fills
+# The API caches no prefix shorter than this: 1024 tokens is documented for Sonnet 4.x, 2048 has been observed for
+# Sonnet 4.6 (the default model); Opus 4.5 and later and Haiku 4.5 need 4096.
+MIN_CACHE_TOKENS = 2048
+TTL_S = {"5m": 300.0, "1h": 3600.0}
+CHAMPION = re.compile(r"^# (\S+) \(current champion\)\n(.*)", re.DOTALL | re.MULTILINE)
+CONSTANT = re.compile(r"^([A-Z][A-Z0-9_]*) = (\S+)(.*)$", re.MULTILINE)
+EXPERIMENT = re.compile(r"Propose experiment #(\d+)\.")
+
+# The toy: the metric is a smooth function of two constants. The commentary in between makes the file about as long
+# as a real train.py's constants and helpers, so the cacheable prefix is above the API's minimum, as it is on a real
+# night.
+TRAIN = '''\
+"""Toy experiment for the token benchmark. Usage: python train.py"""
+
+X = 3.0  # the float knob the agent tunes
+Y = 2  # the integer knob
+
+{commentary}
+loss = (X - 1.25) ** 2 + 0.1 * (Y - 5) ** 2 + 0.5
+print("---")
+print(f"val_bpb: {{loss:.6f}}")
+'''
+COMMENTARY = "\n".join(
+    f"# Step {i:02d} of the schedule: warm up, hold, decay; the loss at this step is logged and compared with the "
+    f"last run at the same step ({i * 37 % 101} ms)."
+    for i in range(80)
+)
+PROGRAM = """\
+---
+run: {python} train.py
+budget: 5
+timeout: 30
+---
+# Goal
+
+Get the lowest val_bpb that train.py can reach. X and Y are the knobs; the loss is smooth in both.
+
+# Rules
+
+- Change only train.py. The run must print `val_bpb: <float>` as its last line.
+- No new dependencies. Keep the constants at the top with a comment on each.
+
+# Ideas
+
+- Move X in small steps towards where the kept experiments point; try Y on both sides of its current value.
+- A crash costs a whole experiment: keep edits small and check that the file still runs.
+"""
+REASONS = (
+    "the kept runs point this way",
+    "probe the other side of the current value",
+    "a bigger step, since the last small ones did not move the metric beyond the noise",
+    "undo half of the last kept change to see whether it overshot",
+    "the loss looked flat in this direction; check with a clearly different value",
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fake model: edits of the toy file, and usage figures that follow the API's prompt caching
+
+
+class Clock:
+    """Monotonic time plus simulated time, so that runs can take minutes of night in milliseconds."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class PromptCache:
+    """(uncached input, cache write, cache read) of a request, the way the Messages API reports them."""
+
+    def __init__(self, clock: Clock, min_tokens: int = MIN_CACHE_TOKENS) -> None:
+        self.clock = clock
+        self.min_tokens = min_tokens
+        self.expiry: dict[str, float] = {}  # prefix hash -> when its cache entry lapses
+        self.prefix_tokens = 0  # of the last request with a cacheable prefix
+
+    def usage(self, request: dict[str, Any]) -> tuple[int, int, int]:
+        digest = hashlib.sha256(str(request.get("model", "")).encode())
+        total = 0
+        points: list[tuple[int, str, float]] = []  # (tokens up to and including a marked block, prefix hash, ttl)
+        for role, text, mark in _blocks(request):
+            total += estimate_tokens(text)
+            digest.update(json.dumps([role, text]).encode() + b"\0")
+            if mark is not None:
+                points.append((total, digest.copy().hexdigest(), TTL_S.get(str(mark.get("ttl", "5m")), 300.0)))
+        points = [p for p in points if p[0] >= self.min_tokens]
+        if not points:
+            return total, 0, 0
+        now = self.clock()
+        read = max((tokens for tokens, key, _ in points if self.expiry.get(key, -1.0) > now), default=0)
+        cached = points[-1][0]
+        for _, key, ttl in points:
+            self.expiry[key] = now + ttl  # written, or read and so refreshed
+        self.prefix_tokens = cached
+        return total - cached, cached - read, read
+
+
+def _blocks(request: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """(role, text, cache_control) of every block in the order the API reads them: system, then the messages."""
+    out: list[tuple[str, str, dict[str, Any] | None]] = []
+    parts: list[tuple[str, Any]] = [("system", request.get("system") or [])]
+    parts += [(str(m.get("role")), m.get("content")) for m in request.get("messages", [])]
+    for role, content in parts:
+        if isinstance(content, str):
+            if content:
+                out.append((role, content, None))
+            continue
+        for block in content or []:
+            text = block.get("text") if block.get("type") == "text" else None
+            out.append((role, text if isinstance(text, str) else json.dumps(block), block.get("cache_control")))
+    return out
+
+
+class FakeModel:
+    """The responder of FakeAnthropic: a seeded, varied stream of edits, priced by PromptCache."""
+
+    def __init__(self, seed: int, cache: PromptCache) -> None:
+        self.random = random.Random(seed)
+        self.cache = cache
+        self.lock = threading.Lock()
+        self.calls: dict[int, int] = {}  # experiment id -> LLM calls made for it
+        self.count = 0
+
+    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            text = self._reply(request)
+            uncached, write, read = self.cache.usage(request)
+            self.count += 1
+            return message_body(
+                text,
+                model=str(request.get("model", "claude-fake")),
+                input_tokens=uncached,
+                output_tokens=estimate_tokens(text),
+                cache_write=write,
+                cache_read=read,
+                message_id=f"msg_tokens_{self.count}",
+            )
+
+    def _reply(self, request: dict[str, Any]) -> str:
+        if request.get("max_tokens") == 1:
+            return "ok"  # the key check before the night
+        messages = request.get("messages") or []
+        prompt = "\n".join(text for _, text, _ in _blocks({"messages": messages[:1]}))
+        asked = EXPERIMENT.search(prompt)
+        if asked:
+            self.calls[int(asked.group(1))] = self.calls.get(int(asked.group(1)), 0) + 1
+        champion = CHAMPION.search(prompt)
+        constants = CONSTANT.findall(champion.group(2)) if champion else []
+        if not constants:
+            return "I cannot find the file to edit in the prompt."
+        if len(messages) > 1:  # the retry after a block that did not apply: this time the SEARCH is right
+            return self._edit(constants, describe=False)
+        roll = self.random.random()
+        if roll < 0.06:
+            return "I would like to see a few more runs before changing anything."
+        if roll < 0.16:
+            return self._crash(constants)
+        if roll < 0.28:
+            return self._stale(constants)
+        return self._edit(constants)
+
+    def _edit(self, constants: list[tuple[str, str, str]], describe: bool = True) -> str:
+        name, old, rest = self.random.choice(constants)
+        new = self._value(name, old)
+        head = ""
+        if describe:
+            head = f"DESCRIPTION: {name} {old} -> {new}: {self.random.choice(REASONS)}\n"
+            if self.random.random() < 0.3:
+                head += f"NOTES: {name} was last moved to {new}; the best region so far is near the champion\n"
+        return head + _block(f"{name} = {old}{rest}", f"{name} = {new}{rest}")
+
+    def _value(self, name: str, old: str) -> str:
+        grid = [f"{0.25 * k:.2f}" for k in range(17)] if "." in old else [str(k) for k in range(1, 9)]
+        return self.random.choice([v for v in grid if v != old] or grid)
+
+    def _crash(self, constants: list[tuple[str, str, str]]) -> str:
+        name, old, rest = self.random.choice(constants)
+        steps = self.random.randint(100, 400)
+        new = f'[print("step", i, "loss 1.0 lr 3e-4") for i in range({steps})] and 1 / 0'
+        head = f"DESCRIPTION: {name} from a schedule of {steps} steps, printed as it goes\n"
+        return head + _block(f"{name} = {old}{rest}", f"{name} = {new}{rest}")
+
+    def _stale(self, constants: list[tuple[str, str, str]]) -> str:
+        name, old, rest = self.random.choice(constants)
+        new = self._value(name, old)
+        head = f"DESCRIPTION: {name} to {new}, edited from an older version of the file\n"
+        return head + _block(f"{name} = {old}0001{rest}", f"{name} = {new}{rest}")
+
+
+def _block(search: str, replace: str) -> str:
+    return f"<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The night
+
+
+class Quiet:
+    """The loop's display: says nothing; each experiment that ran moves the simulated clock by one run."""
+
+    def __init__(self, clock: Clock, run_seconds: float) -> None:
+        self.clock = clock
+        self.run_seconds = run_seconds
+
+    def update(self, state: dict) -> None:
+        pass
+
+    def row(self, row: Experiment) -> None:
+        if row.status not in ("invalid", "duplicate"):
+            self.clock.advance(self.run_seconds)
+
+    def info(self, text: str) -> None:
+        pass
+
+
+def toy_repo(path: Path) -> Path:
+    path.mkdir()
+    (path / "train.py").write_text(TRAIN.format(commentary=COMMENTARY))
+    (path / "program.md").write_text(PROGRAM.format(python=shlex.quote(sys.executable)))
+    (path / "prepare.py").write_text("# fixed\n")
+    (path / "agent.py").write_text((ROOT / "agent.py").read_text())
+    (path / ".gitignore").write_text("experiments.log\nruns/\n__pycache__/\n")
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], [*identity, "commit", "-qm", "toy"]):
+        subprocess.run(["git", *args], cwd=path, check=True)
+    return path
+
+
+def night(root: Path, n: int, model: FakeModel, clock: Clock, run_seconds: float) -> list[Experiment]:
+    """Run `n` experiments of `--agent llm` against the fake; the ledger's rows, baseline first."""
+    names = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+    saved = {name: os.environ.get(name) for name in names}
+    with FakeAnthropic(responder=model) as server:
+        os.environ.update(ANTHROPIC_API_KEY=TEST_KEY, ANTHROPIC_BASE_URL=server.url)
+        try:
+            options = Options(tag=TAG, agent="llm", max_experiments=n)
+            loop = Loop(root, options, display=Quiet(clock, run_seconds), make_agent=build_agent)
+            outcome = loop.run()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    rows = Ledger(loop.layout.ledger).experiments(TAG)
+    if outcome.experiments < n:
+        sys.exit(f"the loop ended after {outcome.experiments} of {n} experiments: {outcome.reason}")
+    return rows
+
+
+def history_window(root: Path, history: int) -> int:
+    """How many recent experiments agent.py shows: its HISTORY_SHOWN, within the loop's `history`."""
+    found = re.search(r"^HISTORY_SHOWN = (\d+)", (root / "agent.py").read_text(), re.MULTILINE)
+    return min(int(found.group(1)), history) if found else history
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The figures
+
+
+def uncached(row: Experiment) -> int:
+    return row.tokens_in - row.cache_read - row.cache_write
+
+
+def slope(ids: list[int], values: list[int]) -> float:
+    return statistics.linear_regression(ids, values).slope if len(ids) > 1 else 0.0
+
+
+def report(rows: list[Experiment], calls: dict[int, int], window: int, prefix: int, seconds: float) -> None:
+    runs = [r for r in rows if r.id != 0]
+    print(f"{'exp':>4} {'status':9} {'calls':>5} {'uncached':>8} {'c-write':>8} {'c-read':>8} {'out':>5} {'cost $':>9}")
+    for r in runs:
+        print(
+            f"{r.id:4d} {r.status:9} {calls.get(r.id, 0):5d} {uncached(r):8d} {r.cache_write:8d} {r.cache_read:8d} "
+            f"{r.tokens_out:5d} {r.cost_usd:9.6f}"
+        )
+    ids = [r.id for r in runs]
+    u = [uncached(r) for r in runs]
+    # An experiment whose edit needed the retry makes two calls; per call, the figure is the prompt's own size.
+    per_call = [uncached(r) / calls[r.id] if calls.get(r.id) else float(uncached(r)) for r in runs]
+    read, write = sum(r.cache_read for r in runs), sum(r.cache_write for r in runs)
+    total_in = sum(r.tokens_in for r in runs)
+    late = [k for k, i in enumerate(ids) if i > window]  # indexes of the experiments after the window filled
+    print()
+    print(f"experiments {len(runs)}; cacheable prefix {prefix} tokens; history window {window} experiments")
+    first, last = statistics.fmean(u[:10]), statistics.fmean(u[-10:])
+    print(f"uncached input, mean of #1-10: {first:.0f}   of the last 10: {last:.0f}")
+    print(f"slope of uncached input: {slope(ids, u):+.2f} tokens/experiment over all", end="")
+    if len(late) > 1:
+        fit = slope([ids[k] for k in late], [u[k] for k in late])
+        print(f", {fit:+.2f} after the window fills (#{window + 1}-)")
+    else:
+        print()
+    print(
+        f"cache: {read} read, {write} written, {total_in - read - write} uncached "
+        f"({100 * read / max(1, total_in):.0f}% of input read from the cache)"
+    )
+    print(f"cost: ${sum(r.cost_usd for r in runs):.4f} in all, ${statistics.fmean(r.cost_usd for r in runs):.5f} a run")
+    if len(late) >= 20:
+        base, last = statistics.fmean(per_call[k] for k in late[:10]), statistics.fmean(per_call[-10:])
+        change = (last - base) / base if base else 0.0
+        verdict = "flat" if abs(change) <= FLAT else ("growing" if change > 0 else "falling")
+        print(
+            f"uncached input per call: #{window + 1}-{window + 10} {base:.0f}, last 10 {last:.0f} "
+            f"({100 * change:+.1f}%, limit ±{100 * FLAT:.0f}%): {verdict}"
+        )
+    else:
+        print(f"verdict: too few experiments (need {window + 20} for ten after the window fills and the last ten)")
+    print(f"runtime: {seconds:.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("-n", type=int, default=50, help="experiments (default 50)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the fake model's choices")
+    parser.add_argument("--run-seconds", type=float, default=0.0, help="simulated night time each run takes")
+    parser.add_argument("--min-cache", type=int, default=MIN_CACHE_TOKENS, help="shortest cacheable prefix")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    clock = Clock()
+    model = FakeModel(args.seed, PromptCache(clock, args.min_cache))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = toy_repo(Path(tmp) / "toy")
+        print(f"experiments: {args.n} of --agent llm against a fake API; seed {args.seed}")
+        if args.run_seconds:
+            print(f"each run takes {args.run_seconds:g} s of simulated night")
+        rows = night(root, args.n, model, clock, args.run_seconds)
+        window = history_window(root, load(root / "program.md").config.history)
+        report(rows, model.calls, window, model.cache.prefix_tokens, time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
