@@ -43,8 +43,10 @@ RETRY = """Edit block {n} did not apply: {why}
 {closest}{applied}Send the corrected block(s) only, in the same format (DESCRIPTION and NOTES may be omitted)."""
 
 MAX_TOKENS = 8000  # one reply; the edit blocks of a small change fit easily
-HISTORY_SHOWN = 15  # recent experiments in the prompt; a bounded suffix keeps tokens per experiment flat
 TAIL_CHARS = 1500  # how much of the last crash's log the model sees
+NOTES_CHARS = 1500  # the notes carried to the next experiment; bounded, like everything in the changing suffix
+REASON_CHARS = 200  # of each failure's reason in the review
+CACHE = {"type": "ephemeral", "ttl": "1h"}  # a run takes minutes: the default 5-minute cache would lapse between calls
 
 # ---------------------------------------------------------------------------------------------------------------
 # Entry points
@@ -74,7 +76,7 @@ def _situation(task):
     if task.kept:
         lines.append("Kept so far (these made the champion):")
         lines += [f"  #{a.id} {_f(a.metric)} {a.description}" for a in task.kept]
-    recent = task.history[-HISTORY_SHOWN:]
+    recent = task.history  # already bounded by program.md's `history`
     if recent:
         lines.append("Recent experiments, oldest first (id, status, metric, delta, description):")
         lines += [f"  #{a.id} {a.status} {_f(a.metric)} {_d(a.delta)} {a.description}" for a in recent]
@@ -85,20 +87,21 @@ def _situation(task):
     if task.crash_tail:
         lines.append(f"The last run crashed; the end of its log:\n{task.crash_tail[-TAIL_CHARS:]}")
     if task.notes:
-        lines.append(f"Your notes from last time:\n{task.notes}")
+        lines.append(f"Your notes from last time:\n{task.notes[-NOTES_CHARS:]}")
     lines.append(f"Propose experiment #{task.experiment}.")
     return "\n".join(lines)
 
 
 def _review(a):
     """Why an experiment failed, said the same way every time so the history reads consistently."""
+    why = a.reason[:REASON_CHARS]
     if a.status == "discard":
-        return f"#{a.id} no gain / {_d(a.delta)}: {a.reason or 'not beyond the noise'} / try a different idea"
+        return f"#{a.id} no gain / {why or _d(a.delta)} / try a different idea"
     if a.status in ("crash", "timeout"):
-        return f"#{a.id} {a.status} / {a.reason or 'no metric'} / fix the bug or make it cheaper, or drop the idea"
+        return f"#{a.id} {a.status} / {why or 'no metric'} / fix the bug or make it cheaper, or drop the idea"
     if a.status == "duplicate":
-        return f"#{a.id} duplicate / {a.reason} / propose something not tried yet"
-    return f"#{a.id} {a.status} / {a.reason or 'rejected before running'} / follow the reply format and rules"
+        return f"#{a.id} duplicate / {why} / propose something not tried yet"
+    return f"#{a.id} {a.status} / {why or 'rejected before running'} / follow the reply format and rules"
 
 
 def _f(x):
@@ -118,7 +121,7 @@ FENCE = r"```[a-zA-Z0-9_+-]*\n(.*?)```"
 
 def _edit(llm, system, prefix, suffix, content, path):
     messages = [{"role": "user", "content": [
-        {"type": "text", "text": prefix, "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": prefix, "cache_control": CACHE},
         {"type": "text", "text": suffix},
     ]}]  # fmt: skip
     reply = llm.complete(system=system, messages=messages, max_tokens=MAX_TOKENS).text

@@ -43,7 +43,8 @@ _SONNET = (3.0, 15.0)
 _HAIKU_45 = (1.0, 5.0)
 _HAIKU_35 = (0.8, 4.0)
 _HAIKU_3 = (0.25, 1.25)
-_CACHE_WRITE_FACTOR = 1.25
+_CACHE_WRITE_FACTOR = 1.25  # a 5-minute cache write
+_CACHE_WRITE_1H_FACTOR = 2.0  # a 1-hour cache write (cache_control ttl "1h")
 _CACHE_READ_FACTOR = 0.1
 
 # (family, major, minor) → rates; minor None means a model named without one ("claude-3-haiku").
@@ -128,14 +129,22 @@ def _rates(model: str) -> tuple[float, float]:
 
 
 def price(
-    model: str, input_tokens: int, output_tokens: int, cache_write_tokens: int = 0, cache_read_tokens: int = 0
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cache_write_tokens: int = 0,
+    cache_read_tokens: int = 0,
+    cache_write_1h_tokens: int = 0,
 ) -> float:
-    """USD for one call's tokens; a model not in the table is priced high, never low (see _FAMILY_FALLBACK)."""
+    """USD for one call's tokens; a model not in the table is priced high, never low (see _FAMILY_FALLBACK).
+    `cache_write_1h_tokens` is the part of `cache_write_tokens` written with a 1-hour TTL (dearer)."""
     input_rate, output_rate = _rates(model)
+    one_hour = min(cache_write_1h_tokens, cache_write_tokens)
     per_million = (
         input_tokens * input_rate
         + output_tokens * output_rate
-        + cache_write_tokens * input_rate * _CACHE_WRITE_FACTOR
+        + (cache_write_tokens - one_hour) * input_rate * _CACHE_WRITE_FACTOR
+        + one_hour * input_rate * _CACHE_WRITE_1H_FACTOR
         + cache_read_tokens * input_rate * _CACHE_READ_FACTOR
     )
     return per_million / 1_000_000
@@ -350,6 +359,7 @@ class LLMClient:
             for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
         }
         model = str(_field(message, "model") or self.model)
+        one_hour = int(_field(_field(usage, "cache_creation"), "ephemeral_1h_input_tokens") or 0)
         # Priced by the model we asked for: an endpoint that reports another name must not make the call look cheap.
         cost = price(
             self.model,
@@ -357,6 +367,7 @@ class LLMClient:
             tokens["output_tokens"],
             tokens["cache_creation_input_tokens"],
             tokens["cache_read_input_tokens"],
+            one_hour,
         )
         return Reply(
             text=text,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,7 @@ def toy_program(**front: object) -> str:
         "search": "\n  X: {low: 0.0, high: 4.0}\n  Y: {low: 1, high: 8}",
         **front,
     }
+    config["run"] = json.dumps(config["run"])  # a JSON string is a YAML string, whatever quotes the command holds
     lines = [f"{k}: {v}" for k, v in config.items()]
     return "---\n" + "\n".join(lines) + "\n---\n# Toy\nMake val_bpb small.\n"
 

@@ -61,13 +61,13 @@ def test_search_replace_edit_is_applied_with_description_and_notes():
 
 def test_prompt_has_a_cached_stable_prefix_and_a_bounded_history():
     agent = load_agent()
-    history = tuple(Attempt(i, "discard", 1.1, 0.1, f"idea {i}", "not better") for i in range(1, 60))
+    history = tuple(Attempt(i, "discard", 1.1, 0.1, f"idea {i}", "not better") for i in range(40, 60))
     llm = ScriptedLLM(["DESCRIPTION: d\n" + block("B = 2\n", "B = 1\n")])
     agent.propose(task(history=history, notes="try B next"), llm)
     prefix, suffix = llm.sent[0]["messages"][0]["content"]
-    assert prefix["cache_control"] == {"type": "ephemeral"}
+    assert prefix["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
     assert "Make f() small." in prefix["text"] and SOURCE in prefix["text"]
-    assert "idea 59" in suffix["text"] and "idea 1 " not in suffix["text"]  # only the recent ones
+    assert "idea 59" in suffix["text"] and "idea 40" in suffix["text"]  # the history the loop chose to send
     assert "try B next" in suffix["text"]
     assert "issue / evidence / suggested fix" in suffix["text"]
 
@@ -108,6 +108,6 @@ def test_garbage_is_an_error_not_a_proposal():
 def test_rewrite_proposes_a_new_agent_source():
     agent = load_agent()
     source = (ROOT / "agent.py").read_text()
-    llm = ScriptedLLM(["DESCRIPTION: longer history\n" + block("HISTORY_SHOWN = 15", "HISTORY_SHOWN = 25")])
+    llm = ScriptedLLM(["DESCRIPTION: longer tail\n" + block("TAIL_CHARS = 1500", "TAIL_CHARS = 3000")])
     proposal = agent.rewrite(task(agent_source=source), llm)
-    assert "HISTORY_SHOWN = 25" in proposal.content and proposal.content != source
+    assert "TAIL_CHARS = 3000" in proposal.content and proposal.content != source

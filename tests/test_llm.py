@@ -405,3 +405,15 @@ def test_responder_text_gets_estimated_usage(fake: FakeAnthropic) -> None:
     assert reply.text == "echo propose an edit"
     assert reply.usage.input_tokens > 1
     assert reply.usage.output_tokens == len(reply.text) // 4
+
+
+def test_one_hour_cache_writes_are_priced_at_twice_the_input_rate(fake: FakeAnthropic) -> None:
+    body = message_body("ok", model=MODEL, input_tokens=100, output_tokens=10)
+    body["usage"]["cache_creation_input_tokens"] = 3000
+    body["usage"]["cache_creation"] = {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000}
+    fake.responder = lambda request: body
+    llm = client(fake)
+    reply = llm.complete(system="s", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
+    by_hand = (100 * 3 + 10 * 15 + 1000 * 3 * 1.25 + 2000 * 3 * 2.0) / 1e6
+    assert reply.usage.cost_usd == pytest.approx(by_hand)
+    assert reply.usage.cache_write_tokens == 3000

@@ -61,7 +61,7 @@ def test_scripted_night_edit_retry_whole_file_and_garbage(project: Path, fake_an
     assert rows[1]["cache_write"] == 3000 and rows[1]["tokens_out"] == 200
     # The stable prefix is marked for caching.
     first = fake_anthropic.requests[1].json
-    assert first["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert first["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
 
 
 def test_an_outage_longer_than_the_sdk_retries_does_not_end_the_night(project: Path, fake_anthropic: FakeAnthropic):
