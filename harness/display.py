@@ -1,0 +1,128 @@
+"""The live view of `autoresearch run`: a status panel in a terminal, plain timestamped lines anywhere else."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from harness.ledger import Experiment
+from harness.status import doing, duration, standing
+
+REFRESH = 4  # panel redraws per second: enough for a ticking clock, cheap for the loop
+STYLES = {"keep": "bold green", "discard": "dim", "crash": "red", "timeout": "red", "tampered": "magenta",
+          "invalid": "yellow", "duplicate": "yellow", "interrupted": "yellow"}  # fmt: skip
+
+
+class Display:
+    """Shows the loop's state and each finished experiment; live mode redraws a panel, plain mode appends lines."""
+
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        isatty = getattr(self.stream, "isatty", None)
+        self.live = bool(isatty and isatty()) if live is None else live
+        self.state: dict[str, Any] = {}
+        self._console = Console(file=self.stream, force_terminal=True) if self.live else None
+        self._live: Live | None = None  # started at the first update, so nothing is drawn before the loop runs
+        self._last: tuple[Any, ...] | None = None  # (phase, experiment, description) of the last plain status line
+
+    def update(self, state: dict[str, Any]) -> None:
+        """The loop's state changed (a new phase, a new experiment)."""
+        self.state = dict(state)
+        if self._console is not None:
+            if self._live is None and state.get("phase") != "stopped":
+                # Other output to the terminal (a library's warning) is printed above the panel, not through it.
+                mine = self.stream in (sys.stdout, sys.__stdout__)
+                self._live = Live(console=self._console, get_renderable=self._panel, refresh_per_second=REFRESH,
+                                  transient=True, redirect_stdout=mine, redirect_stderr=mine)  # fmt: skip
+                self._live.start()
+            elif self._live is not None:
+                self._live.refresh()
+            return
+        key = (state.get("phase"), state.get("experiment"), state.get("description"))
+        if key == self._last:
+            return
+        self._last = key
+        # Proposing is left out of plain output: one line when a run starts and one when it ends say enough.
+        phase, exp, description = state.get("phase"), state.get("experiment"), _one_line(state.get("description") or "")
+        if phase == "baseline":
+            self._plain(f"baseline evaluating: {description}")
+        elif phase == "evaluating":
+            self._plain(f"exp {exp} evaluating: {description}")
+        elif phase == "stopping":
+            self._plain(f"stopping after exp {exp}")
+
+    def row(self, row: Experiment) -> None:
+        """An experiment finished: one line with its status, metric, delta, time and description."""
+        metric = self.state.get("metric") or "metric"
+        parts = [f"exp {row.id}", row.status]
+        if row.metric is not None:
+            parts.append(f"{metric}={row.metric:.6f}" + (f" ({row.delta:+.6f})" if row.delta is not None else ""))
+        parts += [f"{row.seconds:.1f}s", _one_line(row.description)]
+        if row.reason and row.status not in ("keep", "discard"):
+            parts.append(f"({_one_line(row.reason)})")
+        if self._console is None:
+            self._plain(" ".join(parts))
+            return
+        text = Text(_clock() + " ", style="dim")
+        for i, part in enumerate(parts):
+            text.append(part + " ", style=STYLES.get(row.status, "") if i == 1 else "")
+        self._console.print(text)
+
+    def info(self, text: str) -> None:
+        """A message worth a line of its own: a steer event, a warning, a wait for the API."""
+        if self._console is None:
+            self._plain(_one_line(text))
+        else:
+            self._console.print(Text(f"{_clock()} {_one_line(text)}", style="yellow"))
+
+    def close(self) -> None:
+        """Take the panel down (the lines printed above it stay)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _plain(self, line: str) -> None:
+        self.stream.write(f"{_clock()} {line}\n")
+        self.stream.flush()  # under nohup the lines must reach the file as they happen
+
+    def _panel(self) -> RenderableType:
+        s, now = self.state, time.time()
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column()
+        grid.add_row(Text(doing(s, now, elapsed=False), style="bold"))
+        started, budget, timeout = s.get("started"), s.get("budget"), s.get("timeout")
+        phase = s.get("phase")
+        if phase in ("baseline", "evaluating") and isinstance(started, int | float) and budget:
+            spent = max(0.0, now - started)
+            over = spent > budget
+            style = "red" if over else "bar.finished"
+            bar = ProgressBar(total=budget, completed=min(spent, budget), width=30, finished_style=style)
+            clock = f"{duration(spent)} / {duration(budget)}"
+            if over:  # past the budget the run may still finish; the timeout is where it is killed
+                clock += f", {duration(spent - budget)} over" + (f" (killed at {duration(timeout)})" if timeout else "")
+            line = Table.grid(padding=(0, 2))
+            line.add_row(bar, Text(clock, style="red" if over else ""))
+            grid.add_row(line)
+        elif phase == "proposing" and isinstance(started, int | float):
+            grid.add_row(Spinner("dots", text=f"{duration(now - started)} so far"))
+        grid.add_row(Text(standing(s)))
+        title = f"autoresearch {s.get('tag', '')} · agent {s.get('agent', '')}"
+        return Panel(grid, title=title, title_align="left", border_style="blue")
+
+
+def _clock() -> str:
+    """The time of a line, in UTC like the ledger, so the two can be read side by side."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())  # no newline or carriage return can break a line-per-event log

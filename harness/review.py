@@ -1,0 +1,509 @@
+"""The morning review: a night's summary read from the ledger, the `log` table, and report.md with progress.png."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError, ProgramError
+from harness.paths import Layout, branch
+
+LIMIT = 50  # rows in the `log` table unless told otherwise; the summary always counts every row
+CHUNK = 8 * 2**20  # bytes of the ledger scanned at a time
+LABEL_CHARS = 40  # a kept point's label in progress.png
+LABEL_ANGLE = 40  # degrees; steeper labels of neighbouring points overlap less
+MAX_LABELS = 50  # past this many kept points, only the largest gains are labelled, so the plot stays readable
+
+
+@dataclass(frozen=True)
+class Row:
+    """One experiment as the review shows it."""
+
+    id: int
+    status: str
+    metric: float | None
+    delta: float | None  # metric minus the champion's metric before it
+    best: float | None  # the champion's metric after it
+    seconds: float
+    description: str
+    commit: str | None
+    time: str
+
+
+@dataclass(frozen=True)
+class SteerEvent:
+    """An edit of program.md during the night: what changed, or the error that kept the previous program."""
+
+    time: str
+    after: int | None  # the last experiment before the edit; it applies from the next one
+    changes: dict[str, Any]  # front-matter key -> [old, new]
+    error: str
+
+    def summary(self) -> str:
+        if self.error:
+            return f"not applied: {self.error}"
+        pairs = [(k, v if isinstance(v, list) and len(v) == 2 else [None, v]) for k, v in self.changes.items()]
+        parts = [f"{k} {_value(old)} → {_value(new)}" if k != "text" else "free text edited" for k, (old, new) in pairs]
+        return ", ".join(parts) or "no change in force"
+
+
+@dataclass(frozen=True)
+class Night:
+    """The figures of one tag's night and the rows to show."""
+
+    tag: str
+    metric: str
+    direction: str  # "minimize" or "maximize"
+    experiments: int  # every row but the baseline
+    kept: int  # kept rows but the baseline
+    keep_rate: float  # kept / experiments, 0 when there are none
+    baseline: float | None
+    best: float | None
+    change: float | None  # best - baseline (negative is better when minimizing)
+    change_pct: float | None  # change as a percentage of |baseline|
+    spend_usd: float
+    tokens_in: int
+    tokens_out: int
+    first: str | None  # time of the first row counted
+    last: str | None
+    hours: float
+    statuses: dict[str, int]
+    steers: tuple[SteerEvent, ...]
+    rows: tuple[Row, ...]  # the rows to show: the last `limit` of those counted
+    hidden: int  # rows counted but not shown
+    since: str | None  # the cutoff in force, as ISO 8601 UTC
+
+
+# ---------------------------------------------------------------------------
+# Reading the ledger
+
+# The ledger is read as bytes, a chunk at a time, and cut into lines by one regular expression. A line that is an
+# experiment row exactly as Ledger.append writes an Experiment (compact, fields in the dataclass's order) is cut into
+# the fields the review reads right there, in C; any other line (steer, note, a hand-written or older row, a NaN) is
+# captured whole and read with json.loads. json.loads on every line would take ~3x longer, too long for `log` on a
+# ledger of 100,000 rows.
+_S = rb'"[^"\\\n]*"'  # a JSON string without escapes (a string with any sends its line the slow way)
+_E = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'  # any JSON string
+_F = rb"-?[0-9][0-9.eE+-]*"  # a JSON number
+_PATTERN = (
+    rb'\{"tag":(<S>),"id":([0-9]+),"commit":(null|"[0-9a-f]*"),"parent":<S>,"status":"([a-z]+)",'
+    rb'"metric":(<F>|null),"best":(<F>|null),"description":(<E>),"seconds":(<F>),"agent":<E>,"program_sha":<S>,'
+    rb'"agent_sha":<S>,"tokens_in":([0-9]+),"tokens_out":([0-9]+),"cost_usd":(<F>),"delta":(<F>|null),[^\n]*,'
+    rb'"time":"([^"\\\n]*)","kind":"experiment"\}\n|([^\n]*\n)'
+)
+_LINE = re.compile(_PATTERN.replace(b"<S>", _S).replace(b"<E>", _E).replace(b"<F>", _F))
+# An experiment as the scan keeps it: the JSON bytes of each field read (decoded only for the rows shown).
+TAG, ID, COMMIT, STATUS, METRIC, BEST, DESCRIPTION, SECONDS, TOKENS_IN, TOKENS_OUT, COST, DELTA, TIME, OTHER = range(14)
+Entry = tuple[bytes, ...]
+
+
+@dataclass
+class _Scan:
+    events: list[Entry | dict[str, Any]] = field(default_factory=list)  # experiments, and other rows with a tag
+    slow: int = 0  # rows that needed json.loads
+
+
+def _scan_file(path: Path) -> _Scan:
+    scan, rest = _Scan(), b""
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            lines = _LINE.findall(data[:cut])
+            if any(t[OTHER] for t in lines):
+                lines = [t if not t[OTHER] else _parse(t[OTHER], scan) for t in lines]
+                lines = [t for t in lines if t is not None]
+            scan.events += lines
+    return scan  # `rest` is a torn last line (a write cut short): not a row, as for Ledger.rows()
+
+
+def _parse(line: bytes, scan: _Scan) -> Entry | dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None  # a hand edit that is not JSON is passed over, as Ledger.rows() does
+    if not isinstance(row, dict) or "tag" not in row:
+        return None
+    scan.slow += 1
+    return _entry(row) if row.get("kind", "experiment") == "experiment" else row
+
+
+def _entry(row: dict[str, Any]) -> Entry:
+    """A row's dict in the form the fast path gives: the JSON bytes of each field the review reads."""
+
+    def js(v: Any) -> bytes:
+        return json.dumps(v, ensure_ascii=False).encode()
+
+    def num(v: Any, default: bytes = b"null") -> bytes:
+        return js(float(v)) if _float(v) is not None and math.isfinite(v) else default
+
+    commit = row.get("commit")
+    return (js(str(row.get("tag"))), b"%d" % _int(row.get("id"), -1), js(str(commit) if commit else None),
+            str(row.get("status")).encode(), num(row.get("metric")), num(row.get("best")),
+            js(str(row.get("description") or "")), num(row.get("seconds"), b"0"), b"%d" % _int(row.get("tokens_in")),
+            b"%d" % _int(row.get("tokens_out")), num(row.get("cost_usd"), b"0"), num(row.get("delta")),
+            str(row.get("time") or "").encode(), b"")  # fmt: skip
+
+
+def _decode(e: Entry) -> Row:
+    return Row(int(e[ID]), e[STATUS].decode(), _opt(e[METRIC]), _opt(e[DELTA]), _opt(e[BEST]), float(e[SECONDS]),
+               _line(json.loads(e[DESCRIPTION])), json.loads(e[COMMIT]), e[TIME].decode())  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# The summary
+
+
+def summarize(
+    rows: Iterable[dict[str, Any]] | Path,
+    tag: str | None = None,
+    since: str | None = None,
+    *,
+    metric: str = "metric",
+    direction: str | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
+) -> Night:
+    """The night of `tag` (default: the latest) from ledger rows, or from the ledger file by the fast path.
+
+    `since` (an ISO time or a duration ago like 12h) keeps only later rows; the baseline is the night's all the same.
+    `direction` is inferred from the rows when not given; `limit` keeps the last rows for showing, counting all.
+    """
+    if isinstance(rows, Path):
+        scan = _scan_file(rows)
+    else:
+        scan = _Scan([_entry(r) if r.get("kind", "experiment") == "experiment" else r for r in rows if "tag" in r])
+    tag = tag if tag is not None else _last_tag(scan)
+    if tag is None:
+        raise HarnessError("the ledger has no rows yet; start a night with 'autoresearch run --tag <name>'")
+    cutoff = parse_since(since, now) if since else None
+    want = json.dumps(tag, ensure_ascii=False).encode()
+    mine: list[Entry] = []
+    steers: list[SteerEvent] = []
+    last: Entry | None = None
+    for ev in scan.events:
+        if type(ev) is tuple:
+            if ev[TAG] == want:
+                mine.append(ev)
+                last = ev
+        elif ev.get("kind") == "steer" and str(ev["tag"]) == tag and str(ev.get("time") or "") >= (cutoff or ""):
+            changes = ev.get("changes") if isinstance(ev.get("changes"), dict) else {}
+            after = int(last[ID]) if last is not None else None
+            steers.append(SteerEvent(str(ev.get("time") or ""), after, changes, str(ev.get("error") or "")))
+    if not mine and not any(type(e) is dict and str(e["tag"]) == tag for e in scan.events):
+        tags = ", ".join(dict.fromkeys(json.loads(e[TAG]) if type(e) is tuple else str(e["tag"]) for e in scan.events))
+        raise HarnessError(f"no rows for tag '{tag}' in the ledger" + (f"; its tags: {tags}" if tags else ""))
+
+    # A resumed night may re-run a failed baseline: the last kept one counts, whatever `since` says.
+    base = next((e for e in reversed(mine) if e[ID] == b"0" and e[STATUS] == b"keep"), None)
+    entries = mine if cutoff is None else [e for e in mine if e[TIME] >= cutoff.encode()]
+    runs = [e for e in entries if e[ID] != b"0"]
+    statuses = {k.decode(): n for k, n in Counter(map(itemgetter(STATUS), runs)).most_common()}
+    baseline = _opt(base[METRIC]) if base is not None else None
+    best = next((float(e[BEST]) for e in reversed(entries) if e[BEST] != b"null"), None)
+    direction = direction or _infer(entries, baseline, best) or "minimize"
+    if best is None:  # an older ledger without `best`: the best kept metric
+        kept_metrics = [float(e[METRIC]) for e in entries if e[STATUS] == b"keep" and e[METRIC] != b"null"]
+        best = (min if direction == "minimize" else max)(kept_metrics, default=baseline)
+    change = best - baseline if best is not None and baseline is not None else None
+    shown = entries[-limit:] if limit else entries
+    first, end = (entries[0][TIME].decode(), entries[-1][TIME].decode()) if entries else (None, None)
+    kept = statuses.get("keep", 0)
+    return Night(
+        tag=tag, metric=metric, direction=direction, experiments=len(runs), kept=kept,
+        keep_rate=kept / len(runs) if runs else 0.0, baseline=baseline, best=best, change=change,
+        change_pct=100.0 * change / abs(baseline) if change is not None and baseline else None,
+        spend_usd=sum(map(float, map(itemgetter(COST), entries))),
+        tokens_in=sum(map(int, map(itemgetter(TOKENS_IN), entries))),
+        tokens_out=sum(map(int, map(itemgetter(TOKENS_OUT), entries))),
+        first=first or None, last=end or None, hours=_hours(first, end), statuses=statuses, steers=tuple(steers),
+        rows=tuple(map(_decode, shown)), hidden=len(entries) - len(shown), since=cutoff,
+    )  # fmt: skip
+
+
+def _last_tag(scan: _Scan) -> str | None:
+    if not scan.events:
+        return None
+    e = scan.events[-1]
+    return json.loads(e[TAG]) if type(e) is tuple else str(e["tag"])
+
+
+def _infer(entries: list[Entry], baseline: float | None, best: float | None) -> str | None:
+    """The direction the loop kept by: the sign of a kept experiment's delta, else best against baseline."""
+    for e in entries:
+        if e[STATUS] == b"keep" and e[ID] != b"0" and e[DELTA] != b"null" and float(e[DELTA]):
+            return "minimize" if float(e[DELTA]) < 0 else "maximize"
+    if best is not None and baseline is not None and best != baseline:
+        return "minimize" if best < baseline else "maximize"
+    return None
+
+
+def parse_since(since: str, now: datetime | None = None) -> str:
+    """An ISO time or a duration ago (90s, 30m, 12h, 2d) as ISO 8601 UTC, comparable with the ledger's times."""
+    now = now or datetime.now(UTC)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", since)
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+        when = now - timedelta(**{unit: float(m.group(1))})
+    else:
+        try:
+            when = datetime.fromisoformat(since.strip())
+        except ValueError:
+            raise HarnessError(
+                f"--since {since!r}: expected an ISO time like 2026-11-23T01:00:00Z or a duration like 12h or 30m"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)  # the ledger's times are UTC, so a bare time is read as UTC too
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------
+# `autoresearch log`
+
+
+def log_table(night: Night, console_width: int | None = None) -> str:
+    """The night as plain aligned text: the table of rows, then a `---` block of summary figures."""
+    width = console_width or shutil.get_terminal_size((100, 24)).columns
+    head = ("id", "status", night.metric, "delta", "seconds")
+    cells = [(str(r.id), r.status, _num(r.metric), _signed(r.delta), f"{r.seconds:.1f}") for r in night.rows]
+    widths = [max(len(c[i]) for c in [head, *cells]) for i in range(5)]
+    room = max(20, width - sum(widths) - 2 * 5)
+
+    def line(c: tuple[str, ...], text: str) -> str:
+        fields = [c[0].rjust(widths[0]), c[1].ljust(widths[1]), *(c[i].rjust(widths[i]) for i in (2, 3, 4))]
+        return "  ".join([*fields, _clip(text, room)]).rstrip()
+
+    out = [line(head, "description"), *(line(c, r.description) for c, r in zip(cells, night.rows, strict=True))]
+    if night.hidden:
+        out.append(f"({night.hidden} earlier rows not shown; --limit 0 shows every row)")
+    if not night.rows:
+        out.append("(no experiments" + (f" since {night.since})" if night.since else ")"))
+    figures = _figures(night)
+    pad = max(len(k) for k, _ in figures) + 2
+    return "\n".join(out) + "\n---\n" + "\n".join(f"{k + ':':<{pad}}{v}" for k, v in figures) + "\n"
+
+
+def _figures(night: Night) -> list[tuple[str, str]]:
+    better = "lower" if night.direction == "minimize" else "higher"
+    best = _num(night.best)
+    if night.change is not None:
+        pct = f", {night.change_pct:+.1f}%" if night.change_pct is not None else ""
+        best += f" ({_signed(night.change)}{pct}; {better} is better)"
+    span = "-"
+    if night.first and night.last:
+        span = f"{night.first.replace('T', ' ')[:16]} to {night.last.replace('T', ' ')[:16]} UTC ({night.hours:.1f} h)"
+    return [
+        ("tag", night.tag + (f" (since {night.since})" if night.since else "")),
+        ("experiments", f"{night.experiments} ({night.kept} kept, {100 * night.keep_rate:.1f}%)"),
+        (f"baseline {night.metric}", _num(night.baseline)),
+        (f"best {night.metric}", best),
+        ("spend", f"${night.spend_usd:.2f} ({night.tokens_in:,} tokens in, {night.tokens_out:,} out)"),
+        ("time", span),
+        ("steer events", str(len(night.steers))),
+        ("statuses", ", ".join(f"{k} {v}" for k, v in night.statuses.items()) or "-"),
+    ]
+
+
+def log_json(night: Night) -> dict[str, Any]:
+    """The night as plain data: the summary figures, the steer events and the rows shown."""
+    head = {k: getattr(night, k) for k in ("tag", "metric", "direction", "since")}
+    summary = {k: v for k, v in vars(night).items() if k not in head and k not in ("steers", "rows", "hidden")}
+    steers, rows = [vars(s) for s in night.steers], [vars(r) for r in night.rows]
+    return {**head, "summary": summary, "steers": steers, "rows": rows, "hidden": night.hidden}
+
+
+def render_log(
+    root: Path, tag: str | None = None, since: str | None = None, limit: int = LIMIT, as_json: bool = False
+) -> str:
+    """What `autoresearch log` prints for the repository at `root`."""
+    ledger, metric, direction = _repository(root)
+    night = summarize(ledger, tag, since, metric=metric, direction=direction, limit=limit or None)
+    return json.dumps(log_json(night), indent=2) + "\n" if as_json else log_table(night)
+
+
+def _repository(root: Path) -> tuple[Path, str, str | None]:
+    """The ledger, and the metric's name and direction from program.md when it is valid (rows do not carry them)."""
+    from harness.program import load
+
+    layout = Layout(root)
+    if not layout.ledger.exists():
+        raise HarnessError(f"no {layout.ledger.name} in {root}; start a night with 'autoresearch run --tag <name>'")
+    try:
+        config = load(layout.program).config
+    except ProgramError:
+        return layout.ledger, "metric", None
+    return layout.ledger, config.metric, config.direction
+
+
+# ---------------------------------------------------------------------------
+# `autoresearch report`
+
+
+def write_report(rows: Iterable[dict[str, Any]] | Path, out_dir: Path, tag: str | None = None,
+                 metric_name: str = "metric", direction: str | None = None) -> Path:  # fmt: skip
+    """Write out_dir/report.md and out_dir/progress.png for a night; returns the path of report.md."""
+    night = summarize(rows, tag, metric=metric_name, direction=direction)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress_png(night, out_dir / "progress.png")
+    path = out_dir / "report.md"
+    path.write_text(_markdown(night, "progress.png"), encoding="utf-8")
+    return path
+
+
+def report_repo(root: Path, out_dir: Path, tag: str | None = None) -> Path:
+    """What `autoresearch report` writes for the repository at `root`; returns the path of report.md."""
+    ledger, metric, direction = _repository(root)
+    return write_report(ledger, out_dir, tag, metric, direction)
+
+
+def _markdown(night: Night, image: str) -> str:
+    m, pct = night.metric, f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
+    out = [f"# autoresearch: night `{night.tag}`", "", f"{m}: baseline {_num(night.baseline)} → best "
+           f"{_num(night.best)}{pct}", "", f"![{m} over the experiments of {night.tag}]({image})", "",
+           "## Summary", "", "| | |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in _figures(night))]  # fmt: skip
+    out += ["", "## Kept experiments", "", f"Kept commits are on branch `{branch(night.tag)}`; every other commit "
+            "stays reachable (`git log --all`, `git show <commit>`).", "",
+            f"| id | commit | {m} | delta | description |", "|---:|---|---:|---:|---|"]  # fmt: skip
+    out += [f"| {r.id} | `{_short(r.commit)}` | {_num(r.metric)} | {_signed(r.delta)} | {_cell(r.description)} |"
+            for r in night.rows if r.status == "keep"]  # fmt: skip
+    out += ["", "## Steer events", ""]
+    out += [f"- {s.time.replace('T', ' ')}, after experiment {'-' if s.after is None else s.after}: {s.summary()}"
+            for s in night.steers] or ["None: program.md did not change during the night."]  # fmt: skip
+    out += ["", "## Every experiment", "", "Kept ones in bold.", ""]
+    out += [f"| id | status | {m} | delta | seconds | commit | description |", "|---:|---|---:|---:|---:|---|---|"]
+    for r in night.rows:
+        cells = [str(r.id), r.status, _num(r.metric), _signed(r.delta), f"{r.seconds:.1f}", f"`{_short(r.commit)}`"]
+        bold = "**" if r.status == "keep" else ""
+        out.append("| " + " | ".join(f"{bold}{c}{bold}" for c in cells) + f" | {_cell(r.description)} |")
+    return "\n".join(out) + "\n"
+
+
+def progress_png(night: Night, path: Path) -> None:
+    """The night in one picture: every metric over experiment ids, the running best, kept points labelled."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, and savefig renders PNG with Agg
+
+    minimize = night.direction == "minimize"
+    measured = [r for r in night.rows if r.metric is not None]
+    kept = [r for r in measured if r.status == "keep"]
+    other = [(r.id, r.metric) for r in measured if r.status != "keep"]
+    failed = [r.id for r in night.rows if r.metric is None]
+    lo, hi = _view(night, [r.metric for r in kept], [y for _, y in other])
+    fig = Figure(figsize=(14, 7), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    grey = "#b5b5b5"
+    inside = [(x, y) for x, y in other if lo <= y <= hi]
+    ax.scatter([x for x, _ in inside], [y for _, y in inside], s=10, color=grey, label=f"discarded ({len(other)})")
+    if off := [(x, hi if y > hi else lo) for x, y in other if not lo <= y <= hi]:
+        # A diverged run would squash the interesting range: it is drawn at the edge instead.
+        ax.scatter([x for x, _ in off], [y for _, y in off], s=14, marker="^" if minimize else "v", color=grey,
+                   clip_on=False, label=f"off scale ({len(off)})")  # fmt: skip
+    if failed:
+        ax.scatter(failed, [0.98] * len(failed), s=12, marker="x", color="#d9a0a0", transform=ax.get_xaxis_transform(),
+                   label=f"no metric: crash, timeout, ... ({len(failed)})")  # fmt: skip
+    if steps := [(r.id, r.best) for r in night.rows if r.best is not None]:
+        ax.step(*zip(*steps, strict=True), where="post", color="tab:blue", lw=1.4, label="best so far")
+    ax.scatter([r.id for r in kept], [r.metric for r in kept], s=34, color="tab:green", edgecolor="black",
+               linewidth=0.5, zorder=3, label=f"kept ({len(kept)})")  # fmt: skip
+    labelled = [r for r in kept if r.id != 0]
+    if len(labelled) > MAX_LABELS:
+        labelled = sorted(sorted(labelled, key=lambda r: -abs(r.delta or 0.0))[:MAX_LABELS], key=lambda r: r.id)
+    for r in labelled:
+        # Each label ends at its point and runs back on the side where no point can be: below-left of a falling
+        # best (above-left of a rising one). Consecutive kept points then sit apart across their slanted labels.
+        ax.annotate(_clip(r.description, LABEL_CHARS), (r.id, r.metric), xytext=(-5, -3 if minimize else 3),
+                    textcoords="offset points", fontsize=7, color="darkgreen", ha="right", va="center",
+                    rotation=LABEL_ANGLE if minimize else -LABEL_ANGLE, rotation_mode="anchor")  # fmt: skip
+    for s in night.steers:
+        x = (-1 if s.after is None else s.after) + 0.5
+        ax.axvline(x, ls="--", lw=0.9, color="tab:purple")
+        text = _clip("steer: " + (", ".join(s.changes) if not s.error else "error, not applied"), LABEL_CHARS)
+        # On the side away from the labels: the top when the best falls, the bottom when it rises.
+        ax.text(x, 0.94 if minimize else 0.06, text, transform=ax.get_xaxis_transform(), rotation=90, fontsize=7,
+                color="tab:purple", ha="right", va="top" if minimize else "bottom")  # fmt: skip
+    ax.set_ylim(lo, hi)
+    ax.set_xlim(-1, max((r.id for r in night.rows), default=1) + 1)
+    ax.set_xlabel("experiment")
+    ax.set_ylabel(f"{night.metric} ({'lower' if minimize else 'higher'} is better)")
+    pct = f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
+    ax.set_title(f"autoresearch {night.tag}: {night.metric} {_num(night.baseline)} → {_num(night.best)}{pct}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right" if minimize else "lower right", fontsize=8)
+    fig.savefig(path)
+
+
+def _view(night: Night, kept: list[float | None], others: list[float | None]) -> tuple[float, float]:
+    """The y range: the champions' range, with room on the worse side for most discards but not for outliers."""
+    core = [v for v in (night.baseline, night.best, *kept) if v is not None] or [v for v in others if v is not None]
+    lo, hi = (min(core), max(core)) if core else (0.0, 1.0)
+    span = (hi - lo) or abs(hi) * 0.05 or 1.0
+    values = sorted(v for v in others if v is not None)
+    if night.direction == "minimize":
+        worse = values[int(0.9 * (len(values) - 1))] if values else hi
+        return lo - 0.25 * span, min(max(hi, worse), hi + span) + 0.05 * span  # room below for the labels
+    worse = values[int(0.1 * (len(values) - 1))] if values else lo
+    return max(min(lo, worse), lo - span) - 0.05 * span, hi + 0.25 * span
+
+
+# ---------------------------------------------------------------------------
+# Small conversions
+
+
+def _value(v: Any) -> str:
+    return "-" if v is None else (", ".join(map(str, v)) if isinstance(v, list) else str(v))
+
+
+def _int(v: Any, default: int = 0) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else default
+
+
+def _float(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _opt(b: bytes) -> float | None:
+    return None if b == b"null" else float(b)
+
+
+def _line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _short(commit: str | None) -> str:
+    return commit[:8] if commit else "-"
+
+
+def _num(v: float | None, sign: str = "") -> str:
+    """Six decimals like the commit trailers, unless the value is too large or small for them."""
+    if v is None:
+        return "-"
+    return f"{v:{sign}.6f}" if v == 0 or 1e-5 <= abs(v) < 1e6 else f"{v:{sign}.6g}"
+
+
+def _signed(v: float | None) -> str:
+    return _num(v, "+")
+
+
+def _hours(first: str | None, last: str | None) -> float:
+    try:
+        a, b = datetime.fromisoformat(first or ""), datetime.fromisoformat(last or "")
+    except ValueError:
+        return 0.0
+    return max(0.0, (b - a).total_seconds() / 3600)

@@ -1,0 +1,169 @@
+"""The morning review: summary figures from a real ledger, the log table and JSON, report.md with progress.png."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from harness import review
+from harness.errors import HarnessError
+from harness.ledger import Experiment, Ledger
+
+# (status, metric, delta, description); the baseline comes first as id 0
+NIGHT = [
+    ("keep", 1.10, None, "baseline"),
+    ("discard", 1.12, 0.02, "double the depth"),
+    ("keep", 1.05, -0.05, "raise LR to 3e-3"),
+    ("crash", None, None, "fused attention kernel"),
+    ("keep", 1.00, -0.05, 'warmup of 200 steps, "cosine" decay'),
+    ("timeout", None, None, "batch size 4096"),
+]
+
+
+def _hour(h: int) -> str:
+    return f"2026-11-23T{h:02d}:00:00Z"
+
+
+def _write(path: Path, night: list[tuple[str, float | None, float | None, str]] = NIGHT, tag: str = "nov23") -> Ledger:
+    ledger = Ledger(path)
+    best = None
+    for i, (status, metric, delta, description) in enumerate(night):
+        if status == "keep":
+            best = metric
+        ledger.append(
+            Experiment(
+                tag=tag, id=i, commit=f"{i:02d}" + "c" * 38, parent="p" * 40, status=status, metric=metric, best=best,
+                description=description, seconds=300.0 + i, agent="optuna", program_sha="p1", agent_sha="a1",
+                tokens_in=1000, tokens_out=100, cost_usd=0.25, delta=delta, time=_hour(i + 1),
+            )
+        )  # fmt: skip
+        if i == 2:
+            ledger.append({"kind": "steer", "tag": tag, "program_sha": "p2", "previous": "p1",
+                           "changes": {"budget": [300, 60]}, "time": "2026-11-23T03:30:00Z"})  # fmt: skip
+    return ledger
+
+
+def test_summary_counts_the_night_without_the_baseline(tmp_path: Path):
+    ledger = _write(tmp_path / "experiments.log")
+    night = review.summarize(ledger.rows(), metric="val_bpb")
+    assert night.tag == "nov23"
+    assert (night.experiments, night.kept) == (5, 2)
+    assert night.keep_rate == pytest.approx(0.4)
+    assert (night.baseline, night.best) == (1.10, 1.00)
+    assert night.change == pytest.approx(-0.10)
+    assert night.change_pct == pytest.approx(-100 * 0.10 / 1.10)
+    assert night.direction == "minimize"  # inferred from the kept deltas
+    assert night.spend_usd == pytest.approx(6 * 0.25)
+    assert (night.tokens_in, night.tokens_out) == (6000, 600)
+    assert night.hours == pytest.approx(5.0)
+    assert night.statuses == {"keep": 2, "discard": 1, "crash": 1, "timeout": 1}
+    assert [(s.after, s.changes) for s in night.steers] == [(2, {"budget": [300, 60]})]
+    assert [r.id for r in night.rows] == [0, 1, 2, 3, 4, 5]
+    assert night.rows[4].description == 'warmup of 200 steps, "cosine" decay'
+
+
+def test_reading_the_file_gives_the_same_night_and_only_other_rows_take_the_slow_path(tmp_path: Path):
+    ledger = _write(tmp_path / "experiments.log")
+    with open(ledger.path, "a") as f:
+        f.write('{"kind": "experiment", "tag": "nov23", "id": 6, "status": "discard", "metric": 1.3}\n')  # by hand
+        f.write("not json\n")
+        f.write('{"kind":"experiment","tag":"nov23","id":7,"sta')  # a torn last line
+    assert review.summarize(ledger.path) == review.summarize(ledger.rows())
+    scan = review._scan_file(ledger.path)
+    assert scan.slow == 2  # the steer row and the hand-written row; every row Ledger wrote matched the fast pattern
+    assert len(scan.events) == 8
+
+
+def test_since_keeps_later_rows_and_the_nights_baseline(tmp_path: Path):
+    ledger = _write(tmp_path / "experiments.log")
+    night = review.summarize(ledger.rows(), since="2026-11-23T04:00:00Z")
+    assert [r.id for r in night.rows] == [3, 4, 5]
+    assert (night.experiments, night.kept, night.baseline, night.best) == (3, 1, 1.10, 1.00)
+    assert night.steers == ()  # the edit at 03:30 is before the cutoff
+    now = datetime(2026, 11, 23, 6, 30, tzinfo=UTC)
+    assert [r.id for r in review.summarize(ledger.rows(), since="2h", now=now).rows] == [4, 5]
+    assert review.parse_since("90m", now) == "2026-11-23T05:00:00Z"
+    with pytest.raises(HarnessError, match="--since 'yesterday'"):
+        review.summarize(ledger.rows(), since="yesterday")
+
+
+def test_the_latest_tag_is_the_default_and_an_unknown_tag_names_the_known_ones(tmp_path: Path):
+    ledger = _write(tmp_path / "experiments.log", tag="nov22")
+    _write(ledger.path, NIGHT[:3], tag="nov23")
+    assert review.summarize(ledger.path).tag == "nov23"
+    assert review.summarize(ledger.path, "nov22").experiments == 5
+    with pytest.raises(HarnessError, match=r"no rows for tag 'dec01'.*nov22, nov23"):
+        review.summarize(ledger.path, "dec01")
+
+
+def test_a_maximized_metric_is_inferred_and_its_gain_is_positive(tmp_path: Path):
+    night = [("keep", 0.50, None, "baseline"), ("keep", 0.60, 0.10, "more trees"), ("discard", 0.55, -0.05, "less")]
+    summary = review.summarize(_write(tmp_path / "experiments.log", night).rows())
+    assert summary.direction == "maximize"
+    assert summary.change_pct == pytest.approx(20.0)
+
+
+def test_log_table_is_plain_aligned_text_with_the_last_rows_and_a_summary(tmp_path: Path):
+    ledger = _write(tmp_path / "experiments.log")
+    text = review.log_table(review.summarize(ledger.rows(), metric="val_bpb", limit=3), console_width=100)
+    assert "\x1b" not in text
+    lines = text.splitlines()
+    assert lines[0].split() == ["id", "status", "val_bpb", "delta", "seconds", "description"]
+    assert [line.split()[0] for line in lines[1:4]] == ["3", "4", "5"]
+    assert "3 earlier rows not shown" in lines[4]
+    starts = [lines[0].index("description"), lines[1].index("fused"), lines[2].index("warmup"), lines[3].index("batch")]
+    assert len(set(starts)) == 1
+    summary = dict(line.split(":", 1) for line in text.split("---\n")[1].splitlines())
+    assert len({len(line) - len(line.split(":", 1)[1].lstrip()) for line in text.split("---\n")[1].splitlines()}) == 1
+    assert summary["experiments"].strip() == "5 (2 kept, 40.0%)"
+    assert summary["best val_bpb"].strip() == "1.000000 (-0.100000, -9.1%; lower is better)"
+    assert summary["steer events"].strip() == "1"
+
+
+def test_log_json_is_the_summary_the_steers_and_the_rows(tmp_path: Path):
+    ledger = _write(tmp_path / "experiments.log")
+    data = json.loads(json.dumps(review.log_json(review.summarize(ledger.rows(), limit=2))))
+    assert set(data) == {"tag", "metric", "direction", "since", "summary", "steers", "rows", "hidden"}
+    assert data["summary"]["kept"] == 2 and data["summary"]["baseline"] == 1.10
+    assert data["hidden"] == 4
+    assert [r["id"] for r in data["rows"]] == [4, 5]
+    assert data["steers"][0]["changes"] == {"budget": [300, 60]}
+
+
+def test_render_log_names_the_metric_from_program_md(tmp_path: Path):
+    _write(tmp_path / "experiments.log")
+    (tmp_path / "program.md").write_text("---\nmetric: val_loss\n---\nGo.\n")
+    assert "best val_loss:" in review.render_log(tmp_path)
+    assert json.loads(review.render_log(tmp_path, as_json=True))["metric"] == "val_loss"
+    with pytest.raises(HarnessError, match=r"no experiments\.log"):
+        review.render_log(tmp_path / "elsewhere")
+
+
+def test_report_writes_a_real_png_and_a_markdown_page_with_the_kept_experiments(tmp_path: Path):
+    import matplotlib.image
+
+    # A long night: 120 experiments, a kept one every 8th, so labels and points have to stay apart.
+    night = [("keep", 2.0, None, "baseline")]
+    for i in range(1, 121):
+        if i % 8 == 0:
+            night.append(("keep", 2.0 - i / 200, -0.04, f"idea number {i} with a long description " * 2))
+        elif i % 11 == 0:
+            night.append(("crash", None, None, "broken"))
+        else:
+            night.append(("discard", 2.1 + (i % 5) / 50, 0.1, "no"))
+    ledger = _write(tmp_path / "experiments.log", night)
+    path = review.write_report(ledger.rows(), tmp_path / "report", metric_name="val_bpb")
+    png = tmp_path / "report" / "progress.png"
+    assert png.stat().st_size > 10_000
+    height, width, _ = matplotlib.image.imread(png).shape
+    assert width > 1000 and height > 500
+    text = path.read_text()
+    assert text.startswith("# autoresearch: night `nov23`")
+    assert "![val_bpb over the experiments of nov23](progress.png)" in text
+    kept_section = text.split("## Kept experiments")[1].split("## Steer events")[0]
+    assert kept_section.count("`08cccccc`") == 1 and "idea number 8 with" in kept_section
+    assert "budget 300 → 60" in text
+    assert "| **8** | **keep** |" in text

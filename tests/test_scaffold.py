@@ -1,0 +1,68 @@
+"""`autoresearch init`: another git repository made ready, without clobbering what a person wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, git
+
+from harness.errors import HarnessError
+from harness.program import load
+from harness.scaffold import init, seed_agent
+
+OPTIONS = {"mutable": "solve.py", "run": "python solve.py", "metric": "score", "direction": "maximize",
+           "budget": 60.0, "timeout": None}  # fmt: skip
+
+
+@pytest.fixture
+def solver(tmp_path: Path) -> Path:
+    repo = tmp_path / "solver"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "solve.py").write_text("print('score: 1.0')\n")
+    (repo / ".gitignore").write_text("__pycache__/\n/runs")  # no final newline, and runs/ spelt another way
+    return repo
+
+
+def test_init_writes_a_program_that_parses_to_the_options_and_copies_the_agent(solver: Path):
+    written = init(solver, **OPTIONS, force=False, agent_source=seed_agent())
+    assert written == [solver / "program.md", solver / ".gitignore", solver / "agent.py"]
+    program = load(solver / "program.md")
+    config = program.config
+    assert (config.mutable, config.run, config.metric, config.direction) == ("solve.py", "python solve.py", "score",
+                                                                             "maximize")  # fmt: skip
+    assert (config.budget, config.timeout) == (60, 120)
+    assert "budget: 60\n" in (solver / "program.md").read_text()
+    for heading in ("# Goal", "# Rules", "# Ideas"):
+        assert heading in program.text
+    assert (solver / "agent.py").read_bytes() == (ROOT / "agent.py").read_bytes()
+    assert (solver / ".gitignore").read_text() == "__pycache__/\n/runs\nexperiments.log\n"
+
+
+def test_init_refuses_to_overwrite_without_force_and_never_duplicates_ignore_lines(solver: Path):
+    init(solver, **OPTIONS, force=False, agent_source=seed_agent())
+    (solver / "program.md").write_text("---\nmetric: score\n---\nmy own notes\n")
+    with pytest.raises(HarnessError, match=r"program\.md exists; --force to overwrite"):
+        init(solver, **OPTIONS, force=False, agent_source=seed_agent())
+    assert "my own notes" in (solver / "program.md").read_text()
+    (solver / "program.md").unlink()
+    with pytest.raises(HarnessError, match=r"agent\.py exists; --force to overwrite"):
+        init(solver, **OPTIONS, force=False, agent_source=seed_agent())
+    written = init(solver, **{**OPTIONS, "timeout": 90.0}, force=True, agent_source=seed_agent())
+    assert solver / ".gitignore" not in written
+    lines = (solver / ".gitignore").read_text().splitlines()
+    assert sorted(lines) == ["/runs", "__pycache__/", "experiments.log"]
+    assert load(solver / "program.md").config.timeout == 90
+
+
+def test_init_needs_a_git_repository_and_the_mutable_file(tmp_path: Path, solver: Path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(HarnessError, match="is not a git repository"):
+        init(plain, **OPTIONS, force=False, agent_source=seed_agent())
+    with pytest.raises(HarnessError, match=r"train\.py: not found"):
+        init(solver, **{**OPTIONS, "mutable": "train.py"}, force=False, agent_source=seed_agent())
+    with pytest.raises(HarnessError, match=r"--timeout.*at least the 'budget'"):
+        init(solver, **{**OPTIONS, "timeout": 10.0}, force=False, agent_source=seed_agent())
+    assert not (solver / "program.md").exists()  # nothing is written unless every check passes
