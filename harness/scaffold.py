@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from harness.errors import HarnessError
 from harness.paths import AGENT, LEDGER, PROGRAM, RUNS
 from harness.program import build_config
+from harness.source import read_constants
 
 IGNORED = (LEDGER, f"{RUNS}/")  # the ledger must survive every reset, and runs/ holds logs and scratch copies
 
@@ -71,6 +73,9 @@ def init(
             raise HarnessError(f"{path} exists; --force to overwrite")
     front = {"mutable": mutable, "run": run, "metric": metric, "direction": direction, "budget": _plain(budget),
              "timeout": _plain(timeout if timeout is not None else 2 * budget)}  # fmt: skip
+    space = search_space(target / mutable)
+    if space:
+        front["search"] = space
     build_config(front, lambda key: f"--{key}")  # the loop's own checks, before anything is written
 
     better = "as small as it can be" if direction == "minimize" else "as large as it can be"
@@ -84,6 +89,26 @@ def init(
         shutil.copyfile(agent_source, agent)
         written.append(agent)
     return written
+
+
+def search_space(path: Path) -> dict[str, dict[str, Any]]:
+    """A starting search space for the offline agent: each positive UPPER_CASE number at the top of a Python file,
+    floats on a log scale from a tenth to ten times their value, integers from a quarter to four times."""
+    if path.suffix != ".py":
+        return {}
+    try:
+        constants = read_constants(path.read_text(encoding="utf-8"))
+    except (SyntaxError, ValueError, UnicodeDecodeError):
+        return {}
+    space: dict[str, dict[str, Any]] = {}
+    for name, value in constants.items():
+        if not name.isupper() or isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            continue
+        if isinstance(value, float):
+            space[name] = {"low": float(f"{value / 10:.3g}"), "high": float(f"{value * 10:.3g}"), "log": True}
+        elif value > 1:
+            space[name] = {"low": max(1, value // 4), "high": value * 4}
+    return space
 
 
 def seed_agent() -> Path:

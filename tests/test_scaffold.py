@@ -66,3 +66,38 @@ def test_init_needs_a_git_repository_and_the_mutable_file(tmp_path: Path, solver
     with pytest.raises(HarnessError, match=r"--timeout.*at least the 'budget'"):
         init(solver, **{**OPTIONS, "timeout": 10.0}, force=False, agent_source=seed_agent())
     assert not (solver / "program.md").exists()  # nothing is written unless every check passes
+
+
+def test_init_then_run_with_the_optuna_agent_in_a_foreign_repository(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from conftest import cli, make_repo
+
+    solve = (
+        '"""A solver with two knobs. Usage: python solve.py"""\n\n'
+        "STEP = 0.5  # how far each move goes\n"
+        "ROUNDS = 3  # moves per attempt\n\n"
+        "score = 10 - (STEP - 0.8) ** 2 * 10 - (ROUNDS - 7) ** 2 * 0.1\n"
+        'print(f"score: {score:.6f}")\n'
+    )
+    repo = make_repo(tmp_path / "solver", {"solve.py": solve})
+    out = cli(
+        tmp_path, "init", str(repo), "--mutable", "solve.py", "--run", f"{sys.executable} solve.py",
+        "--metric", "score", "--direction", "maximize", "--budget", "10",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    front = (repo / "program.md").read_text()
+    assert "STEP:" in front and "ROUNDS:" in front  # a search space derived from the file's constants
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "autoresearch init"], cwd=repo, check=True)
+    out = cli(repo, "run", "--tag", "solve", "--agent", "optuna", "--max-experiments", "10")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in (repo / "experiments.log").read_text().splitlines()]
+    exps = [r for r in rows if r["kind"] == "experiment"]
+    assert len(exps) == 11 and exps[0]["metric"] == pytest.approx(10 - 0.9 - 1.6)
+    kept = [r for r in exps[1:] if r["status"] == "keep"]
+    assert kept and kept[-1]["metric"] > exps[0]["metric"]  # maximize: kept means higher
+    assert all(r["delta"] > 0 for r in kept)
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""

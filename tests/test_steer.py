@@ -62,3 +62,47 @@ def test_fixing_back_to_the_program_in_force_is_no_change(tmp_path: Path):
     assert "unknown key 'budjet'" in steering.poll().error
     path.write_text(good)
     assert steering.poll() is None
+
+
+def test_editing_program_md_during_a_run_steers_the_next_experiment(project: Path):
+    import json
+    import subprocess
+
+    from conftest import PY, cli, git, toy_program
+
+    slow = f"{PY} -c 'import time; time.sleep(0.5); import runpy; runpy.run_path(\"train.py\")'"
+    (project / "program.md").write_text(toy_program(run=slow))
+    git(project, "commit", "-qam", "a slower run")
+    ledger = project / "experiments.log"
+
+    def rows(kind: str) -> list[dict]:
+        if not ledger.exists():
+            return []
+        lines = ledger.read_text().split("\n")[:-1]  # a line being written has no newline yet
+        return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+    loop = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "steer", "--agent", "optuna"], cwd=project)
+    try:
+        assert _wait(lambda: len(rows("experiment")) >= 2, timeout=60)
+        (project / "program.md").write_text(toy_program(run=slow, min_delta=0.001) + "New idea: go lower.\n")
+        assert _wait(lambda: len(rows("steer")) >= 1, timeout=60)
+        count = len(rows("experiment"))
+        assert _wait(lambda: len(rows("experiment")) >= count + 2, timeout=60)
+        (project / "program.md").write_text("---\nbudget: 5\nsearch: [unclosed\n---\n")
+        assert _wait(lambda: len(rows("steer")) >= 2, timeout=60)
+        count = len(rows("experiment"))
+        assert _wait(lambda: len(rows("experiment")) >= count + 2, timeout=60), "the loop stopped on a bad edit"
+    finally:
+        cli(project, "stop")
+        loop.wait(timeout=60)
+    good, bad = rows("steer")[:2]
+    assert good["changes"]["min_delta"] == [0.0, 0.001] and "text" in good["changes"]
+    assert "New idea: go lower." in good["text"]
+    assert bad["error"].startswith("program.md:") and "invalid YAML" in bad["error"]
+    exps = rows("experiment")
+    shas = [r["program_sha"] for r in exps]
+    assert shas[0] != good["program_sha"] and good["program_sha"] in shas
+    assert shas[-1] == good["program_sha"]  # the broken edit never took effect
+    assert loop.returncode == 0
+    # The person's edit is still in the file: no reset of the experiments touched it.
+    assert (project / "program.md").read_text().startswith("---\nbudget: 5\nsearch: [unclosed")
