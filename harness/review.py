@@ -19,9 +19,6 @@ from harness.paths import Layout, branch
 
 LIMIT = 50  # rows in the `log` table unless told otherwise; the summary always counts every row
 CHUNK = 8 * 2**20  # bytes of the ledger scanned at a time
-LABEL_CHARS = 40  # a kept point's label in progress.png
-LABEL_ANGLE = 40  # degrees; steeper labels of neighbouring points overlap less
-MAX_LABELS = 50  # past this many kept points, only the largest gains are labelled, so the plot stays readable
 
 
 @dataclass(frozen=True)
@@ -275,13 +272,13 @@ def log_table(night: Night, console_width: int | None = None) -> str:
     """The night as plain aligned text: the table of rows, then a `---` block of summary figures."""
     width = console_width or shutil.get_terminal_size((100, 24)).columns
     head = ("id", "status", night.metric, "delta", "seconds")
-    cells = [(str(r.id), r.status, _num(r.metric), _signed(r.delta), f"{r.seconds:.1f}") for r in night.rows]
+    cells = [(str(r.id), r.status, num(r.metric), _signed(r.delta), f"{r.seconds:.1f}") for r in night.rows]
     widths = [max(len(c[i]) for c in [head, *cells]) for i in range(5)]
     room = max(20, width - sum(widths) - 2 * 5)
 
     def line(c: tuple[str, ...], text: str) -> str:
         fields = [c[0].rjust(widths[0]), c[1].ljust(widths[1]), *(c[i].rjust(widths[i]) for i in (2, 3, 4))]
-        return "  ".join([*fields, _clip(text, room)]).rstrip()
+        return "  ".join([*fields, clip(text, room)]).rstrip()
 
     out = [line(head, "description"), *(line(c, r.description) for c, r in zip(cells, night.rows, strict=True))]
     if night.hidden:
@@ -295,7 +292,7 @@ def log_table(night: Night, console_width: int | None = None) -> str:
 
 def _figures(night: Night) -> list[tuple[str, str]]:
     better = "lower" if night.direction == "minimize" else "higher"
-    best = _num(night.best)
+    best = num(night.best)
     if night.change is not None:
         pct = f", {night.change_pct:+.1f}%" if night.change_pct is not None else ""
         best += f" ({_signed(night.change)}{pct}; {better} is better)"
@@ -305,7 +302,7 @@ def _figures(night: Night) -> list[tuple[str, str]]:
     return [
         ("tag", night.tag + (f" (since {night.since})" if night.since else "")),
         ("experiments", f"{night.experiments} ({night.kept} kept, {100 * night.keep_rate:.1f}%)"),
-        (f"baseline {night.metric}", _num(night.baseline)),
+        (f"baseline {night.metric}", num(night.baseline)),
         (f"best {night.metric}", best),
         ("spend", f"${night.spend_usd:.2f} ({night.tokens_in:,} tokens in, {night.tokens_out:,} out)"),
         ("time", span),
@@ -354,6 +351,8 @@ def write_report(rows: Iterable[dict[str, Any]] | Path, out_dir: Path, tag: str 
     """Write out_dir/report.md and out_dir/progress.png for a night; returns the path of report.md."""
     night = summarize(rows, tag, metric=metric_name, direction=direction)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from harness.plot import progress_png  # matplotlib only for the report
+
     progress_png(night, out_dir / "progress.png")
     path = out_dir / "report.md"
     path.write_text(_markdown(night, "progress.png"), encoding="utf-8")
@@ -368,13 +367,13 @@ def report_repo(root: Path, out_dir: Path, tag: str | None = None) -> Path:
 
 def _markdown(night: Night, image: str) -> str:
     m, pct = night.metric, f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
-    out = [f"# autoresearch: night `{night.tag}`", "", f"{m}: baseline {_num(night.baseline)} → best "
-           f"{_num(night.best)}{pct}", "", f"![{m} over the experiments of {night.tag}]({image})", "",
+    out = [f"# autoresearch: night `{night.tag}`", "", f"{m}: baseline {num(night.baseline)} → best "
+           f"{num(night.best)}{pct}", "", f"![{m} over the experiments of {night.tag}]({image})", "",
            "## Summary", "", "| | |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in _figures(night))]  # fmt: skip
     out += ["", "## Kept experiments", "", f"Kept commits are on branch `{branch(night.tag)}`; every other commit "
             "stays reachable (`git log --all`, `git show <commit>`).", "",
             f"| id | commit | {m} | delta | description |", "|---:|---|---:|---:|---|"]  # fmt: skip
-    out += [f"| {r.id} | `{_short(r.commit)}` | {_num(r.metric)} | {_signed(r.delta)} | {_cell(r.description)} |"
+    out += [f"| {r.id} | `{_short(r.commit)}` | {num(r.metric)} | {_signed(r.delta)} | {_cell(r.description)} |"
             for r in night.rows if r.status == "keep"]  # fmt: skip
     out += ["", "## Steer events", ""]
     out += [f"- {s.time.replace('T', ' ')}, after experiment {'-' if s.after is None else s.after}: {s.summary()}"
@@ -382,76 +381,10 @@ def _markdown(night: Night, image: str) -> str:
     out += ["", "## Every experiment", "", "Kept ones in bold.", ""]
     out += [f"| id | status | {m} | delta | seconds | commit | description |", "|---:|---|---:|---:|---:|---|---|"]
     for r in night.rows:
-        cells = [str(r.id), r.status, _num(r.metric), _signed(r.delta), f"{r.seconds:.1f}", f"`{_short(r.commit)}`"]
+        cells = [str(r.id), r.status, num(r.metric), _signed(r.delta), f"{r.seconds:.1f}", f"`{_short(r.commit)}`"]
         bold = "**" if r.status == "keep" else ""
         out.append("| " + " | ".join(f"{bold}{c}{bold}" for c in cells) + f" | {_cell(r.description)} |")
     return "\n".join(out) + "\n"
-
-
-def progress_png(night: Night, path: Path) -> None:
-    """The night in one picture: every metric over experiment ids, the running best, kept points labelled."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend state, and savefig renders PNG with Agg
-
-    minimize = night.direction == "minimize"
-    measured = [r for r in night.rows if r.metric is not None]
-    kept = [r for r in measured if r.status == "keep"]
-    other = [(r.id, r.metric) for r in measured if r.status != "keep"]
-    failed = [r.id for r in night.rows if r.metric is None]
-    lo, hi = _view(night, [r.metric for r in kept], [y for _, y in other])
-    fig = Figure(figsize=(14, 7), dpi=110, layout="constrained")
-    ax = fig.add_subplot()
-    grey = "#b5b5b5"
-    inside = [(x, y) for x, y in other if lo <= y <= hi]
-    ax.scatter([x for x, _ in inside], [y for _, y in inside], s=10, color=grey, label=f"discarded ({len(other)})")
-    if off := [(x, hi if y > hi else lo) for x, y in other if not lo <= y <= hi]:
-        # A diverged run would squash the interesting range: it is drawn at the edge instead.
-        ax.scatter([x for x, _ in off], [y for _, y in off], s=14, marker="^" if minimize else "v", color=grey,
-                   clip_on=False, label=f"off scale ({len(off)})")  # fmt: skip
-    if failed:
-        ax.scatter(failed, [0.98] * len(failed), s=12, marker="x", color="#d9a0a0", transform=ax.get_xaxis_transform(),
-                   label=f"no metric: crash, timeout, ... ({len(failed)})")  # fmt: skip
-    if steps := [(r.id, r.best) for r in night.rows if r.best is not None]:
-        ax.step(*zip(*steps, strict=True), where="post", color="tab:blue", lw=1.4, label="best so far")
-    ax.scatter([r.id for r in kept], [r.metric for r in kept], s=34, color="tab:green", edgecolor="black",
-               linewidth=0.5, zorder=3, label=f"kept ({len(kept)})")  # fmt: skip
-    labelled = [r for r in kept if r.id != 0]
-    if len(labelled) > MAX_LABELS:
-        labelled = sorted(sorted(labelled, key=lambda r: -abs(r.delta or 0.0))[:MAX_LABELS], key=lambda r: r.id)
-    for r in labelled:
-        # Each label ends at its point and runs back on the side where no point can be: below-left of a falling
-        # best (above-left of a rising one). Consecutive kept points then sit apart across their slanted labels.
-        ax.annotate(_clip(r.description, LABEL_CHARS), (r.id, r.metric), xytext=(-5, -3 if minimize else 3),
-                    textcoords="offset points", fontsize=7, color="darkgreen", ha="right", va="center",
-                    rotation=LABEL_ANGLE if minimize else -LABEL_ANGLE, rotation_mode="anchor")  # fmt: skip
-    for s in night.steers:
-        x = (-1 if s.after is None else s.after) + 0.5
-        ax.axvline(x, ls="--", lw=0.9, color="tab:purple")
-        text = _clip("steer: " + (", ".join(s.changes) if not s.error else "error, not applied"), LABEL_CHARS)
-        # On the side away from the labels: the top when the best falls, the bottom when it rises.
-        ax.text(x, 0.94 if minimize else 0.06, text, transform=ax.get_xaxis_transform(), rotation=90, fontsize=7,
-                color="tab:purple", ha="right", va="top" if minimize else "bottom")  # fmt: skip
-    ax.set_ylim(lo, hi)
-    ax.set_xlim(-1, max((r.id for r in night.rows), default=1) + 1)
-    ax.set_xlabel("experiment")
-    ax.set_ylabel(f"{night.metric} ({'lower' if minimize else 'higher'} is better)")
-    pct = f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
-    ax.set_title(f"autoresearch {night.tag}: {night.metric} {_num(night.baseline)} → {_num(night.best)}{pct}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right" if minimize else "lower right", fontsize=8)
-    fig.savefig(path)
-
-
-def _view(night: Night, kept: list[float | None], others: list[float | None]) -> tuple[float, float]:
-    """The y range: the champions' range, with room on the worse side for most discards but not for outliers."""
-    core = [v for v in (night.baseline, night.best, *kept) if v is not None] or [v for v in others if v is not None]
-    lo, hi = (min(core), max(core)) if core else (0.0, 1.0)
-    span = (hi - lo) or abs(hi) * 0.05 or 1.0
-    values = sorted(v for v in others if v is not None)
-    if night.direction == "minimize":
-        worse = values[int(0.9 * (len(values) - 1))] if values else hi
-        return lo - 0.25 * span, min(max(hi, worse), hi + span) + 0.05 * span  # room below for the labels
-    worse = values[int(0.1 * (len(values) - 1))] if values else lo
-    return max(min(lo, worse), lo - span) - 0.05 * span, hi + 0.25 * span
 
 
 # ---------------------------------------------------------------------------
@@ -478,7 +411,7 @@ def _line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _clip(text: str, n: int) -> str:
+def clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -490,7 +423,7 @@ def _short(commit: str | None) -> str:
     return commit[:8] if commit else "-"
 
 
-def _num(v: float | None, sign: str = "") -> str:
+def num(v: float | None, sign: str = "") -> str:
     """Six decimals like the commit trailers, unless the value is too large or small for them."""
     if v is None:
         return "-"
@@ -498,7 +431,7 @@ def _num(v: float | None, sign: str = "") -> str:
 
 
 def _signed(v: float | None) -> str:
-    return _num(v, "+")
+    return num(v, "+")
 
 
 def _hours(first: str | None, last: str | None) -> float:
