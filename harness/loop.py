@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -14,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import paths
+from harness import paths, recovery
 from harness.agents import Agent, Proposed, Spend
 from harness.errors import AgentError, BudgetExceeded, HarnessError, LLMError, ProgramError, RepoError
 from harness.evaluate import RunResult, evaluate
+from harness.gates import check_proposal
 from harness.ledger import Experiment, Ledger, Status
 from harness.lock import LoopLock
 from harness.program import Config, Program, load, override
@@ -25,7 +25,6 @@ from harness.repo import Repo, blob_sha, one_line, with_trailers
 from harness.steer import Steering
 from harness.task import Attempt, Task
 
-MAX_FILE_BYTES = 2 * 2**20  # a proposal larger than this is not a plausible edit of one source file
 TAIL_CHARS = 3000  # how much of a crashed run's log the ledger and the agent see
 KEPT_SHOWN = 10  # how many kept experiments the agent sees besides the recent history
 NO_SPEND = Spend()
@@ -106,7 +105,8 @@ class Loop:
         self.layout.stop_request.unlink(missing_ok=True)
         program = load(self.layout.program)
         config = override(program.config, **self.options.overrides)
-        self._clear_stale_git_lock()
+        recovery.clear_stale_git_lock(self.repo.root)
+        recovery.end_orphans(self.repo.root)
         self.repo.ensure_ignored()
         self.reconcile()
         changed = [p for p in self.repo.changed() if p != paths.PROGRAM]  # program.md is the person's to edit
@@ -121,60 +121,9 @@ class Loop:
         self.rows = self.ledger.experiments(self.tag)
         self._load_state()
 
-    def _clear_stale_git_lock(self) -> None:
-        # We hold the loop lock, so no harness git command is running: an index.lock is what a kill -9 left behind.
-        index_lock = self.repo.root / ".git" / "index.lock"
-        if index_lock.exists() and time.time() - index_lock.stat().st_mtime > 2:
-            index_lock.unlink()
-
     def reconcile(self) -> None:
         """Bring an interrupted night back to a consistent state: ledger row written, branch at the champion."""
-        marker = self.layout.inflight(self.tag)
-        if not marker.exists():
-            return
-        try:
-            inflight = json.loads(marker.read_text())
-        except ValueError:
-            inflight = {}
-        rows = {r.id: r for r in self.ledger.experiments(self.tag)}
-        exp_id = inflight.get("id")
-        parent = inflight.get("parent") or ""
-        if exp_id is not None and exp_id not in rows and parent:
-            commit = inflight.get("commit")
-            ref = f"refs/heads/{paths.branch(self.tag)}"
-            head = self.repo.resolve(ref) if self.repo.exists(ref) else None
-            if not commit and head and head != parent and self.repo.parent_of(head) == parent:
-                commit = head  # the experiment's commit landed; the marker was written before it
-            if commit and commit != parent:
-                self.repo.set_ref(paths.discarded_ref(self.tag, exp_id), commit)
-            champion = self._champion_of(list(rows.values())) or parent
-            row = Experiment(
-                tag=self.tag,
-                id=exp_id,
-                commit=commit,
-                parent=parent,
-                status="interrupted",
-                metric=None,
-                best=self._best_of(list(rows.values())),
-                description=inflight.get("description", ""),
-                seconds=round(time.time() - inflight.get("started", time.time()), 3),
-                agent=inflight.get("agent", ""),
-                program_sha=inflight.get("program_sha", ""),
-                agent_sha=inflight.get("agent_sha", ""),
-                reason="the harness stopped during this experiment (killed, power cut or Ctrl-C)",
-                log=inflight.get("log", ""),
-            )
-            self.ledger.append(row)
-            self._reset_branch(champion)
-        elif exp_id in rows:
-            row = rows[exp_id]
-            if row.status == "keep" and row.commit:
-                self._reset_branch(row.commit)
-            else:
-                if row.commit:
-                    self.repo.set_ref(paths.discarded_ref(self.tag, row.id), row.commit)
-                self._reset_branch(self._champion_of(list(rows.values())) or parent)
-        marker.unlink()
+        recovery.reconcile(self.repo, self.ledger, self.layout.inflight(self.tag), self.tag, self._reset_branch)
 
     def _reset_branch(self, sha: str) -> None:
         if not sha:
@@ -198,22 +147,12 @@ class Loop:
         """Protected paths a run must not change; program.md is left out because the person edits it mid-run."""
         return tuple(p for p in config.protected if p != paths.PROGRAM)
 
-    @staticmethod
-    def _champion_of(rows: list[Experiment]) -> str:
-        kept = [r for r in rows if r.status == "keep" and r.commit]
-        return kept[-1].commit or "" if kept else ""
-
-    @staticmethod
-    def _best_of(rows: list[Experiment]) -> float | None:
-        kept = [r for r in rows if r.status == "keep" and r.metric is not None]
-        return kept[-1].metric if kept else None
-
     def _load_state(self) -> None:
         base = [r for r in self.rows if r.id == 0]
         if base and base[-1].status == "keep":
             self.baseline = base[-1].metric
             self.noise = float(base[-1].extra.get("noise", 0.0) or 0.0)
-        self.champion = self._champion_of(self.rows) or self.repo.head()
+        self.champion = recovery.champion_of(self.rows) or self.repo.head()
         head = self.repo.head()
         if head != self.champion:
             name = paths.branch(self.tag)
@@ -222,7 +161,7 @@ class Loop:
                 f"changed by hand. Start a new tag from here (autoresearch run --tag <new>), or put it back with "
                 f"'git reset --hard {self.champion[:10]}'"
             )
-        self.best = self._best_of(self.rows)
+        self.best = recovery.best_of(self.rows)
         self.seen = {r.file_sha: r for r in self.rows if r.file_sha and r.status not in ("invalid", "duplicate")}
 
     # --- the night ------------------------------------------------------------------------------------------
@@ -356,10 +295,12 @@ class Loop:
         self._write_inflight(exp_id, self.champion, None, description)
         commit = self.repo.commit_file(config.mutable, proposal.content, description)
         self._status("evaluating", exp_id, description)
+        started = time.monotonic()
         try:
             result = self._evaluate(config, exp_id)
         except KeyboardInterrupt:
-            self._finish(exp_id, commit, "interrupted", None, description, None, proposed, spend, sha)
+            elapsed = time.monotonic() - started
+            self._finish(exp_id, commit, "interrupted", None, description, None, proposed, spend, sha, elapsed)
             raise
         status: Status
         if result.outcome == "tampered":
@@ -391,6 +332,7 @@ class Loop:
         proposed: Proposed,
         spend: Spend,
         sha: str,
+        seconds: float = 0.0,
     ) -> None:
         config = self.config
         delta = None if metric is None or self.best is None else metric - self.best
@@ -408,6 +350,7 @@ class Loop:
         row = self._row(
             exp_id, final, self.champion, status, metric, description, result, file_sha=sha, best=best,
             delta=delta, extra=proposed.extra, spend=spend, notes=proposed.proposal.notes, reason=reason,
+            seconds=seconds,
         )  # fmt: skip
         self._commit_row(row)
         if status == "keep":
@@ -466,6 +409,7 @@ class Loop:
         spend: Spend = NO_SPEND,
         reason: str = "",
         notes: str = "",
+        seconds: float = 0.0,
     ) -> Experiment:
         failed = status in ("crash", "timeout", "tampered")
         return Experiment(
@@ -478,7 +422,7 @@ class Loop:
             best=best,
             delta=delta,
             description=description,
-            seconds=round(result.seconds, 3) if result else 0.0,
+            seconds=round(result.seconds if result else seconds, 3),
             agent=self.agent.name if self.agent else self._agent_label(),
             program_sha=self.program.sha,
             agent_sha=self.agent.sha if self.agent else "",
@@ -510,7 +454,7 @@ class Loop:
             timeout=config.timeout,
             log=self.layout.run_log(self.tag, exp_id, repeat),
             protected=self._guarded(config),
-            env=_run_env(),
+            env=_run_env(self.repo.root),
         )
 
     def _task(self, config: Config, exp_id: int, content: str) -> Task:
@@ -555,8 +499,6 @@ class Loop:
         self.display.info(f"program.md changed ({keys}); in force from the next experiment")
 
     def _write_inflight(self, exp_id: int, parent: str, commit: str | None, description: str) -> None:
-        marker = self.layout.inflight(self.tag)
-        marker.parent.mkdir(parents=True, exist_ok=True)
         data = {
             "id": exp_id,
             "parent": parent,
@@ -568,12 +510,7 @@ class Loop:
             "program_sha": self.program.sha if self.steering else "",
             "log": str(self.layout.run_log(self.tag, exp_id).relative_to(self.repo.root)),
         }
-        tmp = marker.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, marker)
+        recovery.write_marker(self.layout.inflight(self.tag), data)
 
     def _status(self, phase: str, exp_id: int, description: str) -> None:
         from harness.status import write_status
@@ -604,24 +541,6 @@ class Loop:
         self.display.update(state)
 
 
-def check_proposal(content: str, champion: str, path: str) -> str:
-    """Why a proposed file cannot be run (empty diff, too large, does not parse), or "" when it can."""
-    if not isinstance(content, str):
-        return "the proposal has no file content"
-    if content == champion:
-        return f"the proposal does not change {path}"
-    if len(content.encode("utf-8")) > MAX_FILE_BYTES:
-        return f"the proposed {path} is over {MAX_FILE_BYTES // 2**20} MiB"
-    if path.endswith(".py"):
-        try:
-            compile(content, path, "exec", dont_inherit=True)
-        except SyntaxError as e:
-            return f"{path}:{e.lineno}: {e.msg}"
-        except ValueError as e:  # null bytes
-            return f"{path}: {e}"
-    return ""
-
-
 def _attempt(row: Experiment) -> Attempt:
     return Attempt(row.id, row.status, row.metric, row.delta, row.description, row.reason)
 
@@ -630,9 +549,11 @@ def _valid_tag(tag: str) -> bool:
     return bool(tag) and all(c.isalnum() or c in "-_." for c in tag) and not tag.startswith((".", "-"))
 
 
-def _run_env() -> dict[str, str]:
-    """The environment of a run: `python` means the interpreter the harness runs on (its venv has the task's deps)."""
+def _run_env(root: Path) -> dict[str, str]:
+    """The environment of a run: `python` means the interpreter the harness runs on (its venv has the task's deps),
+    and every process of the run carries the repository's name, so a later start can end what a kill -9 orphaned."""
     env = dict(os.environ)
+    env[recovery.RUN_OWNER] = str(root)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     return env
@@ -642,4 +563,4 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-__all__ = ["Loop", "Options", "Outcome", "check_proposal", "replace"]
+__all__ = ["Loop", "Options", "Outcome", "replace"]
