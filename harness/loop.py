@@ -9,7 +9,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,9 @@ from harness.lock import LoopLock
 from harness.program import Config, Program, load, override
 from harness.repo import Repo, blob_sha, one_line, with_trailers
 from harness.steer import Steering
-from harness.task import Attempt, Task
+from harness.task import Task, build_task
 
 TAIL_CHARS = 3000  # how much of a crashed run's log the ledger and the agent see
-KEPT_SHOWN = 10  # how many kept experiments the agent sees besides the recent history
 NO_SPEND = Spend()
 
 
@@ -136,11 +135,7 @@ class Loop:
 
     def _reset_hard(self, sha: str) -> None:
         """Reset to a commit, keeping the person's uncommitted edits of program.md (steering must survive resets)."""
-        program = self.layout.program
-        kept = program.read_bytes() if program.exists() else None
-        self.repo.reset_hard(sha)
-        if kept is not None and (not program.exists() or program.read_bytes() != kept):
-            program.write_bytes(kept)
+        self.repo.reset_hard(sha, keep=(paths.PROGRAM,))
 
     @staticmethod
     def _guarded(config: Config) -> tuple[str, ...]:
@@ -458,27 +453,7 @@ class Loop:
         )
 
     def _task(self, config: Config, exp_id: int, content: str) -> Task:
-        rows = [r for r in self.rows if r.id != 0]
-        recent = rows[-config.history :]
-        kept = [r for r in rows if r.status == "keep"][-KEPT_SHOWN:]
-        last = self.rows[-1] if self.rows else None
-        crash_tail = last.tail if last and last.status in ("crash", "timeout") else ""
-        notes = next((r.notes for r in reversed(self.rows) if r.notes), "")
-        return Task(
-            program=self.program.text,
-            mutable_path=config.mutable,
-            mutable_content=content,
-            metric=config.metric,
-            direction=config.direction,
-            best=self.best,
-            baseline=self.baseline,
-            history=tuple(_attempt(r) for r in recent),
-            kept=tuple(_attempt(r) for r in kept),
-            crash_tail=crash_tail,
-            notes=notes,
-            experiment=exp_id,
-            search=config.search_dict(),
-        )
+        return build_task(self.rows, self.program.text, config, exp_id, content, self.best, self.baseline)
 
     def _steer(self) -> None:
         """Apply an edit of program.md from this experiment on, or report a malformed one and keep the last."""
@@ -486,17 +461,12 @@ class Loop:
         change = self.steering.poll()
         if change is None:
             return
+        self.ledger.append(change.row(self.tag))
         if change.error:
-            self.ledger.append({"kind": "steer", "tag": self.tag, "program_sha": change.sha,
-                                "previous": change.previous, "error": change.error})  # fmt: skip
             self.display.info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
-            return
-        assert change.program is not None
-        self.ledger.append({"kind": "steer", "tag": self.tag, "program_sha": change.sha,
-                            "previous": change.previous, "changes": change.changes,
-                            "text": change.program.path.read_text(encoding="utf-8")})  # fmt: skip
-        keys = ", ".join(change.changes) or "nothing"
-        self.display.info(f"program.md changed ({keys}); in force from the next experiment")
+        else:
+            keys = ", ".join(change.changes) or "nothing"
+            self.display.info(f"program.md changed ({keys}); in force from the next experiment")
 
     def _write_inflight(self, exp_id: int, parent: str, commit: str | None, description: str) -> None:
         data = {
@@ -513,36 +483,14 @@ class Loop:
         recovery.write_marker(self.layout.inflight(self.tag), data)
 
     def _status(self, phase: str, exp_id: int, description: str) -> None:
-        from harness.status import write_status
+        from harness.status import snapshot, write_status
 
+        agent = self.agent.name if self.agent else self._agent_label()
         config = self.config if self.steering else None
-        kept = sum(1 for r in self.rows if r.status == "keep" and r.id != 0)
-        state = {
-            "pid": os.getpid(),
-            "tag": self.tag,
-            "agent": self.agent.name if self.agent else self._agent_label(),
-            "phase": phase,
-            "experiment": exp_id,
-            "description": description,
-            "started": time.time(),
-            "budget": config.budget if config else None,
-            "timeout": config.timeout if config else None,
-            "best": self.best,
-            "baseline": self.baseline,
-            "kept": kept,
-            "experiments": sum(1 for r in self.rows if r.id != 0),
-            "spend_usd": round(sum(r.cost_usd for r in self.rows), 6),
-            "metric": config.metric if config else "",
-            "direction": config.direction if config else "",
-            "updated": time.time(),
-            "loop_started": self.loop_started,
-        }
+        state = snapshot(self.tag, agent, phase, exp_id, description, config, self.best, self.baseline, self.rows,
+                         self.loop_started)  # fmt: skip
         write_status(self.layout.status, state)
         self.display.update(state)
-
-
-def _attempt(row: Experiment) -> Attempt:
-    return Attempt(row.id, row.status, row.metric, row.delta, row.description, row.reason)
 
 
 def _valid_tag(tag: str) -> bool:
@@ -563,4 +511,4 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-__all__ = ["Loop", "Options", "Outcome", "replace"]
+__all__ = ["Loop", "Options", "Outcome"]

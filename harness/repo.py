@@ -140,9 +140,14 @@ class Repo:
     def set_ref(self, ref: str, sha: str) -> None:
         self._run("update-ref", ref, sha)
 
-    def reset_hard(self, sha: str) -> None:
-        """Move the current branch, index and tracked files to `sha`."""
-        self._run("reset", "-q", "--hard", sha)
+    def reset_hard(self, sha: str, keep: Sequence[str] = ()) -> None:
+        """Move the current branch, index and tracked files to `sha`, leaving the working copies of `keep` alone
+        (git never writes them, so an edit saved during the reset cannot be lost)."""
+        if not keep:
+            self._run("reset", "-q", "--hard", sha)
+            return
+        self._run("reset", "-q", "--mixed", sha)
+        self._run("checkout", "-q", "--", ".", *(f":(exclude){p}" for p in keep))
 
     def restore(self, paths_: Sequence[str]) -> None:
         """Put protected paths back as HEAD has them, removing files a run added there."""

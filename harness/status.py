@@ -13,6 +13,42 @@ from harness.paths import Layout
 PHASES = ("baseline", "proposing", "evaluating", "stopping", "stopped")
 
 
+def snapshot(
+    tag: str,
+    agent: str,
+    phase: str,
+    experiment: int,
+    description: str,
+    config: Any,
+    best: float | None,
+    baseline: float | None,
+    rows: list[Any],
+    loop_started: float,
+) -> dict[str, Any]:
+    """The state a loop publishes (runs/status.json and the live display) when its phase changes."""
+    now = time.time()
+    return {
+        "pid": os.getpid(),
+        "tag": tag,
+        "agent": agent,
+        "phase": phase,
+        "experiment": experiment,
+        "description": description,
+        "started": now,
+        "budget": config.budget if config else None,
+        "timeout": config.timeout if config else None,
+        "best": best,
+        "baseline": baseline,
+        "kept": sum(1 for r in rows if r.status == "keep" and r.id != 0),
+        "experiments": sum(1 for r in rows if r.id != 0),
+        "spend_usd": round(sum(r.cost_usd for r in rows), 6),
+        "metric": config.metric if config else "",
+        "direction": config.direction if config else "",
+        "updated": now,
+        "loop_started": loop_started,
+    }
+
+
 def write_status(path: Path, state: dict[str, Any]) -> None:
     """Replace the status file at once (tmp + os.replace), so a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)

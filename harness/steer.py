@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ProgramError
 from harness.program import Program, load
+
+SETTLE = 0.3  # seconds program.md must stay unchanged before an edit is read
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,14 @@ class Steer:
     sha: str  # sha of the file as written now
     changes: dict[str, list[Any]]  # front-matter key -> [old, new]; "text" when the free text changed
     error: str = ""
+    text: str = ""  # the whole file as it was read, so the ledger keeps every version of the program
+
+    def row(self, tag: str) -> dict[str, Any]:
+        """The ledger's `steer` row for this change."""
+        row: dict[str, Any] = {"kind": "steer", "tag": tag, "program_sha": self.sha, "previous": self.previous}
+        if self.error:
+            return {**row, "error": self.error}
+        return {**row, "changes": self.changes, "text": self.text}
 
 
 class Steering:
@@ -63,6 +74,7 @@ class Steering:
     def poll(self) -> Steer | None:
         """The change since the last poll, if any. The file is hashed every time too, in case an event was missed."""
         self._changed.clear()
+        _settle(self.path)
         try:
             new = load(self.path)
         except ProgramError as e:
@@ -78,7 +90,7 @@ class Steering:
             return None  # fixed back to the program in force: nothing changed
         old = self.program
         self.program = new
-        return Steer(new, old.sha, new.sha, diff(old, new))
+        return Steer(new, old.sha, new.sha, diff(old, new), text=_read(self.path))
 
 
 def diff(old: Program, new: Program) -> dict[str, list[Any]]:
@@ -97,6 +109,27 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [repr(v) if not isinstance(v, str | int | float) else v for v in value]
     return value
+
+
+def _settle(path: Path) -> None:
+    """Wait until the file has not changed for SETTLE seconds: an editor that truncates and then writes must not be
+    caught half way (an empty program.md is a valid, and wrong, program)."""
+    deadline = time.monotonic() + 5 * SETTLE
+    while time.monotonic() < deadline:
+        try:
+            age = time.time() - path.stat().st_mtime
+        except OSError:
+            return
+        if age >= SETTLE:
+            return
+        time.sleep(SETTLE - age)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _sha(path: Path) -> str:

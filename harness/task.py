@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.ledger import Experiment
+    from harness.program import Config
+
+KEPT_SHOWN = 10  # how many kept experiments an agent sees besides the recent history
 
 
 @dataclass(frozen=True)
@@ -66,3 +72,37 @@ class Proposal:
             content=str(data.get("content", "")),
             notes=str(data.get("notes", "") or ""),
         )
+
+
+def build_task(
+    rows: list[Experiment],
+    program_text: str,
+    config: Config,
+    exp_id: int,
+    content: str,
+    best: float | None,
+    baseline: float | None,
+) -> Task:
+    """The task for experiment `exp_id`: the night so far (bounded by config.history), the last crash's tail, and
+    the agent's latest notes."""
+    tried = [r for r in rows if r.id != 0]
+    last = rows[-1] if rows else None
+    return Task(
+        program=program_text,
+        mutable_path=config.mutable,
+        mutable_content=content,
+        metric=config.metric,
+        direction=config.direction,
+        best=best,
+        baseline=baseline,
+        history=tuple(_attempt(r) for r in tried[-config.history :]),
+        kept=tuple(_attempt(r) for r in tried if r.status == "keep")[-KEPT_SHOWN:],
+        crash_tail=last.tail if last and last.status in ("crash", "timeout") else "",
+        notes=next((r.notes for r in reversed(rows) if r.notes), ""),
+        experiment=exp_id,
+        search=config.search_dict(),
+    )
+
+
+def _attempt(row: Experiment) -> Attempt:
+    return Attempt(row.id, row.status, row.metric, row.delta, row.description, row.reason)
