@@ -307,7 +307,9 @@ class Loop:
             status = "crash"
         else:
             status = "keep" if self.beats(result.metric) else "discard"
-        self._finish(exp_id, commit, status, result.metric, description, result, proposed, spend, sha)
+        # A metric counts only from a run that ended well; a crash's or a cheat's number is not a result.
+        metric = result.metric if status in ("keep", "discard") else None
+        self._finish(exp_id, commit, status, metric, description, result, proposed, spend, sha)
 
     def beats(self, metric: float) -> bool:
         """True when `metric` improves on the champion by more than max(min_delta, the measured noise)."""
