@@ -183,6 +183,9 @@ class Loop:
         except Stop as e:
             reason = str(e)
         except KeyboardInterrupt:
+            # Caught between two steps (after the commit, before the run started): finish it as a restart would.
+            if self.lock.held and self.steering is not None:
+                self.reconcile()
             reason = "interrupted (Ctrl-C or SIGTERM); the tree is back at the champion"
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -334,11 +337,12 @@ class Loop:
         config = self.config
         delta = None if metric is None or self.best is None else metric - self.best
         best = metric if status == "keep" else self.best
-        trailers = {"Experiment": str(exp_id), "Status": status}
+        trailers = {"Experiment": str(exp_id)}
         if metric is not None:
             trailers["Metric"] = f"{config.metric}={metric:.6f}"
         if delta is not None:
             trailers["Delta"] = f"{delta:+.6f}"
+        trailers["Status"] = status
         final = self.repo.amend_message(commit, with_trailers(description, trailers), self.champion)
         reason = ""
         if status == "discard" and delta is not None:

@@ -8,12 +8,14 @@ from harness.review import Night, clip, num
 
 LABEL_CHARS = 40  # a kept point's label in progress.png
 LABEL_ANGLE = 40  # degrees; steeper labels of neighbouring points overlap less
+LABEL_ROOM = 0.9  # of the champions' range, left free beside them so slanted labels stay inside the axes
 MAX_LABELS = 50  # past this many kept points, only the largest gains are labelled, so the plot stays readable
 
 
 def progress_png(night: Night, path: Path) -> None:
     """The night in one picture: every metric over experiment ids, the running best, kept points labelled."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend state, and savefig renders PNG with Agg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator  # no pyplot: no global backend state, and savefig renders PNG with Agg
 
     minimize = night.direction == "minimize"
     measured = [r for r in night.rows if r.metric is not None]
@@ -55,6 +57,7 @@ def progress_png(night: Night, path: Path) -> None:
                 color="tab:purple", ha="right", va="top" if minimize else "bottom")  # fmt: skip
     ax.set_ylim(lo, hi)
     ax.set_xlim(-1, max((r.id for r in night.rows), default=1) + 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experiments are whole numbers
     ax.set_xlabel("experiment")
     ax.set_ylabel(f"{night.metric} ({'lower' if minimize else 'higher'} is better)")
     pct = f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
@@ -72,6 +75,6 @@ def _view(night: Night, kept: list[float | None], others: list[float | None]) ->
     values = sorted(v for v in others if v is not None)
     if night.direction == "minimize":
         worse = values[int(0.9 * (len(values) - 1))] if values else hi
-        return lo - 0.25 * span, min(max(hi, worse), hi + span) + 0.05 * span  # room below for the labels
+        return lo - LABEL_ROOM * span, min(max(hi, worse), hi + span) + 0.05 * span  # room below for the labels
     worse = values[int(0.1 * (len(values) - 1))] if values else lo
-    return max(min(lo, worse), lo - span) - 0.05 * span, hi + 0.25 * span
+    return max(min(lo, worse), lo - span) - 0.05 * span, hi + LABEL_ROOM * span
