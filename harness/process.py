@@ -454,17 +454,6 @@ class Child:
                 stream.close()
 
 
-def spawn(
-    argv: Sequence[str] | str,
-    *,
-    cwd: Path | str | None = None,
-    env: Mapping[str, str] | None = None,
-    shell: bool = False,
-    stdin: int | IO[Any] | None = DEVNULL,
-    stdout: int | IO[Any] | None = None,
-    stderr: int | IO[Any] | None = None,
-    pass_fds: Sequence[int] = (),
-) -> Child:
-    """Start `argv` (a command line if `shell`) in a new session, with `env` (default os.environ) plus the run
-    marker. Pass scrub_env(...) as `env` to keep the harness's credentials from the child."""
-    return Child(argv, cwd=cwd, env=env, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=pass_fds)
+# Start `argv` (a command line if `shell`) in a new session, with `env` (default os.environ) plus the run marker.
+# Pass scrub_env(...) as `env` to keep the harness's credentials from the child.
+spawn = Child

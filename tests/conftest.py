@@ -41,6 +41,15 @@ def toy_program(**front: object) -> str:
     return "---\n" + "\n".join(lines) + "\n---\n# Toy\nMake val_bpb small.\n"
 
 
+def alive(pid: int) -> bool:
+    """Whether a pid runs; a zombie does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
 def git(cwd: Path, *args: str) -> str:
     out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
     return out.stdout.strip()

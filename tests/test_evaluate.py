@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import alive
 
 from harness import process
 from harness.evaluate import RunResult, evaluate, hash_paths, parse_metric
@@ -25,15 +26,6 @@ def run(root: Path, body: str, **options: object) -> RunResult:
     settings: dict = {"metric": "val_bpb", "budget": 1, "timeout": 20, "grace": 0.5, "log": root / "runs" / "1.log"}
     settings.update(options)
     return evaluate(root, f"{PY} run.py", **settings)
-
-
-def alive(pid: int) -> bool:
-    """Whether a pid runs; a zombie does not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def pids_in(path: Path) -> list[int]:

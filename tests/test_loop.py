@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import PY, cli, git, make_repo, toy_program
+from conftest import PY, alive, cli, git, make_repo, toy_program
 
 SPEC_FIELDS = {
     "kind", "tag", "id", "commit", "parent", "status", "metric", "best", "description", "seconds", "agent",
@@ -227,7 +227,7 @@ return Proposal("X to 1.5", task.mutable_content.replace("X = 3.0", "X = 1.5"))
     assert git(project, "status", "--porcelain") == ""
     # The run of experiment 1, orphaned by the kill, did not outlive the reconciliation.
     sleeper = int((project / "runs" / "sleeper.pid").read_text())
-    assert not _alive(sleeper)
+    assert not alive(sleeper)
 
 
 def test_ctrl_c_stops_the_evaluation_and_resets_to_the_champion(project: Path, tmp_path: Path):
@@ -261,13 +261,6 @@ def test_stop_ends_the_loop_after_the_current_experiment(project: Path):
     assert git(project, "status", "--porcelain") == ""
     out = cli(project, "stop")
     assert out.returncode == 1 and "no loop is running" in out.stderr
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def _phase(repo: Path) -> str:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import alive
 
 from harness import process
 
@@ -30,15 +31,6 @@ def wait_for(path: Path, limit: float = 20.0) -> str:
             return path.read_text()
         time.sleep(0.01)
     raise AssertionError(f"{path.name} never written")
-
-
-def alive(pid: int) -> bool:
-    """Whether a pid runs; a zombie does not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def marked(run_id: str) -> list[int]:
