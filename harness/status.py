@@ -153,7 +153,11 @@ def describe_repo(root: Path) -> str:
             f"no loop has run here yet (no {layout.status.relative_to(root)}); start one: autoresearch run --tag <name>"
         )
     # The lock is the better witness: the kernel drops it when the loop dies, and a reused pid does not hold it.
-    return describe(state, alive=holder(layout.lock) is not None)
+    running = holder(layout.lock) is not None
+    text = describe(state, alive=running)
+    if running and layout.stop_request.exists():
+        text += "; stop requested: the loop ends after this experiment"
+    return text
 
 
 def duration(seconds: Any) -> str:

@@ -277,3 +277,20 @@ def _wait_for(condition, timeout: float = 60) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_status_from_another_terminal_says_what_the_loop_does_and_that_a_stop_was_asked(project: Path):
+    (project / "program.md").write_text(toy_program(run=f"{PY} -c 'import time; time.sleep(3); print(\"val_bpb: 1\")'"))
+    git(project, "commit", "-qam", "slower")
+    harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "st", "--agent", "optuna"], cwd=project)
+    try:
+        _wait_for(lambda: _phase(project) == "evaluating")
+        out = cli(project, "status")
+        assert out.returncode == 0
+        assert f"running (pid {harness.pid}, tag st, agent optuna)" in out.stdout
+        assert "evaluating" in out.stdout
+        cli(project, "stop")
+        assert "stop requested" in cli(project, "status").stdout
+    finally:
+        assert harness.wait(timeout=60) == 0
+    assert cli(project, "status").stdout.startswith("not running; last loop")
