@@ -207,10 +207,11 @@ def summarize(
     runs = [e for e in entries if e[ID] != b"0"]
     statuses = {k.decode(): n for k, n in Counter(map(itemgetter(STATUS), runs)).most_common()}
     baseline = _opt(base[METRIC]) if base is not None else None
-    best = next((float(e[BEST]) for e in reversed(entries) if e[BEST] != b"null"), None)
+    # The champion as it stands now: a `since` window shows recent rows, not a best forgotten from before it.
+    best = next((float(e[BEST]) for e in reversed(mine) if e[BEST] != b"null"), None)
     direction = direction or _infer(entries, baseline, best) or "minimize"
     if best is None:  # an older ledger without `best`: the best kept metric
-        kept_metrics = [float(e[METRIC]) for e in entries if e[STATUS] == b"keep" and e[METRIC] != b"null"]
+        kept_metrics = [float(e[METRIC]) for e in mine if e[STATUS] == b"keep" and e[METRIC] != b"null"]
         best = (min if direction == "minimize" else max)(kept_metrics, default=baseline)
     change = best - baseline if best is not None and baseline is not None else None
     shown = entries[-limit:] if limit else entries

@@ -167,3 +167,18 @@ def test_report_writes_a_real_png_and_a_markdown_page_with_the_kept_experiments(
     assert kept_section.count("`08cccccc`") == 1 and "idea number 8 with" in kept_section
     assert "budget 300 → 60" in text
     assert "| **8** | **keep** |" in text
+
+
+def test_since_shows_recent_rows_but_the_best_of_the_whole_night(tmp_path: Path) -> None:
+
+    ledger = Ledger(tmp_path / "experiments.log")
+    for i, (status, metric, best, time) in enumerate(
+        [("keep", 2.0, 2.0, "2026-11-22T20:00:00Z"), ("keep", 1.5, 1.5, "2026-11-22T21:00:00Z"),
+         ("discard", 1.9, 1.5, "2026-11-23T08:00:00Z")]
+    ):  # fmt: skip
+        ledger.append(Experiment(tag="n", id=i, commit="c" * 40, parent="p" * 40, status=status, metric=metric,
+                                 best=best, description=f"e{i}", seconds=1.0, agent="optuna", program_sha="",
+                                 agent_sha="", time=time))  # fmt: skip
+    night = review.summarize(ledger.path, "n", since="2026-11-23T00:00:00Z")
+    assert [r.id for r in night.rows] == [2]
+    assert night.experiments == 1 and night.baseline == 2.0 and night.best == 1.5
