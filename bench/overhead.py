@@ -21,49 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.agents import Proposed, Spend
-from harness.loop import Loop, Options
-from harness.task import Proposal, Task
+from harness import loop
+from harness.agents import build_agent
+from harness.session import Options, open_session
+from harness.testing import AGENT_FILE, FixedEdit, Quiet
 
 GOAL_MS = 100.0  # the harness's own time per experiment on a 2-core machine
 
 TRAIN = "X = 1.0  # the knob\nprint('val_bpb: %.6f' % X)\n"
-AGENT_FILE = """from harness.task import Proposal
-
-
-def propose(task, llm):
-    return Proposal(f"edit {task.experiment}", task.mutable_content + f"# experiment {task.experiment}\\n")
-"""
-
-
-class FixedEdit:
-    """Answers at once with a small new edit (a fresh comment line, so no proposal is a duplicate)."""
-
-    name = "fixed"
-    sha = "fixed"
-
-    def propose(self, task: Task) -> Proposed:
-        return Proposed(Proposal(f"edit {task.experiment}", task.mutable_content + f"# e{task.experiment}\n"))
-
-    def observe(self, row: object) -> None:
-        pass
-
-    def take_spend(self) -> Spend:
-        return Spend()
-
-    def close(self) -> None:
-        pass
-
-
-class Quiet:
-    def update(self, state: dict) -> None:
-        pass
-
-    def row(self, row: object) -> None:
-        pass
-
-    def info(self, text: str) -> None:
-        pass
 
 
 def repo(path: Path) -> Path:
@@ -79,22 +44,23 @@ def repo(path: Path) -> Path:
 
 
 def measure(root: Path, agent_kind: str, n: int) -> list[float]:
-    from harness.agents import build_agent
-
-    def make(kind: str, config: object, loop: Loop) -> object:
-        return FixedEdit() if kind == "fixed" else build_agent(kind, config, loop)
-
-    loop = Loop(root, Options(tag="bench", agent=agent_kind), display=Quiet(), make_agent=make)  # type: ignore[arg-type]
-    loop.open()
-    loop.agent = make(agent_kind, loop.config, loop)  # type: ignore[assignment]
-    loop.run_baseline()
-    overheads = []
-    for _ in range(n):
-        start = time.perf_counter()
-        loop.experiment()
-        wall = time.perf_counter() - start
-        overheads.append((wall - loop.rows[-1].seconds) * 1000)
-    loop.lock.release()
+    session = open_session(root, Options(tag="bench", agent=agent_kind))
+    try:
+        config = session.config
+        if agent_kind == "fixed":
+            agent = FixedEdit()
+        else:
+            agent = build_agent(agent_kind, config, session.night, session.layout, session.repo, print, {})
+        night = loop.Loop(session, agent, Quiet())
+        night.baseline()
+        overheads = []
+        for _ in range(n):
+            start = time.perf_counter()
+            night.experiment()
+            wall = time.perf_counter() - start
+            overheads.append((wall - session.night.rows[-1].seconds) * 1000)
+    finally:
+        session.close()
     return overheads
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import re
 import shlex
@@ -39,14 +38,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import loop
 from harness.agents import build_agent
 from harness.ledger import Experiment, Ledger
-from harness.loop import Loop, Options
 from harness.program import load
+from harness.session import Options
+from harness.testing import TEST_KEY, FakeAnthropic, estimate_tokens, message_body
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from fake_anthropic import TEST_KEY, FakeAnthropic, estimate_tokens, message_body  # noqa: E402
 
 TAG = "tokens"
 FLAT = 0.15  # the last ten experiments may differ this much (per call) from the ten after the history window fills
@@ -286,21 +285,12 @@ def toy_repo(path: Path) -> Path:
 
 def night(root: Path, n: int, model: FakeModel, clock: Clock, run_seconds: float) -> list[Experiment]:
     """Run `n` experiments of `--agent llm` against the fake; the ledger's rows, baseline first."""
-    names = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
-    saved = {name: os.environ.get(name) for name in names}
     with FakeAnthropic(responder=model) as server:
-        os.environ.update(ANTHROPIC_API_KEY=TEST_KEY, ANTHROPIC_BASE_URL=server.url)
-        try:
-            options = Options(tag=TAG, agent="llm", max_experiments=n)
-            loop = Loop(root, options, display=Quiet(clock, run_seconds), make_agent=build_agent)
-            outcome = loop.run()
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-    rows = Ledger(loop.layout.ledger).experiments(TAG)
+        secrets = {"ANTHROPIC_API_KEY": TEST_KEY, "ANTHROPIC_BASE_URL": server.url}
+        options = Options(tag=TAG, agent="llm", max_experiments=n)
+        screen = Quiet(clock, run_seconds)
+        outcome = loop.run(root, options, screen=screen, make_agent=build_agent, secrets=secrets)
+    rows = Ledger(root / "experiments.log").experiments(TAG)
     if outcome.experiments < n:
         sys.exit(f"the loop ended after {outcome.experiments} of {n} experiments: {outcome.reason}")
     return rows

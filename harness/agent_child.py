@@ -12,23 +12,13 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
 from typing import IO, Any
 
-from harness.task import Proposal, Task
+from harness.task import Proposal, Reply, Spend, Task
 
 
 class LLMUnavailable(RuntimeError):
     """The harness refused or could not make the call (spend cap reached, service down past patience)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What an agent gets back from `llm.complete`."""
-
-    text: str
-    usage: dict[str, Any] = field(default_factory=dict)
-    stop_reason: str | None = None
 
 
 class LLMProxy:
@@ -55,7 +45,8 @@ class LLMProxy:
         answer = json.loads(line)
         if not answer.get("ok"):
             raise LLMUnavailable(answer.get("error", "the LLM call failed"))
-        return Reply(answer["text"], answer.get("usage", {}), answer.get("stop_reason"))
+        usage = Spend.from_json(answer.get("usage"))
+        return Reply(str(answer.get("text", "")), answer.get("stop_reason"), str(answer.get("model", "")), usage)
 
 
 def _send(out: IO[str], message: dict[str, Any]) -> None:

@@ -1,60 +1,42 @@
-"""What the loop needs of an agent, whichever it is (the offline optuna agent, agent.py, another agent file)."""
+"""Which agent a night runs: the offline optuna agent, agent.py behind the process boundary, or another agent file."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from harness.ledger import Experiment
-from harness.task import Proposal, Task
-
-
-@dataclass(frozen=True)
-class Spend:
-    """LLM usage charged to one proposal."""
-
-    tokens_in: int = 0  # uncached input + cache writes + cache reads
-    tokens_out: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-    cost_usd: float = 0.0
+from harness.config import Config
+from harness.errors import HarnessError
+from harness.host import HostedAgent
+from harness.night import Night
+from harness.optuna_agent import OptunaAgent
+from harness.paths import Layout
+from harness.repo import Repo
+from harness.task import Agent
 
 
-@dataclass(frozen=True)
-class Proposed:
-    """A proposal, with what the harness keeps beside it in the ledger (for example the optuna parameters)."""
-
-    proposal: Proposal
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class Agent(Protocol):
-    """The loop's view of an agent; `propose` raises AgentError for a proposal that failed (recorded `invalid`)."""
-
-    name: str
-    sha: str  # identifies the agent's version in the ledger
-
-    def propose(self, task: Task) -> Proposed: ...
-
-    def observe(self, row: Experiment) -> None: ...
-
-    def take_spend(self) -> Spend: ...
-
-    def close(self) -> None: ...
-
-
-def build_agent(kind: str, config: Any, loop: Any) -> Agent:
-    """The agent a run asked for: "optuna", "llm" (agent.py), or the path of another agent file."""
+def build_agent(
+    kind: str,
+    config: Config,
+    night: Night,
+    layout: Layout,
+    repo: Repo,
+    say: Callable[[str], None],
+    secrets: Mapping[str, str],
+) -> Agent:
+    """The agent a run asked for: "optuna", "llm" (agent.py), or the path of another agent file; an LLM agent's key
+    (from `secrets`, the credentials the harness withdrew from its environment) is checked here, before any compute
+    is spent."""
     if kind == "optuna":
-        from harness.optuna_agent import OptunaAgent
-
-        agent = OptunaAgent(config.search, config.direction)
-        champion = loop.repo.show(loop.champion, config.mutable)
+        champion = repo.show(night.champion, config.mutable)
+        base = [r for r in night.rows if r.id == 0 and r.status == "keep" and r.commit]
+        baseline = repo.show(base[-1].commit, config.mutable) if base and base[-1].commit else champion
+        agent = OptunaAgent(config.search, config.direction, baseline_content=baseline)
         agent.check(champion, config.mutable)
-        base = [r for r in loop.rows if r.id == 0 and r.status == "keep"]
-        agent.baseline_content = loop.repo.show(base[-1].commit, config.mutable) if base else champion
-        agent.resume(loop.rows)
+        agent.resume(night.results())
         return agent
-    from harness.host import HostedAgent
-
-    return HostedAgent.start(kind, config, loop)
+    path = layout.agent if kind == "llm" else Path(kind)
+    if not path.is_file():
+        raise HarnessError(f"agent file {path} not found; --agent takes llm, optuna, or the path of an agent file")
+    name = "llm" if kind == "llm" else path.name
+    return HostedAgent.start(path, name, config, layout, night.tag, say, secrets)

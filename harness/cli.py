@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,8 @@ def _default_tag() -> str:
 
 
 class _Group(click.Group):
-    """Turns a person's mistake (HarnessError) into one line on stderr and its exit status."""
+    """A person's mistake (HarnessError) is one line on stderr and its exit status; a bug is a crash log (traceback
+    and versions), a one-line pointer to it, and exit status 3."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -29,6 +29,15 @@ class _Group(click.Group):
         except HarnessError as e:
             click.echo(f"autoresearch: {e}", err=True)
             ctx.exit(e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug: never a bare traceback at 3 am, always a log someone can read
+            from harness import crash
+            from harness.paths import Layout
+
+            log = crash.write(Layout(_root()).crash_log(), e)
+            click.echo(f"autoresearch: internal error ({type(e).__name__}: {e}); the traceback is in {log}", err=True)
+            ctx.exit(3)
 
 
 @click.group(cls=_Group)
@@ -60,22 +69,27 @@ def run(
 
     Example: autoresearch run --tag nov23 --max-experiments 20
     """
+    from harness import childenv, loop
     from harness.agents import build_agent
     from harness.display import Display
-    from harness.loop import Loop, Options
+    from harness.session import Options
 
+    # The credentials leave the environment first, so that no child of the harness (git included) inherits them.
+    secrets = childenv.withdraw()
     if agent is None:
-        agent = "llm" if os.environ.get("ANTHROPIC_API_KEY") else "optuna"
+        agent = "llm" if secrets.get("ANTHROPIC_API_KEY") else "optuna"
         if agent == "optuna":
             click.echo("no ANTHROPIC_API_KEY set: using the offline optuna agent (--agent llm to change)", err=True)
     overrides = {"budget": budget, "timeout": timeout, "model": model, "max_cost_usd": max_cost_usd}
     options = Options(tag=tag, agent=agent, max_experiments=max_experiments, hours=hours, overrides=overrides)
     display = Display(sys.stdout)
     try:
-        outcome = Loop(_root(), options, display=display, make_agent=build_agent).run()
+        ending = loop.run(_root(), options, screen=display, make_agent=build_agent, secrets=secrets)
     finally:
         display.close()
-    click.echo(f"{outcome.reason}; see: autoresearch log --tag {tag}")
+    click.echo(f"{ending.reason}; see: autoresearch log --tag {tag}")
+    if ending.exit_code:
+        sys.exit(ending.exit_code)
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""The harness's own errors: a person's mistake, said in one line that names the thing, the place and the next step."""
+"""The harness's exceptions: a person's mistake (HarnessError), the ways a night ends (LoopEnd), an agent's failure."""
 
 
 class HarnessError(Exception):
@@ -27,9 +27,42 @@ class LLMError(HarnessError):
     exit_code = 2
 
 
-class BudgetExceeded(HarnessError):
-    """The run's LLM spend reached max_cost_usd."""
-
-
 class AgentError(Exception):
     """An agent failed to produce a usable proposal; recorded as data, never fatal."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# How a night ends. Raised inside the loop, caught once by it: the reason goes to the ledger, the status file and
+# the exit line, and `exit_code` becomes the command's exit status.
+
+
+class LoopEnd(Exception):
+    """The night ends here, for the reason in the message."""
+
+    exit_code = 0
+
+
+class StopRequested(LoopEnd):
+    """`autoresearch stop` asked for it."""
+
+
+class LimitReached(LoopEnd):
+    """--max-experiments or --hours was reached."""
+
+
+class BudgetExceeded(LoopEnd):
+    """The night's LLM spend reached max_cost_usd."""
+
+
+class Interrupted(LoopEnd):
+    """Ctrl-C or SIGTERM: the run under way was stopped and the tree is back at the champion."""
+
+
+class ServiceFailed(LoopEnd):
+    """The LLM service failed for the night (refused us, or stayed down past patience)."""
+
+
+class Crashed(LoopEnd):
+    """A bug in the harness: the traceback is in the crash log the message names."""
+
+    exit_code = 3

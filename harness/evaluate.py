@@ -182,10 +182,6 @@ class _LogReader(threading.Thread):
         self.out.write(f"{gap}{marker}\n".encode() + tail)
 
 
-def _budget(budget: float) -> str:
-    return str(int(budget)) if float(budget).is_integer() else repr(float(budget))
-
-
 def _tail(text: str) -> str:
     lines = text.splitlines()[-TAIL_LINES:]
     return "\n".join(lines)[-TAIL_CHARS:]
@@ -206,20 +202,17 @@ def evaluate(
     command: str,
     *,
     metric: str,
-    budget: float,
     timeout: float,
     log: Path,
+    env: Mapping[str, str],
     protected: Sequence[str] = (),
     grace: float = 5.0,
     log_cap: int = 10 * 2**20,
-    env: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Run `command` through /bin/sh in `root` and judge it: killed with its whole tree past `timeout` seconds,
-    a crash without a `<metric>: <float>` line or with a non-zero exit, tampered if a protected path changed."""
+    """Run `command` through /bin/sh in `root` with `env` (built by harness.childenv) and judge it: killed with its
+    whole tree past `timeout` seconds, a crash without a `<metric>: <float>` line or with a non-zero exit, tampered if
+    a protected path changed."""
     before = hash_paths(root, protected)
-    run_env = process.scrub_env(env)
-    run_env["AUTORESEARCH_BUDGET"] = _budget(budget)
-    run_env["PYTHONUNBUFFERED"] = "1"  # so that the log shows a run's last words before a kill
     log.parent.mkdir(parents=True, exist_ok=True)
     # One pipe for stdout and stderr, so the log keeps their interleaving as the run printed it. The log is opened
     # here, so that a log that cannot be written is the caller's error before anything runs.
@@ -229,7 +222,7 @@ def evaluate(
     started = time.monotonic()
     try:
         child = process.spawn(
-            command, cwd=root, env=run_env, shell=True, stdin=process.DEVNULL, stdout=write_fd, stderr=write_fd
+            command, cwd=root, env=env, shell=True, stdin=process.DEVNULL, stdout=write_fd, stderr=write_fd
         )
     except BaseException:
         os.close(read_fd)

@@ -8,14 +8,18 @@ import os
 import select
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness import process
-from harness.agents import Proposed, Spend
-from harness.errors import AgentError, BudgetExceeded, HarnessError, LLMError
-from harness.ledger import Experiment
-from harness.task import Proposal, Task
+from harness import childenv, process
+from harness.config import Config
+from harness.errors import AgentError, BudgetExceeded, LLMError
+from harness.paths import Layout
+from harness.task import Proposal, Proposed, Result, Spend, Task
+
+if TYPE_CHECKING:
+    from harness.llm import LLMClient
 
 TIME_LIMIT = 900.0  # seconds an agent may think on its own per proposal; time waiting on the LLM does not count
 MAX_LINE = 16 * 2**20  # a protocol line larger than this is a runaway agent, not a proposal
@@ -24,56 +28,68 @@ MAX_LINE = 16 * 2**20  # a protocol line larger than this is a runaway agent, no
 class HostedAgent:
     """An agent file (agent.py or another with the same contract) behind a process boundary."""
 
-    def __init__(self, path: Path, client: Any, *, workdir: Path, log_dir: Path, time_limit: float = TIME_LIMIT):
+    def __init__(
+        self,
+        path: Path,
+        client: LLMClient | None,
+        *,
+        name: str,
+        root: Path,
+        workdir: Path,
+        log_dir: Path,
+        time_limit: float = TIME_LIMIT,
+    ) -> None:
         self.path = path.resolve()
         self.client = client
+        self.name = name
+        self.root = root
         self.workdir = workdir
         self.log_dir = log_dir
         self.time_limit = time_limit
-        self.name = "llm" if path.name == "agent.py" else path.name
         self.sha = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
     @classmethod
-    def start(cls, kind: str, config: Any, loop: Any) -> HostedAgent:
-        """The agent of `--agent llm` (the repository's agent.py) or `--agent PATH`, its key checked before use."""
+    def start(
+        cls,
+        path: Path,
+        name: str,
+        config: Config,
+        layout: Layout,
+        tag: str,
+        say: Callable[[str], None],
+        secrets: Mapping[str, str],
+    ) -> HostedAgent:
+        """The agent file at `path` with an LLM client of its own; the key is checked before use (a bad one is an
+        LLMError now, not at 3 am). An agent file that never calls the LLM runs without a key."""
         from harness.llm import LLMClient
 
-        path = loop.layout.agent if kind == "llm" else Path(kind)
-        if not path.is_file():
-            raise HarnessError(f"agent file {path} not found; --agent takes llm, optuna, or the path of an agent file")
-        keyed = bool(os.environ.get("ANTHROPIC_API_KEY", "").strip())
-        if kind == "llm" and not keyed:
+        key = secrets.get("ANTHROPIC_API_KEY", "").strip()
+        if name == "llm" and not key:
             raise LLMError("ANTHROPIC_API_KEY is not set; export it, or use the offline agent with --agent optuna")
         client = None
-        if keyed:  # an agent file that never calls the LLM runs without a key
+        if key:
             client = LLMClient(
-                config.model, patience=config.patience, max_cost_usd=config.max_cost_usd, on_wait=loop.display.info
+                config.model,
+                api_key=key,
+                key_name="ANTHROPIC_API_KEY",
+                base_url=secrets.get("ANTHROPIC_BASE_URL") or None,
+                patience=config.patience,
+                max_cost_usd=config.max_cost_usd,
+                on_wait=say,
             )
-            client.check()  # a bad key is found now, not at 3 am
-        tag_dir = loop.layout.tag_dir(loop.tag)
-        agent = cls(path, client, workdir=loop.layout.scratch(loop.tag), log_dir=tag_dir)
-        agent.name = "llm" if kind == "llm" else path.name
-        return agent
+            client.check()
+        return cls(path, client, name=name, root=layout.root, workdir=layout.scratch(tag), log_dir=layout.tag_dir(tag))
 
     # --- the Agent protocol ---------------------------------------------------------------------------------
 
     def propose(self, task: Task) -> Proposed:
         return Proposed(self.call("propose", task, log_name=f"{task.experiment}.agent.log"))
 
-    def observe(self, row: Experiment) -> None:
+    def observe(self, result: Result) -> None:
         """Nothing to do: the agent reads the night from its Task, rebuilt from the ledger each time."""
 
     def take_spend(self) -> Spend:
-        if self.client is None:
-            return Spend()
-        usage = self.client.take()
-        return Spend(
-            tokens_in=usage.input_tokens + usage.cache_write_tokens + usage.cache_read_tokens,
-            tokens_out=usage.output_tokens,
-            cache_read=usage.cache_read_tokens,
-            cache_write=usage.cache_write_tokens,
-            cost_usd=usage.cost_usd,
-        )
+        return Spend() if self.client is None else self.client.take()
 
     def close(self) -> None:
         """No process outlives a call; nothing to close."""
@@ -91,7 +107,7 @@ class HostedAgent:
             child = process.spawn(
                 [sys.executable, "-I", "-m", "harness.agent_child"],
                 cwd=self.workdir,
-                env=process.scrub_env(),
+                env=childenv.agent_env(self.root),
                 stdin=process.PIPE,
                 stdout=process.PIPE,
                 stderr=log,
@@ -147,18 +163,8 @@ class HostedAgent:
             )
         except (BudgetExceeded, LLMError) as e:
             return {"ok": False, "error": str(e)}, e
-        usage = reply.usage
-        return {
-            "ok": True,
-            "text": reply.text,
-            "stop_reason": reply.stop_reason,
-            "usage": {
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cache_write_tokens": usage.cache_write_tokens,
-                "cache_read_tokens": usage.cache_read_tokens,
-            },
-        }, None
+        reply_json = {"text": reply.text, "stop_reason": reply.stop_reason, "model": reply.model}
+        return {"ok": True, **reply_json, "usage": reply.usage.to_json()}, None
 
 
 class _Lines:

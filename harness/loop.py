@@ -1,380 +1,266 @@
-"""The experiment loop: baseline, then propose, check, commit, evaluate, keep or reset, until stopped."""
+"""The experiment loop: baseline, then propose, check, commit, evaluate, keep or reset, until something ends it."""
 
 from __future__ import annotations
 
-import math
-import os
 import signal
 import statistics
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness import paths, recovery
-from harness.agents import Agent, Proposed, Spend
-from harness.errors import AgentError, BudgetExceeded, HarnessError, LLMError, ProgramError, RepoError
+from harness import childenv, crash, outcome, recovery
+from harness.brief import build_task
+from harness.config import Config
+from harness.errors import (
+    AgentError,
+    BudgetExceeded,
+    Crashed,
+    HarnessError,
+    Interrupted,
+    LimitReached,
+    LLMError,
+    LoopEnd,
+    ServiceFailed,
+    StopRequested,
+)
 from harness.evaluate import RunResult, evaluate
 from harness.gates import check_proposal
-from harness.ledger import Experiment, Ledger, Status
-from harness.lock import LoopLock
-from harness.program import Config, Program, load, override
+from harness.ledger import Status
+from harness.night import Night, result_of
+from harness.outcome import Author, Finished
+from harness.paths import LEDGER, PROGRAM, RUNS, Layout, branch, discarded_ref
 from harness.repo import Repo, blob_sha, one_line, with_trailers
-from harness.steer import Steering
-from harness.task import Task, build_task
+from harness.session import Options, Session, open_session
+from harness.status import Screen, snapshot, write_status
+from harness.task import Agent, Proposed, Spend, Task
 
-TAIL_CHARS = 3000  # how much of a crashed run's log the ledger and the agent see
-NO_SPEND = Spend()
+REMOVED_SHOWN = 20  # of the files a run left in the tree, how many its ledger row names
+_HARNESS_FILES = frozenset({LEDGER, RUNS})  # the harness's own files beside the tree, never a run's leftovers
 
 
-@dataclass(frozen=True)
-class Options:
-    """One `autoresearch run`: the tag, the agent, the limits, and the flags that override program.md."""
-
-    tag: str
-    agent: str = "optuna"  # "optuna", "llm", or the path of an agent file
-    max_experiments: int | None = None  # experiments to run in this invocation, the baseline not counted
-    hours: float | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)  # budget, timeout, model, max_cost_usd
+AgentFactory = Callable[[str, Config, Night, Layout, Repo, Callable[[str], None], Mapping[str, str]], Agent]
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """Why the loop ended, and what the night holds so far."""
+class Ending:
+    """How the night ended: the reason (also in the ledger and the status), the exit status, and where it stands."""
 
     reason: str
+    exit_code: int
     experiments: int  # run in this invocation
     best: float | None
     baseline: float | None
 
 
-class Stop(Exception):
-    """Ends the loop cleanly with a reason."""
+def run(
+    root: Path,
+    options: Options,
+    *,
+    screen: Screen,
+    make_agent: AgentFactory,
+    secrets: Mapping[str, str] | None = None,
+) -> Ending:
+    """Open the night, build its agent, and loop until something ends it; the tree is left clean at the champion.
+
+    Whatever ends it, its reason goes to the ledger, the status file and the screen before the lock is let go; a
+    person's mistake (HarnessError) is then raised, a bug leaves a crash log."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    agent: Agent | None = None
+    try:
+        session = open_session(root, options)
+        try:
+            session.steering.start()
+            args = (session.config, session.night, session.layout, session.repo, screen.info, secrets or {})
+            agent = make_agent(options.agent, *args)
+            loop = Loop(session, agent, screen)
+            end = loop.until_end()
+            _record_end(session, screen, str(end), type(end).__name__, agent.name)
+        except HarnessError as e:
+            _record_end(session, screen, f"stopped: {e}", type(e).__name__, agent.name if agent else options.agent)
+            raise
+        finally:
+            if agent is not None:
+                agent.close()
+            session.close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return Ending(str(end), end.exit_code, loop.count, session.night.best, session.night.baseline)
 
 
-AgentFactory = Callable[[str, Config, "Loop"], Agent]
+def _record_end(session: Session, screen: Screen, reason: str, kind: str, agent: str) -> None:
+    """Whatever ended the night: one ledger note, the status file, and a line on the screen (the lock is still held)."""
+    session.ledger.note(session.tag, f"loop ended: {reason}", ending=kind)
+    write_status(session.layout.status, _state(session, agent, "stopped", -1, reason))
+    screen.info(f"loop ended: {reason}")
+
+
+def _state(session: Session, agent: str, phase: str, exp_id: int, description: str) -> dict[str, Any]:
+    return snapshot(session.tag, agent, phase, exp_id, description, session.config, session.night, session.started)
 
 
 class Loop:
-    """One night on one tag of one repository."""
+    """The state machine of one night, over a session that is open and an agent that is ready."""
 
-    def __init__(self, root: Path, options: Options, *, display: Any, make_agent: AgentFactory) -> None:
-        self.repo = Repo(root)
-        self.layout = paths.Layout(self.repo.root)
-        self.ledger = Ledger(self.layout.ledger)
-        self.options = options
-        self.tag = options.tag
-        self.display = display
-        self.make_agent = make_agent
-        self.lock = LoopLock(self.layout.lock)
-        self.agent: Agent | None = None
-        self.steering: Steering | None = None
-        self.champion = ""
-        self.best: float | None = None
-        self.baseline: float | None = None
-        self.noise = 0.0
-        self.rows: list[Experiment] = []
-        self.seen: dict[str, Experiment] = {}  # file sha -> the row that evaluated that content
-        self.phase_started = time.time()
-        self.loop_started = time.time()
+    def __init__(self, session: Session, agent: Agent, screen: Screen) -> None:
+        self.s = session
+        self.night = session.night
+        self.repo = session.repo
+        self.agent = agent
+        self.screen = screen
+        self.count = 0  # experiments run in this invocation
 
-    # --- setup ----------------------------------------------------------------------------------------------
-
-    @property
-    def program(self) -> Program:
-        assert self.steering is not None
-        return self.steering.program
-
-    @property
-    def config(self) -> Config:
-        return override(self.program.config, **self.options.overrides)
-
-    def open(self) -> None:
-        """Take the lock, check the program and the tree, check out the branch and reconcile an interrupted night."""
-        if not _valid_tag(self.tag):
-            raise HarnessError(f"tag '{self.tag}' is not usable in a branch name; use letters, digits, '-', '_', '.'")
-        self.lock.acquire()
-        torn = self.ledger.repair()
-        if torn:
-            keep = self.layout.runs / f"torn-ledger-line-{int(time.time())}.txt"
-            keep.write_bytes(torn)
-            self.ledger.note(self.tag, f"repaired a torn last line of the ledger ({len(torn)} bytes kept in {keep})")
-        self.layout.stop_request.unlink(missing_ok=True)
-        program = load(self.layout.program)
-        config = override(program.config, **self.options.overrides)
-        recovery.clear_stale_git_lock(self.repo.root)
-        recovery.end_orphans(self.repo.root)
-        self.repo.ensure_ignored()
-        self.reconcile()
-        changed = [p for p in self.repo.changed() if p != paths.PROGRAM]  # program.md is the person's to edit
-        if changed:
-            raise RepoError(
-                f"the working tree has uncommitted changes to {', '.join(changed[:5])}; commit or stash them first"
-            )
-        self.repo.checkout_branch(paths.branch(self.tag))
-        if not (self.repo.root / config.mutable).is_file():
-            raise ProgramError(f"program.md: the mutable file '{config.mutable}' does not exist in {self.repo.root}")
-        self.steering = Steering(program)
-        self.rows = self.ledger.experiments(self.tag)
-        self._load_state()
-
-    def reconcile(self) -> None:
-        """Bring an interrupted night back to a consistent state: ledger row written, branch at the champion."""
-        recovery.reconcile(self.repo, self.ledger, self.layout.inflight(self.tag), self.tag, self._reset_branch)
-
-    def _reset_branch(self, sha: str) -> None:
-        if not sha:
-            return
-        name = paths.branch(self.tag)
-        if self.repo.branch() == name:
-            self._reset_hard(sha)
-        else:
-            self.repo.set_ref(f"refs/heads/{name}", sha)
-
-    def _reset_hard(self, sha: str) -> None:
-        """Reset to a commit, keeping the person's uncommitted edits of program.md (steering must survive resets)."""
-        self.repo.reset_hard(sha, keep=(paths.PROGRAM,))
-
-    @staticmethod
-    def _guarded(config: Config) -> tuple[str, ...]:
-        """Protected paths a run must not change; program.md is left out because the person edits it mid-run."""
-        return tuple(p for p in config.protected if p != paths.PROGRAM)
-
-    def _load_state(self) -> None:
-        base = [r for r in self.rows if r.id == 0]
-        if base and base[-1].status == "keep":
-            self.baseline = base[-1].metric
-            self.noise = float(base[-1].extra.get("noise", 0.0) or 0.0)
-        self.champion = recovery.champion_of(self.rows) or self.repo.head()
-        head = self.repo.head()
-        if head != self.champion:
-            name = paths.branch(self.tag)
-            raise RepoError(
-                f"{name} is at {head[:10]}, but the ledger's best experiment is {self.champion[:10]}: the branch was "
-                f"changed by hand. Start a new tag from here (autoresearch run --tag <new>), or put it back with "
-                f"'git reset --hard {self.champion[:10]}'"
-            )
-        self.best = recovery.best_of(self.rows)
-        self.seen = {r.file_sha: r for r in self.rows if r.file_sha and r.status not in ("invalid", "duplicate")}
-
-    # --- the night ------------------------------------------------------------------------------------------
-
-    def run(self) -> Outcome:
-        """Run until a stop condition; always leaves the tree clean at the champion."""
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        count = 0
-        reason = "stopped"
+    def until_end(self) -> LoopEnd:
+        """Run until something ends the night, and say what: a stop, a limit, Ctrl-C, or a bug (with a crash log).
+        A person's mistake (HarnessError) is raised."""
         try:
-            self.open()
-            assert self.steering is not None
-            self.steering.start()
-            # The agent comes first: an LLM agent checks its key here, before any compute is spent.
-            self.agent = self.make_agent(self.options.agent, self.config, self)
-            if self.baseline is None:
-                self.run_baseline()
+            if not self.night.has_baseline:
+                self.baseline()
             while True:
-                reason = self._should_stop(count)
-                if reason:
-                    break
+                self.check_stop()
                 self.experiment()
-                count += 1
-        except Stop as e:
-            reason = str(e)
+                self.count += 1
+        except LoopEnd as e:
+            return e
         except KeyboardInterrupt:
             # Caught between two steps (after the commit, before the run started): finish it as a restart would.
-            if self.lock.held and self.steering is not None:
-                self.reconcile()
-            reason = "interrupted (Ctrl-C or SIGTERM); the tree is back at the champion"
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            if self.agent is not None:
-                self.agent.close()
-            if self.steering is not None:
-                self.steering.stop()
-            if self.lock.held:
-                self._status("stopped", -1, reason)
-            self.lock.release()
-        self.display.info(f"loop ended: {reason}")
-        return Outcome(reason, count, self.best, self.baseline)
+            self.s.reconcile()
+            return Interrupted("interrupted (Ctrl-C or SIGTERM); the tree is back at the champion")
+        except HarnessError:
+            raise
+        except Exception as e:  # a bug: its traceback goes to the crash log, its reason to the ledger and the status
+            tag = self.s.tag
+            log = crash.write(self.s.layout.crash_log(tag), e, context=f"autoresearch run --tag {tag}")
+            return Crashed(f"crashed ({type(e).__name__}: {one_line(str(e))}); the traceback is in {log}")
 
-    def _should_stop(self, count: int) -> str:
-        opts = self.options
-        if self.layout.stop_request.exists():
-            self.layout.stop_request.unlink(missing_ok=True)
-            return "stopped by 'autoresearch stop'"
-        if opts.max_experiments is not None and count >= opts.max_experiments:
-            return f"reached --max-experiments {opts.max_experiments}"
-        if opts.hours is not None and time.time() - self.loop_started > opts.hours * 3600:
-            return f"reached --hours {opts.hours:g}"
-        return ""
+    def check_stop(self) -> None:
+        options, layout = self.s.options, self.s.layout
+        if layout.stop_request.exists():
+            layout.stop_request.unlink(missing_ok=True)
+            raise StopRequested("stopped by 'autoresearch stop'")
+        if options.max_experiments is not None and self.count >= options.max_experiments:
+            raise LimitReached(f"reached --max-experiments {options.max_experiments}")
+        if options.hours is not None and time.time() - self.s.started > options.hours * 3600:
+            raise LimitReached(f"reached --hours {options.hours:g}")
 
-    def _next_id(self) -> int:
-        return max((r.id for r in self.rows), default=-1) + 1
+    # --- the baseline and one experiment -----------------------------------------------------------------------
 
-    def run_baseline(self) -> None:
+    def baseline(self) -> None:
         """Experiment 0: the unmodified champion, `baseline_runs` times; their spread is the noise."""
-        config = self.config
-        head = self.repo.head()
+        config = self.s.config
+        head = self.night.champion
         content = (self.repo.root / config.mutable).read_text(encoding="utf-8")
         metrics: list[float] = []
-        result: RunResult | None = None
         for repeat in range(config.baseline_runs):
-            self._status("baseline", 0, f"baseline run {repeat + 1} of {config.baseline_runs}")
-            self._write_inflight(0, head, head, "baseline")
-            result = self._evaluate(config, 0, repeat)
+            self._mark(0, head, "baseline")
+            phase = ("baseline", f"baseline run {repeat + 1} of {config.baseline_runs}")
+            result, removed = self._evaluate(config, 0, phase, repeat)
             if result.outcome != "ok" or result.metric is None:
                 break
             metrics.append(result.metric)
-        assert result is not None
         ok = len(metrics) == config.baseline_runs
-        metric = statistics.fmean(metrics) if ok else None
+        status = "keep" if ok else self._failure(result, config)
         noise = statistics.stdev(metrics) if ok and len(metrics) > 1 else 0.0
-        status: Status = "keep" if ok else ("timeout" if result.outcome == "timeout" else "crash")
-        if result.outcome == "tampered":
-            self.repo.restore(self._guarded(config))
-            status = "tampered"
-        row = self._row(
-            0, head, head, status, metric, "baseline", result, file_sha=blob_sha(content),
-            best=metric, delta=None, extra={"repeats": metrics, "noise": noise},
-        )  # fmt: skip
-        self._commit_row(row)
+        metric = statistics.fmean(metrics) if ok else None
+        extra = {"repeats": metrics, "noise": noise, **({"removed": removed} if removed else {})}
+        self._finish(Finished(0, status, "baseline", head, metric, result, file_sha=blob_sha(content), extra=extra))
         if not ok:
             raise HarnessError(
                 f"the baseline failed ({status}: {result.reason}); see {result.log} and fix {config.mutable} "
                 f"or the run command, then start again"
             )
-        self.baseline, self.best, self.noise, self.champion = metric, metric, noise, head
 
     def experiment(self) -> None:
         """One proposal, checked, committed, evaluated, and kept or reset."""
         self._steer()
-        config = self.config
-        agent = self.agent
-        assert agent is not None
-        exp_id = self._next_id()
-        champion_content = self.repo.show(self.champion, config.mutable)
-        task = self._task(config, exp_id, champion_content)
+        config, night = self.s.config, self.night
+        exp_id = night.next_id()
+        champion = self.repo.show(night.champion, config.mutable)
+        task = build_task(night, self.s.program.text, config, champion)
         self._status("proposing", exp_id, "")
-        try:
-            proposed: Proposed | None = agent.propose(task)
-            problem = ""
-        except AgentError as e:
-            proposed, problem = None, str(e)
-        except (BudgetExceeded, LLMError) as e:
-            # Calls made before the refusal were paid for: their spend goes into the ledger before the loop ends.
-            spend = agent.take_spend()
-            if spend.tokens_in or spend.tokens_out:
-                self._record_unrun(exp_id, "invalid", None, f"no proposal: {e}", spend, task)
-            raise Stop(str(e) if isinstance(e, BudgetExceeded) else f"the LLM service failed: {e}") from None
-        spend = agent.take_spend()
-        strays = [p for p in self.repo.changed() if p not in (config.mutable, paths.PROGRAM)]
+        proposed, problem, spend = self._propose(task)
+        strays = [p for p in self.repo.changed() if p not in (config.mutable, PROGRAM)]
         if strays:
             # An agent may only answer with content; a file it wrote into the repository is undone.
             self.repo.restore(strays)
             problem = problem or f"the agent changed {', '.join(strays)}; only {config.mutable} may change"
+        if proposed is not None and not problem:
+            problem = check_proposal(proposed.proposal.content, champion, config.mutable)
         if proposed is None or problem:
-            self._record_unrun(exp_id, "invalid", proposed, problem, spend, task)
+            self._unrun(exp_id, "invalid", proposed, problem, spend, task)
             return
-        proposal = proposed.proposal
-        problem = check_proposal(proposal.content, champion_content, config.mutable)
-        if problem:
-            self._record_unrun(exp_id, "invalid", proposed, problem, spend, task)
-            return
-        sha = blob_sha(proposal.content)
-        if sha in self.seen:
-            earlier = self.seen[sha]
+        sha = blob_sha(proposed.proposal.content)
+        if (earlier := night.seen.get(sha)) is not None:
             reason = f"same content as experiment {earlier.id} ({earlier.status}); not run again"
             extra = {"same_as": earlier.id, "earlier_metric": earlier.metric}
-            self._record_unrun(exp_id, "duplicate", proposed, reason, spend, task, extra=extra)
+            self._unrun(exp_id, "duplicate", proposed, reason, spend, task, extra)
             return
-        description = one_line(proposal.description)
-        self._write_inflight(exp_id, self.champion, None, description)
-        commit = self.repo.commit_file(config.mutable, proposal.content, description)
-        self._status("evaluating", exp_id, description)
+        description = one_line(proposed.proposal.description)
+        self._mark(exp_id, None, description)
+        commit = self.repo.commit_file(config.mutable, proposed.proposal.content, description)
+        tried = Finished(exp_id, "interrupted", description, commit, proposed=proposed, spend=spend, file_sha=sha)
         started = time.monotonic()
         try:
-            result = self._evaluate(config, exp_id)
+            result, removed = self._evaluate(config, exp_id, ("evaluating", description))
         except KeyboardInterrupt:
-            elapsed = time.monotonic() - started
-            self._finish(exp_id, commit, "interrupted", None, description, None, proposed, spend, sha, elapsed)
+            self._finish(replace(tried, seconds=time.monotonic() - started))
             raise
-        status: Status
-        if result.outcome == "tampered":
-            self.repo.restore(self._guarded(config))
-            status = "tampered"
-        elif result.outcome == "timeout":
-            status = "timeout"
-        elif result.outcome == "crash" or result.metric is None:
-            status = "crash"
-        else:
-            status = "keep" if self.beats(result.metric) else "discard"
+        if removed:
+            tried = replace(tried, extra={"removed": removed})
         # A metric counts only from a run that ended well; a crash's or a cheat's number is not a result.
-        metric = result.metric if status in ("keep", "discard") else None
-        self._finish(exp_id, commit, status, metric, description, result, proposed, spend, sha)
+        if result.outcome != "ok" or result.metric is None:
+            self._finish(replace(tried, status=self._failure(result, config), result=result))
+            return
+        status: Status = "keep" if night.beats(result.metric, config) else "discard"
+        self._finish(replace(tried, status=status, metric=result.metric, result=result))
 
-    def beats(self, metric: float) -> bool:
-        """True when `metric` improves on the champion by more than max(min_delta, the measured noise)."""
-        if self.best is None or not math.isfinite(metric):
-            return False
-        config = self.config
-        return config.sign * (metric - self.best) > max(config.min_delta, self.noise)
+    # --- steps -------------------------------------------------------------------------------------------------
 
-    def _finish(
-        self,
-        exp_id: int,
-        commit: str,
-        status: Status,
-        metric: float | None,
-        description: str,
-        result: RunResult | None,
-        proposed: Proposed,
-        spend: Spend,
-        sha: str,
-        seconds: float = 0.0,
-    ) -> None:
-        config = self.config
-        delta = None if metric is None or self.best is None else metric - self.best
-        best = metric if status == "keep" else self.best
-        trailers = {"Experiment": str(exp_id)}
-        if metric is not None:
-            trailers["Metric"] = f"{config.metric}={metric:.6f}"
-        if delta is not None:
-            trailers["Delta"] = f"{delta:+.6f}"
-        trailers["Status"] = status
-        final = self.repo.amend_message(commit, with_trailers(description, trailers), self.champion)
-        reason = ""
-        if status == "discard" and delta is not None:
-            margin = max(config.min_delta, self.noise)
-            reason = f"not better than the champion by more than {margin:g} (delta {delta:+.6f})"
-        row = self._row(
-            exp_id, final, self.champion, status, metric, description, result, file_sha=sha, best=best,
-            delta=delta, extra=proposed.extra, spend=spend, notes=proposed.proposal.notes, reason=reason,
-            seconds=seconds,
-        )  # fmt: skip
-        self._commit_row(row)
-        if status == "keep":
-            self.champion, self.best = final, metric
+    def _propose(self, task: Task) -> tuple[Proposed | None, str, Spend]:
+        """The agent's proposal, or why there is none (recorded `invalid`); a refused or capped LLM ends the night."""
+        try:
+            return self.agent.propose(task), "", self.agent.take_spend()
+        except AgentError as e:
+            return None, str(e), self.agent.take_spend()
+        except (BudgetExceeded, LLMError) as e:
+            # Calls made before the refusal were paid for: their spend goes into the ledger before the loop ends.
+            spend = self.agent.take_spend()
+            if spend.tokens_in or spend.output_tokens:
+                self._unrun(task.experiment, "invalid", None, f"no proposal: {e}", spend, task)
+            if isinstance(e, BudgetExceeded):
+                raise
+            raise ServiceFailed(f"the LLM service failed: {e}") from None
 
-    def _commit_row(self, row: Experiment) -> None:
-        """Ledger row first (fsynced), then the git state it describes, then the marker goes."""
-        self.ledger.append(row)
-        if row.id != 0 and row.commit:
-            if row.status == "keep":
-                self.repo.set_ref(f"refs/heads/{paths.branch(self.tag)}", row.commit)
-            else:
-                self.repo.set_ref(paths.discarded_ref(self.tag, row.id), row.commit)
-                self._reset_hard(self.champion)
-        self.layout.inflight(self.tag).unlink(missing_ok=True)
-        self.rows.append(row)
-        if row.file_sha and row.status not in ("invalid", "duplicate", "interrupted"):
-            self.seen.setdefault(row.file_sha, row)
-        if self.agent is not None:
-            self.agent.observe(row)
-        self.display.row(row)
+    def _evaluate(
+        self, config: Config, exp_id: int, phase: tuple[str, str], repeat: int = 0
+    ) -> tuple[RunResult, list[str]]:
+        """Run the evaluation in the working tree; files it leaves there (a checkpoint, a cache) are removed, so the
+        next experiment starts from the committed tree alone, and named (bounded) for the ledger."""
+        root = self.repo.root
+        before = self.repo.untracked()
+        self._status(phase[0], exp_id, phase[1])
+        result = evaluate(
+            root,
+            config.run,
+            metric=config.metric,
+            timeout=config.timeout,
+            log=self.s.layout.run_log(self.s.tag, exp_id, repeat),
+            env=childenv.run_env(root, config.budget),
+            protected=_guarded(config),
+        )
+        left = sorted(p for p in self.repo.untracked() - before if p.split("/")[0] not in _HARNESS_FILES)
+        self.repo.clean(left)
+        return result, left[:REMOVED_SHOWN]
 
-    def _record_unrun(
+    def _failure(self, result: RunResult, config: Config) -> Status:
+        """The status of a run that did not end well; a tampered tree is put back first."""
+        if result.outcome == "tampered":
+            self.repo.restore(_guarded(config))
+            return "tampered"
+        return "timeout" if result.outcome == "timeout" else "crash"
+
+    def _unrun(
         self,
         exp_id: int,
         status: Status,
@@ -384,137 +270,78 @@ class Loop:
         task: Task,
         extra: dict[str, Any] | None = None,
     ) -> None:
+        """Record a proposal that cost no compute (invalid, duplicate, or none at all)."""
         proposal = proposed.proposal if proposed else None
-        row = self._row(
-            exp_id, None, self.champion, status, None, one_line(proposal.description) if proposal else "",
-            None, file_sha=blob_sha(proposal.content) if proposal else "", best=self.best, delta=None,
-            extra={**(proposed.extra if proposed else {}), **(extra or {})}, spend=spend, reason=reason,
-            notes=proposal.notes if proposal else task.notes,
+        self._finish(
+            Finished(
+                exp_id, status, one_line(proposal.description) if proposal else "", proposed=proposed, spend=spend,
+                file_sha=blob_sha(proposal.content) if proposal else "", reason=reason, extra=extra or {},
+                notes=task.notes,
+            )
         )  # fmt: skip
-        self._commit_row(row)
 
-    def _row(
-        self,
-        exp_id: int,
-        commit: str | None,
-        parent: str,
-        status: Status,
-        metric: float | None,
-        description: str,
-        result: RunResult | None,
-        *,
-        file_sha: str,
-        best: float | None,
-        delta: float | None,
-        extra: dict[str, Any],
-        spend: Spend = NO_SPEND,
-        reason: str = "",
-        notes: str = "",
-        seconds: float = 0.0,
-    ) -> Experiment:
-        failed = status in ("crash", "timeout", "tampered")
-        return Experiment(
-            tag=self.tag,
-            id=exp_id,
-            commit=commit,
-            parent=parent,
-            status=status,
-            metric=metric,
-            best=best,
-            delta=delta,
-            description=description,
-            seconds=round(result.seconds if result else seconds, 3),
-            agent=self.agent.name if self.agent else self._agent_label(),
-            program_sha=self.program.sha,
-            agent_sha=self.agent.sha if self.agent else "",
-            tokens_in=spend.tokens_in,
-            tokens_out=spend.tokens_out,
-            cost_usd=round(spend.cost_usd, 6),
-            cache_read=spend.cache_read,
-            cache_write=spend.cache_write,
-            file_sha=file_sha,
-            exit_code=result.exit_code if result else None,
-            peak_mem_mb=result.peak_mem_mb if result else None,
-            log=str(result.log.relative_to(self.repo.root)) if result else "",
-            reason=reason or (result.reason if result and status != "keep" and status != "discard" else ""),
-            tail=result.tail[-TAIL_CHARS:] if result and failed else "",
-            notes=notes,
-            extra=extra,
-        )
-
-    def _agent_label(self) -> str:
-        kind = self.options.agent
-        return kind if kind in ("optuna", "llm") else Path(kind).name
-
-    def _evaluate(self, config: Config, exp_id: int, repeat: int = 0) -> RunResult:
-        return evaluate(
-            self.repo.root,
-            config.run,
-            metric=config.metric,
-            budget=config.budget,
-            timeout=config.timeout,
-            log=self.layout.run_log(self.tag, exp_id, repeat),
-            protected=self._guarded(config),
-            env=_run_env(self.repo.root),
-        )
-
-    def _task(self, config: Config, exp_id: int, content: str) -> Task:
-        return build_task(self.rows, self.program.text, config, exp_id, content, self.best, self.baseline)
+    def _finish(self, finished: Finished) -> None:
+        """Record one experiment: its commit re-made with trailers, its row, then the git state the row describes."""
+        config, night = self.s.config, self.night
+        if finished.commit and finished.id != 0:
+            message = with_trailers(finished.description, outcome.trailers(finished, night, config))
+            finished = replace(finished, commit=self.repo.amend_message(finished.commit, message, night.champion))
+        author = Author(self.agent.name, self.agent.sha, self.s.program.sha)
+        row = outcome.row(finished, night, config, author, self.repo.root)
+        # The ledger row first (fsynced), then the git state it describes, then the marker goes.
+        self.s.ledger.append(row)
+        if row.id != 0 and row.commit:
+            if row.status == "keep":
+                self.repo.set_ref(f"refs/heads/{branch(self.s.tag)}", row.commit)
+            else:
+                self.repo.set_ref(discarded_ref(self.s.tag, row.id), row.commit)
+                self.s.reset_hard(night.champion)
+        self.s.layout.inflight(self.s.tag).unlink(missing_ok=True)
+        night.record(row)
+        self.agent.observe(result_of(row))
+        self.screen.row(row)
 
     def _steer(self) -> None:
         """Apply an edit of program.md from this experiment on, or report a malformed one and keep the last."""
-        assert self.steering is not None
-        change = self.steering.poll()
+        change = self.s.steering.poll()
         if change is None:
             return
-        self.ledger.append(change.row(self.tag))
+        self.s.ledger.append(change.row(self.s.tag))
         if change.error:
-            self.display.info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
+            self.screen.info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
         else:
             keys = ", ".join(change.changes) or "nothing"
-            self.display.info(f"program.md changed ({keys}); in force from the next experiment")
+            self.screen.info(f"program.md changed ({keys}); in force from the next experiment")
 
-    def _write_inflight(self, exp_id: int, parent: str, commit: str | None, description: str) -> None:
+    def _mark(self, exp_id: int, commit: str | None, description: str) -> None:
+        """Say durably which experiment is under way, before its commit exists, so a kill -9 can be reconciled."""
+        layout, tag = self.s.layout, self.s.tag
         data = {
             "id": exp_id,
-            "parent": parent,
+            "parent": self.night.champion,
             "commit": commit,
             "description": description,
             "started": time.time(),
-            "agent": self.agent.name if self.agent else self._agent_label(),
-            "agent_sha": self.agent.sha if self.agent else "",
-            "program_sha": self.program.sha if self.steering else "",
-            "log": str(self.layout.run_log(self.tag, exp_id).relative_to(self.repo.root)),
+            "agent": self.agent.name,
+            "agent_sha": self.agent.sha,
+            "program_sha": self.s.program.sha,
+            "log": str(layout.run_log(tag, exp_id).relative_to(self.repo.root)),
         }
-        recovery.write_marker(self.layout.inflight(self.tag), data)
+        recovery.write_marker(layout.inflight(tag), data)
 
     def _status(self, phase: str, exp_id: int, description: str) -> None:
-        from harness.status import snapshot, write_status
-
-        agent = self.agent.name if self.agent else self._agent_label()
-        config = self.config if self.steering else None
-        state = snapshot(self.tag, agent, phase, exp_id, description, config, self.best, self.baseline, self.rows,
-                         self.loop_started)  # fmt: skip
-        write_status(self.layout.status, state)
-        self.display.update(state)
+        state = _state(self.s, self.agent.name, phase, exp_id, description)
+        write_status(self.s.layout.status, state)
+        self.screen.update(state)
 
 
-def _valid_tag(tag: str) -> bool:
-    return bool(tag) and all(c.isalnum() or c in "-_." for c in tag) and not tag.startswith((".", "-"))
-
-
-def _run_env(root: Path) -> dict[str, str]:
-    """The environment of a run: `python` means the interpreter the harness runs on (its venv has the task's deps),
-    and every process of the run carries the repository's name, so a later start can end what a kill -9 orphaned."""
-    env = dict(os.environ)
-    env[recovery.RUN_OWNER] = str(root)
-    bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    return env
+def _guarded(config: Config) -> tuple[str, ...]:
+    """Protected paths a run must not change; program.md is left out because the person edits it mid-run."""
+    return tuple(p for p in config.protected if p != PROGRAM)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-__all__ = ["Loop", "Options", "Outcome"]
+__all__ = ["Ending", "Loop", "Options", "run"]

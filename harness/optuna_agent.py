@@ -7,12 +7,10 @@ import json
 import math
 from typing import Any
 
-from harness.agents import Proposed, Spend
+from harness.config import Param
 from harness.errors import AgentError, ProgramError
-from harness.ledger import Experiment
-from harness.program import Param
 from harness.source import literal, read_constants, set_constants
-from harness.task import Proposal, Task
+from harness.task import Proposal, Proposed, Result, Spend, Task
 
 NAME = "optuna"
 STARTUP_TRIALS = 5  # random trials before TPE models the results; few, because a night has ~100 experiments
@@ -23,7 +21,7 @@ class OptunaAgent:
 
     name = NAME
 
-    def __init__(self, space: tuple[Param, ...], direction: str, *, seed: int = 0) -> None:
+    def __init__(self, space: tuple[Param, ...], direction: str, *, baseline_content: str = "", seed: int = 0) -> None:
         import optuna
 
         if not space:
@@ -41,7 +39,7 @@ class OptunaAgent:
         self.study = optuna.create_study(direction=direction, sampler=sampler)
         self.pending: dict[int, Any] = {}  # experiment id -> optuna trial
         self.worst: float | None = None
-        self.baseline_content = ""  # the unmodified file: its constants are the first point Optuna learns
+        self.baseline_content = baseline_content  # the unmodified file: its constants are the first point Optuna learns
 
     def check(self, content: str, path: str) -> None:
         """A ProgramError when the mutable file lacks a constant named in `search:`."""
@@ -51,12 +49,12 @@ class OptunaAgent:
                 f"program.md: search names {', '.join(missing)}, but {path} has no such top-level constant"
             )
 
-    def resume(self, rows: list[Experiment]) -> None:
+    def resume(self, results: list[Result]) -> None:
         """Tell Optuna every earlier result of this tag (the ledger carries each proposal's parameters)."""
-        for row in rows:
-            self._learn(row)
+        for result in results:
+            self._learn(result)
 
-    def _learn(self, row: Experiment) -> None:
+    def _learn(self, row: Result) -> None:
         if row.id == 0:
             params = self._params_of(self.baseline_content) if self.baseline_content else None
             if params is not None and row.metric is not None:
@@ -80,7 +78,7 @@ class OptunaAgent:
         description = ", ".join(changed) if changed else "same constants as the champion"
         return Proposed(Proposal(description=description, content=content), extra={"params": params})
 
-    def observe(self, row: Experiment) -> None:
+    def observe(self, row: Result) -> None:
         trial = self.pending.pop(row.id, None)
         if trial is None:
             self._learn(row)
@@ -104,7 +102,7 @@ class OptunaAgent:
 
     # --- helpers ------------------------------------------------------------------------------------------
 
-    def _value(self, row: Experiment) -> float | None:
+    def _value(self, row: Result) -> float | None:
         """The result Optuna learns from; a crash or timeout counts as the worst result seen, so TPE avoids it."""
         if row.metric is not None and math.isfinite(row.metric) and row.status not in ("tampered", "invalid"):
             return row.metric

@@ -79,3 +79,7 @@ class Layout:
 
     def scratch(self, tag: str) -> Path:
         return self.tag_dir(tag) / "scratch"
+
+    def crash_log(self, tag: str | None = None) -> Path:
+        """Where a bug's traceback goes: runs/<tag>/crash.log for a night, runs/crash.log otherwise."""
+        return (self.tag_dir(tag) if tag else self.runs) / "crash.log"

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import paths, process
+from harness import childenv, paths, proctable
 from harness.ledger import Experiment, Ledger
+from harness.night import Night
 from harness.repo import Repo
 
 REASON = "the harness stopped during this experiment (killed, power cut or Ctrl-C)"
-RUN_OWNER = "AUTORESEARCH_REPO"  # set in every run's environment to the repository it belongs to
 
 
 def write_marker(path: Path, data: dict[str, Any]) -> None:
@@ -29,17 +29,6 @@ def write_marker(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def champion_of(rows: list[Experiment]) -> str:
-    """The commit of the last kept experiment (the baseline counts), or "" before there is one."""
-    kept = [r for r in rows if r.status == "keep" and r.commit]
-    return (kept[-1].commit or "") if kept else ""
-
-
-def best_of(rows: list[Experiment]) -> float | None:
-    kept = [r for r in rows if r.status == "keep" and r.metric is not None]
-    return kept[-1].metric if kept else None
-
-
 def clear_stale_git_lock(root: Path) -> None:
     """Remove the index.lock a killed git left behind; only called while the loop lock is held, so no harness git
     command can be running."""
@@ -51,7 +40,7 @@ def clear_stale_git_lock(root: Path) -> None:
 def end_orphans(root: Path) -> list[int]:
     """End the processes of runs of this repository that outlived a harness killed with -9 (they would hold the GPU).
     Only called while the loop lock is held, so no live loop owns them."""
-    return process.kill_marked(RUN_OWNER, str(root), grace=5.0)
+    return proctable.kill_marked(childenv.OWNER, str(root), grace=5.0)
 
 
 def reconcile(repo: Repo, ledger: Ledger, marker: Path, tag: str, reset_branch: Callable[[str], None]) -> None:
@@ -67,6 +56,7 @@ def reconcile(repo: Repo, ledger: Ledger, marker: Path, tag: str, reset_branch: 
     by_id = {r.id: r for r in rows}
     exp_id = inflight.get("id")
     parent = inflight.get("parent") or ""
+    night = Night.load(tag, rows, parent)
     if exp_id is not None and exp_id not in by_id and parent:
         commit = inflight.get("commit")
         ref = f"refs/heads/{paths.branch(tag)}"
@@ -83,7 +73,7 @@ def reconcile(repo: Repo, ledger: Ledger, marker: Path, tag: str, reset_branch: 
                 parent=parent,
                 status="interrupted",
                 metric=None,
-                best=best_of(rows),
+                best=night.best,
                 description=inflight.get("description", ""),
                 seconds=round(time.time() - inflight.get("started", time.time()), 3),
                 agent=inflight.get("agent", ""),
@@ -93,10 +83,10 @@ def reconcile(repo: Repo, ledger: Ledger, marker: Path, tag: str, reset_branch: 
                 log=inflight.get("log", ""),
             )
         )
-        reset_branch(champion_of(rows) or parent)
+        reset_branch(night.champion)
     elif exp_id in by_id:
         row = by_id[exp_id]
         if row.status != "keep" and row.commit and row.id != 0:
             repo.set_ref(paths.discarded_ref(tag, row.id), row.commit)
-        reset_branch(champion_of(rows) or parent)
+        reset_branch(night.champion)
     marker.unlink()

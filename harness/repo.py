@@ -165,6 +165,16 @@ class Repo:
     def tag(self, name: str, sha: str) -> None:
         self._run("tag", "-f", name, sha)
 
+    def untracked(self) -> set[str]:
+        """Untracked and ignored paths as `git status` names them (a folder that is new as a whole is one entry)."""
+        out = self._run("status", "--porcelain=v1", "-z", "--untracked-files=normal", "--ignored=matching")
+        return {entry[3:] for entry in out.split("\0") if entry[:3] in ("?? ", "!! ")}
+
+    def clean(self, paths_: Sequence[str]) -> None:
+        """Remove untracked or ignored files and folders; a link is removed itself, never what it points to."""
+        if paths_:
+            self._run("clean", "-q", "-f", "-f", "-d", "-x", "--", *paths_)
+
 
 def one_line(text: str, limit: int = 200) -> str:
     """A description fit for a commit subject: one line, trimmed."""

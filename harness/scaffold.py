@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
+from harness.config import build_config
 from harness.errors import HarnessError
 from harness.paths import AGENT, LEDGER, PROGRAM, RUNS
-from harness.program import build_config
 from harness.source import read_constants
 
 IGNORED = (LEDGER, f"{RUNS}/")  # the ledger must survive every reset, and runs/ holds logs and scratch copies

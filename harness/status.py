@@ -6,11 +6,24 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from harness.config import Config
+from harness.ledger import Experiment
+from harness.night import Night
 from harness.paths import Layout
 
 PHASES = ("baseline", "proposing", "evaluating", "stopping", "stopped")
+
+
+class Screen(Protocol):
+    """Where a running loop shows itself: the live display in a terminal, plain lines elsewhere."""
+
+    def update(self, state: dict[str, Any]) -> None: ...
+
+    def row(self, row: Experiment) -> None: ...
+
+    def info(self, text: str) -> None: ...
 
 
 def snapshot(
@@ -19,10 +32,8 @@ def snapshot(
     phase: str,
     experiment: int,
     description: str,
-    config: Any,
-    best: float | None,
-    baseline: float | None,
-    rows: list[Any],
+    config: Config,
+    night: Night,
     loop_started: float,
 ) -> dict[str, Any]:
     """The state a loop publishes (runs/status.json and the live display) when its phase changes."""
@@ -35,15 +46,15 @@ def snapshot(
         "experiment": experiment,
         "description": description,
         "started": now,
-        "budget": config.budget if config else None,
-        "timeout": config.timeout if config else None,
-        "best": best,
-        "baseline": baseline,
-        "kept": sum(1 for r in rows if r.status == "keep" and r.id != 0),
-        "experiments": sum(1 for r in rows if r.id != 0),
-        "spend_usd": round(sum(r.cost_usd for r in rows), 6),
-        "metric": config.metric if config else "",
-        "direction": config.direction if config else "",
+        "budget": config.budget,
+        "timeout": config.timeout,
+        "best": night.best,
+        "baseline": night.baseline,
+        "kept": night.kept,
+        "experiments": night.experiments,
+        "spend_usd": round(night.spend_usd, 6),
+        "metric": config.metric,
+        "direction": config.direction,
         "updated": now,
         "loop_started": loop_started,
     }

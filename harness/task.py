@@ -1,15 +1,12 @@
-"""What the harness hands an agent (Task) and what an agent hands back (Proposal)."""
+"""The contracts between the harness and an agent: Task in, Proposal out, what it cost, and what it learns back.
+
+A leaf: it imports nothing of ours, so every other module (and an agent file in its child process) can use it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.ledger import Experiment
-    from harness.program import Config
-
-KEPT_SHOWN = 10  # how many kept experiments an agent sees besides the recent history
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -74,35 +71,81 @@ class Proposal:
         )
 
 
-def build_task(
-    rows: list[Experiment],
-    program_text: str,
-    config: Config,
-    exp_id: int,
-    content: str,
-    best: float | None,
-    baseline: float | None,
-) -> Task:
-    """The task for experiment `exp_id`: the night so far (bounded by config.history), the last crash's tail, and
-    the agent's latest notes."""
-    tried = [r for r in rows if r.id != 0]
-    last = rows[-1] if rows else None
-    return Task(
-        program=program_text,
-        mutable_path=config.mutable,
-        mutable_content=content,
-        metric=config.metric,
-        direction=config.direction,
-        best=best,
-        baseline=baseline,
-        history=tuple(_attempt(r) for r in tried[-config.history :]),
-        kept=tuple(_attempt(r) for r in tried if r.status == "keep")[-KEPT_SHOWN:],
-        crash_tail=last.tail if last and last.status in ("crash", "timeout") else "",
-        notes=next((r.notes for r in reversed(rows) if r.notes), ""),
-        experiment=exp_id,
-        search=config.search_dict(),
-    )
+@dataclass(frozen=True)
+class Spend:
+    """LLM tokens and their price, for one call or summed over many with +."""
+
+    input_tokens: int = 0  # uncached input
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens_in(self) -> int:
+        """Every input token the model read: uncached, written to the cache, and read from it."""
+        return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+    def __add__(self, other: Spend) -> Spend:
+        if not isinstance(other, Spend):
+            return NotImplemented
+        return Spend(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Spend:
+        if not isinstance(data, dict):
+            return cls()
+        known = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
+        return cls(**{k: int(data.get(k) or 0) for k in known}, cost_usd=float(data.get("cost_usd") or 0.0))
 
 
-def _attempt(row: Experiment) -> Attempt:
-    return Attempt(row.id, row.status, row.metric, row.delta, row.description, row.reason)
+@dataclass(frozen=True)
+class Reply:
+    """One completed LLM call: the text of its text blocks, why it stopped, which model answered, what it cost."""
+
+    text: str
+    stop_reason: str | None = None
+    model: str = ""
+    usage: Spend = field(default_factory=Spend)
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """A proposal, with what the harness keeps beside it in the ledger (for example the optuna parameters)."""
+
+    proposal: Proposal
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What an agent learns from one finished experiment (kept or not), or from one of the ledger on resume."""
+
+    id: int
+    status: str
+    metric: float | None
+    extra: dict[str, Any] = field(default_factory=dict)  # what the agent put beside its proposal, and same_as info
+
+
+class Agent(Protocol):
+    """The loop's view of an agent; `propose` raises AgentError for a proposal that failed (recorded `invalid`)."""
+
+    name: str
+    sha: str  # identifies the agent's version in the ledger
+
+    def propose(self, task: Task) -> Proposed: ...
+
+    def observe(self, result: Result) -> None: ...
+
+    def take_spend(self) -> Spend: ...
+
+    def close(self) -> None: ...

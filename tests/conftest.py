@@ -1,72 +1,16 @@
-"""Shared fixtures: real git repositories in tmp_path, the CLI as a real subprocess, no state outside tmp_path."""
+"""Shared fixtures: real git repositories in tmp_path, a fake Messages API, no state outside tmp_path."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_anthropic import fake_anthropic  # noqa: F401  (the fixture)
+
+from harness.testing import TOY_TRAIN, FakeAnthropic, make_repo, toy_program
 
 ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-
-# A tiny experiment: the metric is a smooth function of two constants, so an agent can improve it in a few steps.
-TOY_TRAIN = '''\
-"""Toy experiment. Usage: python train.py"""
-
-X = 3.0  # the knob the agent tunes
-Y = 2    # an integer knob
-
-loss = (X - 1.25) ** 2 + 0.1 * (Y - 5) ** 2 + 0.5
-print("---")
-print(f"val_bpb: {loss:.6f}")
-'''
-
-
-def toy_program(**front: object) -> str:
-    config = {
-        "run": f"{PY} train.py",
-        "budget": 5,
-        "timeout": 20,
-        "search": "\n  X: {low: 0.0, high: 4.0}\n  Y: {low: 1, high: 8}",
-        **front,
-    }
-    config["run"] = json.dumps(config["run"])  # a JSON string is a YAML string, whatever quotes the command holds
-    lines = [f"{k}: {v}" for k, v in config.items()]
-    return "---\n" + "\n".join(lines) + "\n---\n# Toy\nMake val_bpb small.\n"
-
-
-def alive(pid: int) -> bool:
-    """Whether a pid runs; a zombie does not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
-
-
-def git(cwd: Path, *args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return out.stdout.strip()
-
-
-def make_repo(path: Path, files: dict[str, str]) -> Path:
-    """A real git repository with the given files committed on main."""
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
-    for name, content in files.items():
-        target = path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(content) if name != "train.py" else content)
-    (path / ".gitignore").write_text("experiments.log\nruns/\n__pycache__/\n")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "initial")
-    return path
 
 
 @pytest.fixture(autouse=True)
@@ -96,11 +40,8 @@ def project(tmp_path: Path) -> Path:
     )
 
 
-def cli(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m harness ...` as a real subprocess."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [PY, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    """A started FakeAnthropic expecting TEST_KEY; stopped after the test."""
+    with FakeAnthropic() as server:
+        yield server

@@ -6,15 +6,12 @@ import socket
 from dataclasses import dataclass, field
 
 import pytest
-from fake_anthropic import (
-    TEST_KEY,
-    FakeAnthropic,
-    fake_anthropic,  # noqa: F401 - the fixture; tests/conftest.py provides it too, this keeps the file runnable alone
-    message_body,
-)
 
 from harness.errors import BudgetExceeded, LLMError
-from harness.llm import LLMClient, Usage, price
+from harness.llm import LLMClient
+from harness.pricing import price
+from harness.task import Spend
+from harness.testing import TEST_KEY, FakeAnthropic, message_body
 
 MODEL = "claude-sonnet-4-6"
 PROMPT = [{"role": "user", "content": "propose an edit"}]
@@ -29,7 +26,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fake(fake_anthropic: FakeAnthropic) -> FakeAnthropic:  # noqa: F811
+def fake(fake_anthropic: FakeAnthropic) -> FakeAnthropic:
     return fake_anthropic
 
 
@@ -65,7 +62,7 @@ def test_scripted_reply_comes_back_with_priced_usage(fake: FakeAnthropic) -> Non
     assert reply.text == "use a larger batch"
     assert reply.stop_reason == "end_turn"
     assert reply.model == MODEL
-    assert reply.usage == Usage(1000, 200, 400, 5000, pytest.approx(sonnet_cost(1000, 200, 400, 5000)))
+    assert reply.usage == Spend(1000, 200, 400, 5000, pytest.approx(sonnet_cost(1000, 200, 400, 5000)))
     assert llm.spent_usd == pytest.approx(0.009)
     [request] = fake.requests
     assert request.path == "/v1/messages"
@@ -101,16 +98,16 @@ def test_usage_totals_and_take_per_experiment(fake: FakeAnthropic) -> None:
     llm.complete(system="s", messages=PROMPT)
 
     assert (first.input_tokens, first.output_tokens) == (100, 10)
-    assert llm.take() == Usage(300, 30, 0, 50, pytest.approx(sonnet_cost(300, 30, 0, 50)))
-    assert llm.take() == Usage()
+    assert llm.take() == Spend(300, 30, 0, 50, pytest.approx(sonnet_cost(300, 30, 0, 50)))
+    assert llm.take() == Spend()
     assert llm.usage.input_tokens == 400
     assert llm.usage.cost_usd == pytest.approx(sonnet_cost(400, 40, 0, 50))
     assert llm.spent_usd == llm.usage.cost_usd
 
 
 def test_usage_adds_field_by_field() -> None:
-    total = Usage(1, 2, 3, 4, 0.5) + Usage(10, 20, 30, 40, 0.25)
-    assert total == Usage(11, 22, 33, 44, 0.75)
+    total = Spend(1, 2, 3, 4, 0.5) + Spend(10, 20, 30, 40, 0.25)
+    assert total == Spend(11, 22, 33, 44, 0.75)
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import TOY_TRAIN, cli
-from fake_anthropic import TEST_KEY, FakeAnthropic
-
-from harness.llm import price
+from harness.pricing import price
+from harness.testing import TEST_KEY, TOY_TRAIN, FakeAnthropic, cli
 
 MODEL = "claude-sonnet-4-6"
 

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import PY, alive, cli, git, make_repo, toy_program
+from harness.testing import PY, TOY_TRAIN, alive, cli, git, make_repo, toy_program
 
 SPEC_FIELDS = {
     "kind", "tag", "id", "commit", "parent", "status", "metric", "best", "description", "seconds", "agent",
@@ -294,3 +294,80 @@ def test_status_from_another_terminal_says_what_the_loop_does_and_that_a_stop_wa
     finally:
         assert harness.wait(timeout=60) == 0
     assert cli(project, "status").stdout.startswith("not running; last loop")
+
+
+def test_an_interrupted_experiment_is_run_again_after_a_restart_not_called_a_duplicate(project: Path, tmp_path: Path):
+    agent = write_agent(
+        tmp_path / "same.py",
+        'slow = "import time\\ntime.sleep(2)\\n"\n'
+        'return Proposal("X to 1.5, slowly", slow + task.mutable_content.replace("X = 3.0", "X = 1.5"))',
+    )
+    harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "ir", "--agent", str(agent)], cwd=project)
+    _wait_for(lambda: _phase(project) == "evaluating" and len(rows(project)) == 1)
+    harness.send_signal(signal.SIGINT)
+    assert harness.wait(timeout=30) == 0
+    out = cli(project, "run", "--tag", "ir", "--agent", str(agent), "--max-experiments", "1")
+    assert out.returncode == 0, out.stderr
+    exps = rows(project)
+    assert [(r["id"], r["status"]) for r in exps] == [(0, "keep"), (1, "interrupted"), (2, "keep")]
+    assert exps[2]["file_sha"] == exps[1]["file_sha"]  # the same content, run this time
+
+
+def test_status_after_a_failed_baseline_says_why(project: Path):
+    (project / "train.py").write_text("X = 3.0\nY = 2\nraise SystemExit('no data here')\n")
+    git(project, "commit", "-qam", "broken")
+    out = cli(project, "run", "--tag", "fb", "--agent", "optuna")
+    assert out.returncode == 1
+    assert "the baseline failed (crash: exit status 1)" in out.stderr
+    status = cli(project, "status").stdout
+    assert "stopped: stopped" not in status
+    assert "the baseline failed (crash: exit status 1)" in status
+    note = rows(project, "note")[-1]
+    assert note["message"].startswith("loop ended: stopped: the baseline failed") and note["ending"] == "HarnessError"
+
+
+def test_files_a_run_leaves_in_the_tree_are_removed_and_named(project: Path):
+    writes = (
+        "import os, pathlib\n"
+        "print('saw a checkpoint' if os.path.exists('ckpt.pt') else 'fresh tree')\n"
+        "pathlib.Path('ckpt.pt').write_text('weights')\n"
+        "os.makedirs('cache', exist_ok=True)\n"
+        "pathlib.Path('cache/x.bin').write_text('x')\n"
+    )
+    (project / "train.py").write_text(writes + TOY_TRAIN)
+    git(project, "commit", "-qam", "a run that leaves files behind")
+    out = cli(project, "run", "--tag", "lf", "--agent", "optuna", "--max-experiments", "2")
+    assert out.returncode == 0, out.stderr
+    ran = [r for r in rows(project) if r["status"] in ("keep", "discard")]
+    assert len(ran) == 3
+    for row in ran:  # each run found a fresh tree, and what it left was removed and named
+        assert row["extra"]["removed"] == ["cache/", "ckpt.pt"]
+        assert "fresh tree" in (project / row["log"]).read_text()
+    assert not (project / "ckpt.pt").exists() and not (project / "cache").exists()
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_a_bug_leaves_a_crash_log_and_its_reason_in_the_ledger_and_status(project: Path):
+    from harness import loop
+    from harness.session import Options
+    from harness.testing import FixedEdit, Quiet
+
+    class Buggy(FixedEdit):
+        def propose(self, task):
+            if task.experiment == 2:
+                raise RuntimeError("an index went out of range")
+            return super().propose(task)
+
+    screen = Quiet()
+    ending = loop.run(project, Options(tag="bug", agent="buggy"), screen=screen, make_agent=lambda *a: Buggy())
+    assert ending.exit_code == 3
+    log = project / "runs" / "bug" / "crash.log"
+    assert ending.reason.startswith("crashed (RuntimeError: an index went out of range)") and str(log) in ending.reason
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "RuntimeError: an index went out of range" in text
+    assert "versions: autoresearch " in text and "python:" in text
+    assert rows(project, "note")[-1]["message"] == f"loop ended: {ending.reason}"
+    status = json.loads((project / "runs" / "status.json").read_text())
+    assert status["phase"] == "stopped" and status["description"] == ending.reason
+    assert [r["id"] for r in rows(project)] == [0, 1]  # what was recorded before the bug stays
+    assert git(project, "status", "--porcelain") == ""

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import ProgramError
-from harness.ledger import Experiment
 from harness.optuna_agent import OptunaAgent
 from harness.program import parse
 from harness.source import read_constants
-from harness.task import Task
+from harness.task import Result, Task
 
 SOURCE = "LR = 0.01  # learning rate\nDEPTH = 4  # layers\nACT = 'relu'  # activation\n\nprint('hi')\n"
 SPACE = parse(
@@ -23,10 +22,8 @@ def task(n: int, content: str = SOURCE) -> Task:
                 best=1.0, baseline=1.0, experiment=n)  # fmt: skip
 
 
-def row(n: int, status: str, metric: float | None, params: dict | None = None) -> Experiment:
-    return Experiment(tag="t", id=n, commit=None, parent="p", status=status, metric=metric, best=1.0,
-                      description="", seconds=1.0, agent="optuna", program_sha="", agent_sha="",
-                      extra={"params": params} if params else {})  # fmt: skip
+def row(n: int, status: str, metric: float | None, params: dict | None = None) -> Result:
+    return Result(n, status, metric, {"params": params} if params else {})
 
 
 def test_proposals_stay_in_the_space_and_keep_the_comments():
@@ -42,8 +39,7 @@ def test_proposals_stay_in_the_space_and_keep_the_comments():
 
 
 def test_it_learns_from_the_ledger_on_resume_and_counts_crashes_as_the_worst():
-    agent = OptunaAgent(SPACE, "minimize", seed=1)
-    agent.baseline_content = SOURCE
+    agent = OptunaAgent(SPACE, "minimize", seed=1, baseline_content=SOURCE)
     history = [
         row(0, "keep", 2.0),
         row(1, "discard", 3.0, {"LR": 0.05, "DEPTH": 3, "ACT": "relu"}),

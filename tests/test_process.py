@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import alive
 
-from harness import process
+from harness import process, proctable
+from harness.testing import alive
 
 PY = sys.executable
-LINUX = process.has_proc()
+LINUX = proctable.has_proc()
 
 
 def script(tmp_path: Path, name: str, body: str) -> Path:
@@ -45,56 +45,6 @@ def marked(run_id: str) -> list[int]:
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 pass
     return found
-
-
-# --- the environment ---------------------------------------------------------------------------------------------
-
-
-def test_scrub_env_drops_credentials_by_name_and_by_value() -> None:
-    env = {
-        "PATH": "/usr/bin",
-        "HOME": "/home/me",
-        "LANG": "C.UTF-8",
-        "CUDA_VISIBLE_DEVICES": "0,1",
-        "ANTHROPIC_API_KEY": "x",
-        "ANTHROPIC_BASE_URL": "http://localhost",
-        "OPENAI_ORG": "org",
-        "AWS_REGION": "eu-west-1",
-        "GITHUB_TOKEN": "t",
-        "db_password": "p",
-        "MY_SECRET": "s",
-        "SSH_AUTH_SOCK": "/tmp/agent",
-        "SESSION_COOKIE": "c",
-        "GOOGLE_APPLICATION_CREDENTIALS": "/k.json",
-        "PRIVATE_THING": "p",
-        "MYSQL_PWD_PASSWD": "p",
-        "INNOCENT": "sk-ant-api03-abcdef",
-        "ALSO_INNOCENT": "prefix sk-ant-xyz",
-        "OPENISH": "sk-proj-123",
-        "GH": "ghp_abcdefghijklmnop",
-        "GH2": "github_pat_11AAAA",
-        "SLACK": "xoxb-123-456",
-        "DATABASE_URL": "postgres://user:hunter2@db:5432/x",
-        "PLAIN_URL": "https://example.com/path",
-    }
-    clean = process.scrub_env(env)
-    assert clean == {
-        "PATH": "/usr/bin",
-        "HOME": "/home/me",
-        "LANG": "C.UTF-8",
-        "CUDA_VISIBLE_DEVICES": "0,1",
-        "PLAIN_URL": "https://example.com/path",
-    }
-    assert env["ANTHROPIC_API_KEY"] == "x"  # a copy: the caller's mapping is untouched
-
-
-def test_scrub_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOME_TOKEN", "t")
-    monkeypatch.setenv("HARMLESS_SETTING", "1")
-    clean = process.scrub_env()
-    assert "SOME_TOKEN" not in clean
-    assert clean["HARMLESS_SETTING"] == "1"
-    assert clean["PATH"] == os.environ["PATH"]
 
 
 # --- spawning and waiting ----------------------------------------------------------------------------------------
@@ -318,11 +268,11 @@ def test_kill_marked_ends_what_a_dead_harness_left_behind(tmp_path: Path) -> Non
     child = process.spawn([PY, str(script(tmp_path, "left.py", body))], env={**os.environ, "RUN_OWNER_X": owner})
     assert child.wait(20) == 0
     left = int(wait_for(tmp_path / "left"))
-    assert process.scan("RUN_OWNER_X", owner) == [left]
-    assert process.scan("RUN_OWNER_X", owner + "/other") == []
-    assert process.kill_marked("RUN_OWNER_X", owner, grace=0.3) == [left]
+    assert proctable.scan("RUN_OWNER_X", owner) == [left]
+    assert proctable.scan("RUN_OWNER_X", owner + "/other") == []
+    assert proctable.kill_marked("RUN_OWNER_X", owner, grace=0.3) == [left]
     assert not alive(left)
-    assert process.kill_marked("RUN_OWNER_X", owner, grace=0.3) == []
+    assert proctable.kill_marked("RUN_OWNER_X", owner, grace=0.3) == []
 
 
 def test_kill_tree_after_a_normal_exit_is_quick_and_clean(tmp_path: Path) -> None:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.config import override
 from harness.errors import ProgramError
-from harness.program import load, override, parse
+from harness.program import load, parse
 
 
 def test_defaults_without_front_matter():

@@ -6,10 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import git, make_repo
 
 from harness.errors import RepoError
 from harness.repo import Repo, blob_sha, with_trailers
+from harness.testing import git, make_repo
 
 
 def test_blob_sha_is_what_git_computes(tmp_path: Path):

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, git
 
 from harness.errors import HarnessError
 from harness.program import load
 from harness.scaffold import init, seed_agent
+from harness.testing import git
+
+ROOT = Path(__file__).resolve().parent.parent
 
 OPTIONS = {"mutable": "solve.py", "run": "python solve.py", "metric": "score", "direction": "maximize",
            "budget": 60.0, "timeout": None}  # fmt: skip
@@ -73,7 +75,7 @@ def test_init_then_run_with_the_optuna_agent_in_a_foreign_repository(tmp_path: P
     import subprocess
     import sys
 
-    from conftest import cli, make_repo
+    from harness.testing import cli, make_repo
 
     solve = (
         '"""A solver with two knobs. Usage: python solve.py"""\n\n'

@@ -68,7 +68,7 @@ def test_editing_program_md_during_a_run_steers_the_next_experiment(project: Pat
     import json
     import subprocess
 
-    from conftest import PY, cli, git, toy_program
+    from harness.testing import PY, cli, git, toy_program
 
     slow = f"{PY} -c 'import time; time.sleep(0.5); import runpy; runpy.run_path(\"train.py\")'"
     (project / "program.md").write_text(toy_program(run=slow))

@@ -6,12 +6,10 @@ import collections
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import pytest
 
 # The key the fixture expects; tests pass it to the client explicitly or through ANTHROPIC_API_KEY.
 TEST_KEY = "sk-ant-test-0123456789abcdef"
@@ -344,10 +342,3 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (its timeout fired); that is the point of timeout(), not a server failure.
             self.close_connection = True
-
-
-@pytest.fixture
-def fake_anthropic() -> Iterator[FakeAnthropic]:
-    """A started FakeAnthropic expecting TEST_KEY; stopped after the test."""
-    with FakeAnthropic() as server:
-        yield server

@@ -1,0 +1,204 @@
+"""program.md's front matter: every key's type, default and meaning, written once, and the checks of their values."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from harness.errors import ProgramError
+
+DEFAULT_MODEL = "claude-sonnet-4-6"
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One constant of the mutable file that the offline agent may tune."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    integer: bool = False  # True when low and high are both whole numbers written without a point
+
+
+@dataclass(frozen=True)
+class Key:
+    """What the schema says of one front-matter key."""
+
+    name: str
+    types: tuple[type, ...]  # what YAML may give for it
+    meaning: str  # one line, as the README's table shows it
+    shown: str  # the default as a person reads it
+
+
+def _key(default: Any, meaning: str, *types: type, shown: str = "") -> Any:
+    return field(default=default, metadata={"types": types, "meaning": meaning, "shown": shown})
+
+
+@dataclass(frozen=True)
+class Config:
+    """The front matter of program.md; every key is optional."""
+
+    mutable: str = _key("train.py", "the only file an experiment may change", str)
+    run: str = _key("python train.py", "the evaluation command (the harness's Python comes first on `PATH`)", str)
+    metric: str = _key("val_bpb", "read from the last `<metric>: <float>` line of the run's output", str)
+    direction: Literal["minimize", "maximize"] = _key("minimize", "or `maximize`", str)
+    budget: float = _key(300, "seconds the run is told it has (`AUTORESEARCH_BUDGET`)", *_NUMBER)
+    timeout: float = _key(600, "hard wall-clock limit in seconds", *_NUMBER, shown="2 × budget")
+    min_delta: float = _key(0.0, "an improvement must beat this, and the measured noise", *_NUMBER)
+    baseline_runs: int = _key(1, "how often the baseline runs; the standard deviation of the repeats is the noise", int)
+    protected: tuple[str, ...] = _key(
+        ("prepare.py", "program.md", "agent.py", "harness/"),
+        "a run that changes one is `tampered` (program.md excepted: it is yours to edit mid-run)",
+        list,
+    )
+    model: str = _key(DEFAULT_MODEL, "the LLM agent's model", str)
+    max_cost_usd: float = _key(20.0, "LLM spend cap for one run; the loop stops cleanly at it", *_NUMBER)
+    patience: float = _key(6 * 3600, "seconds an API outage is waited out before the loop stops", *_NUMBER)
+    history: int = _key(20, "how many recent experiments the agent sees", int)
+    search: tuple[Param, ...] = _key(
+        (),
+        "the offline agent's search space: `NAME: {low, high, log, step}` or `NAME: {choices: [...]}`",
+        dict,
+        shown="none",
+    )
+
+    @property
+    def sign(self) -> int:
+        """+1 when bigger is better, -1 when smaller is better."""
+        return 1 if self.direction == "maximize" else -1
+
+    def search_dict(self) -> dict[str, dict[str, Any]]:
+        """The search space as plain data, for an agent's Task."""
+        out: dict[str, dict[str, Any]] = {}
+        for p in self.search:
+            if p.choices:
+                out[p.name] = {"choices": list(p.choices)}
+            else:
+                out[p.name] = {"low": p.low, "high": p.high, "log": p.log, "step": p.step, "integer": p.integer}
+        return out
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def schema() -> tuple[Key, ...]:
+    """Every key of the front matter, in the order the README's table lists them."""
+    return tuple(
+        Key(f.name, f.metadata["types"], f.metadata["meaning"], f.metadata["shown"] or _shown(f.default))
+        for f in fields(Config)
+    )
+
+
+KEYS = tuple(f.name for f in fields(Config))
+_TYPES = {k.name: k.types for k in schema()}
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    if types == _NUMBER:
+        return "a number"
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+    return " or ".join(names[t] for t in types)
+
+
+def build_config(data: dict[str, Any], where: Callable[[str], str] = lambda key: "program.md") -> Config:
+    """A Config from front-matter values; `where(key)` names the place of a key in error messages."""
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _TYPES:
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; known keys: {', '.join(KEYS)}"
+            raise ProgramError(f"{where(key)}: unknown key '{key}'{hint}")
+        types = _TYPES[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ProgramError(f"{where(key)}: '{key}' must be {_type_name(types)}, not {value!r}")
+        values[key] = value
+    try:
+        return _checked(values)
+    except ValueError as e:
+        key = str(e).split("'")[1] if "'" in str(e) else ""
+        raise ProgramError(f"{where(key)}: {e}") from None
+
+
+def override(config: Config, **flags: Any) -> Config:
+    """The config with CLI flags (those not None) in force for one run, checked like front matter."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    if not given:
+        return config
+    if "budget" in given and "timeout" not in given and config.timeout < given["budget"]:
+        given["timeout"] = 2 * given["budget"]
+    try:
+        return _checked({**{f.name: getattr(config, f.name) for f in fields(Config)}, **given})
+    except ValueError as e:
+        raise ProgramError(f"command line: {e}") from None
+
+
+def _checked(values: dict[str, Any]) -> Config:
+    if "direction" in values and values["direction"] not in ("minimize", "maximize"):
+        raise ValueError(f"'direction' must be minimize or maximize, not {values['direction']!r}")
+    for key in ("budget", "timeout", "patience", "max_cost_usd"):
+        if key in values and not (values[key] > 0 and math.isfinite(values[key])):
+            raise ValueError(f"'{key}' must be a positive number, not {values[key]!r}")
+    for key in ("baseline_runs", "history"):
+        if key in values and values[key] < 1:
+            raise ValueError(f"'{key}' must be at least 1, not {values[key]!r}")
+    if values.get("min_delta", 0) < 0:
+        raise ValueError(f"'min_delta' must not be negative, not {values['min_delta']!r}")
+    if "protected" in values:
+        if not all(isinstance(p, str) and p for p in values["protected"]):
+            raise ValueError("'protected' must be a list of paths")
+        values["protected"] = tuple(values["protected"])
+    for key in ("mutable", "run", "metric", "model"):
+        if key in values and not values[key].strip():
+            raise ValueError(f"'{key}' must not be empty")
+    if "timeout" not in values:
+        values["timeout"] = 2 * values.get("budget", Config.budget)  # an unset timeout follows the budget
+    if "search" in values and isinstance(values["search"], dict):
+        values["search"] = tuple(_param(name, spec) for name, spec in values["search"].items())
+    config = Config(**values)
+    if config.timeout < config.budget:
+        raise ValueError(f"'timeout' ({config.timeout:g} s) must be at least the 'budget' ({config.budget:g} s)")
+    if any(_covers(p, config.mutable) for p in config.protected):
+        raise ValueError(f"'protected' covers the mutable file '{config.mutable}'")
+    return config
+
+
+def _covers(protected: str, path: str) -> bool:
+    p = protected.rstrip("/")
+    return path == p or path.startswith(p + "/")
+
+
+def _param(name: Any, spec: Any) -> Param:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"'search' names constants of the mutable file; {name!r} is not a Python name")
+    if not isinstance(spec, dict):
+        raise ValueError(f"'search' entry '{name}' must be a mapping like {{low: 1, high: 8}} or {{choices: [...]}}")
+    unknown = set(spec) - {"low", "high", "log", "step", "choices"}
+    if unknown:
+        raise ValueError(f"'search' entry '{name}' has unknown field(s) {', '.join(sorted(unknown))}")
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise ValueError(f"'search' entry '{name}': choices must be a non-empty list")
+        return Param(name, choices=tuple(spec["choices"]))
+    low, high = spec.get("low"), spec.get("high")
+    if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in (low, high)):
+        raise ValueError(f"'search' entry '{name}' needs numeric low and high")
+    if low >= high:
+        raise ValueError(f"'search' entry '{name}': low ({low}) must be below high ({high})")
+    log = bool(spec.get("log", False))
+    if log and low <= 0:
+        raise ValueError(f"'search' entry '{name}': a log scale needs low > 0")
+    step = spec.get("step")
+    integer = isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int))
+    return Param(name, low=low, high=high, log=log, step=step, integer=integer)

@@ -1,0 +1,131 @@
+"""Opening a night: the lock, recovery from whatever stopped the last one, the checks, and the night's state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import paths, recovery
+from harness.config import Config, override
+from harness.errors import HarnessError, ProgramError, RepoError
+from harness.ledger import Ledger
+from harness.lock import LoopLock
+from harness.night import Night
+from harness.program import Program, load
+from harness.repo import Repo
+from harness.steer import Steering
+
+
+@dataclass(frozen=True)
+class Options:
+    """One `autoresearch run`: the tag, the agent, the limits, and the flags that override program.md."""
+
+    tag: str
+    agent: str = "optuna"  # "optuna", "llm", or the path of an agent file
+    max_experiments: int | None = None  # experiments to run in this invocation, the baseline not counted
+    hours: float | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # budget, timeout, model, max_cost_usd
+
+
+@dataclass
+class Session:
+    """A repository opened for one night: it holds the loop lock until `close`."""
+
+    repo: Repo
+    layout: paths.Layout
+    ledger: Ledger
+    lock: LoopLock
+    steering: Steering
+    night: Night
+    options: Options
+    started: float = field(default_factory=time.time)
+
+    @property
+    def tag(self) -> str:
+        return self.options.tag
+
+    @property
+    def program(self) -> Program:
+        return self.steering.program
+
+    @property
+    def config(self) -> Config:
+        """The program in force, with the command line's flags over it."""
+        return override(self.steering.program.config, **self.options.overrides)
+
+    def reset_hard(self, sha: str) -> None:
+        """Reset to a commit, keeping the person's uncommitted edits of program.md (steering must survive resets)."""
+        self.repo.reset_hard(sha, keep=(paths.PROGRAM,))
+
+    def reconcile(self) -> None:
+        """Bring an interrupted experiment to a consistent state: its row written, the branch at the champion."""
+        _reconcile(self.repo, self.ledger, self.layout, self.tag)
+
+    def close(self) -> None:
+        self.steering.stop()
+        self.lock.release()
+
+
+def open_session(root: Path, options: Options) -> Session:
+    """Take the lock, repair the ledger, reconcile an interrupted night, check the tree and the program, check out
+    the branch and load the night; a HarnessError (with the lock released) when the night cannot start."""
+    tag = options.tag
+    if not _valid_tag(tag):
+        raise HarnessError(f"tag '{tag}' is not usable in a branch name; use letters, digits, '-', '_', '.'")
+    repo = Repo(root)
+    layout = paths.Layout(repo.root)
+    lock = LoopLock(layout.lock)
+    lock.acquire()
+    try:
+        ledger = Ledger(layout.ledger)
+        torn = ledger.repair()
+        if torn:
+            keep = layout.runs / f"torn-ledger-line-{int(time.time())}.txt"
+            keep.write_bytes(torn)
+            ledger.note(tag, f"repaired a torn last line of the ledger ({len(torn)} bytes kept in {keep})")
+        layout.stop_request.unlink(missing_ok=True)
+        program = load(layout.program)
+        config = override(program.config, **options.overrides)
+        recovery.clear_stale_git_lock(repo.root)
+        recovery.end_orphans(repo.root)
+        repo.ensure_ignored()
+        _reconcile(repo, ledger, layout, tag)
+        changed = [p for p in repo.changed() if p != paths.PROGRAM]  # program.md is the person's to edit
+        if changed:
+            raise RepoError(
+                f"the working tree has uncommitted changes to {', '.join(changed[:5])}; commit or stash them first"
+            )
+        repo.checkout_branch(paths.branch(tag))
+        if not (repo.root / config.mutable).is_file():
+            raise ProgramError(f"program.md: the mutable file '{config.mutable}' does not exist in {repo.root}")
+        head = repo.head()
+        night = Night.load(tag, ledger.experiments(tag), head)
+        if head != night.champion:
+            raise RepoError(
+                f"{paths.branch(tag)} is at {head[:10]}, but the ledger's best experiment is {night.champion[:10]}: "
+                f"the branch was changed by hand. Start a new tag from here (autoresearch run --tag <new>), or put "
+                f"it back with 'git reset --hard {night.champion[:10]}'"
+            )
+    except BaseException:
+        lock.release()
+        raise
+    return Session(repo, layout, ledger, lock, Steering(program), night, options)
+
+
+def _reconcile(repo: Repo, ledger: Ledger, layout: paths.Layout, tag: str) -> None:
+    def reset_branch(sha: str) -> None:
+        if not sha:
+            return
+        name = paths.branch(tag)
+        if repo.branch() == name:
+            repo.reset_hard(sha, keep=(paths.PROGRAM,))
+        else:
+            repo.set_ref(f"refs/heads/{name}", sha)
+
+    recovery.reconcile(repo, ledger, layout.inflight(tag), tag, reset_branch)
+
+
+def _valid_tag(tag: str) -> bool:
+    return bool(tag) and all(c.isalnum() or c in "-_." for c in tag) and not tag.startswith((".", "-"))
