@@ -68,6 +68,12 @@ class Config:
         dict,
         shown="none",
     )
+    seed: int = _key(
+        0, "the seed of the optuna, random and hybrid agents' samplers (same seed and results, same points)", int
+    )
+    override_share: float = _key(
+        0.3, "the hybrid agent: the largest share of experiments in which the LLM may override the optimizer", *_NUMBER
+    )
 
     @property
     def sign(self) -> int:
@@ -153,6 +159,8 @@ def _checked(values: dict[str, Any]) -> Config:
     for key in ("baseline_runs", "history"):
         if key in values and values[key] < 1:
             raise ValueError(f"'{key}' must be at least 1, not {values[key]!r}")
+    if not 0 <= values.get("override_share", 0) <= 1:
+        raise ValueError(f"'override_share' must be between 0 and 1, not {values['override_share']!r}")
     if values.get("min_delta", 0) < 0:
         raise ValueError(f"'min_delta' must not be negative, not {values['min_delta']!r}")
     if "protected" in values:

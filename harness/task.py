@@ -39,6 +39,9 @@ class Task:
     experiment: int = 0  # the id this proposal will get
     search: dict[str, dict[str, Any]] = field(default_factory=dict)  # program.md's search space
     agent_source: str = ""  # the agent's own source (HyperAgent rewrites)
+    # The hybrid agent's optimizer state for its LLM: the suggested next point ("params", "description", "content"
+    # of the file that would run), the trials so far, the best one and the best region; empty for other agents.
+    suggestion: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +61,7 @@ class Proposal:
     description: str
     content: str
     notes: str = ""
+    reason: str = ""  # why this change rather than another (the hybrid records its LLM's reason to accept or override)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +72,7 @@ class Proposal:
             description=str(data.get("description", "")),
             content=str(data.get("content", "")),
             notes=str(data.get("notes", "") or ""),
+            reason=str(data.get("reason", "") or ""),
         )
 
 
