@@ -1,4 +1,5 @@
-"""Which agent a night runs: the offline optuna agent, agent.py behind the process boundary, or another agent file."""
+"""Which agent a night runs: the offline optuna or random agent, agent.py behind the process boundary, or another
+agent file."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from harness.config import Config
 from harness.errors import HarnessError
 from harness.host import HostedAgent
 from harness.night import Night
-from harness.optuna_agent import OptunaAgent
+from harness.optuna_agent import OptunaAgent, Sampler
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.task import Agent
+
+KINDS = "llm, optuna, random, or the path of an agent file"
+_SAMPLERS: dict[str, Sampler] = {"optuna": "tpe", "random": "random"}
 
 
 def build_agent(
@@ -24,19 +28,25 @@ def build_agent(
     say: Callable[[str], None],
     secrets: Mapping[str, str],
 ) -> Agent:
-    """The agent a run asked for: "optuna", "llm" (agent.py), or the path of another agent file; an LLM agent's key
-    (from `secrets`, the credentials the harness withdrew from its environment) is checked here, before any compute
-    is spent."""
-    if kind == "optuna":
-        champion = repo.show(night.champion, config.mutable)
-        base = [r for r in night.rows if r.id == 0 and r.status == "keep" and r.commit]
-        baseline = repo.show(base[-1].commit, config.mutable) if base and base[-1].commit else champion
-        agent = OptunaAgent(config.search, config.direction, baseline_content=baseline)
-        agent.check(champion, config.mutable)
+    """The agent a run asked for (see KINDS); an LLM agent's key (from `secrets`, the credentials the harness withdrew
+    from its environment) is checked here, before any compute is spent."""
+    if kind in _SAMPLERS:
+        agent = _offline(_SAMPLERS[kind], config, night, repo)
         agent.resume(night.results())
         return agent
     path = layout.agent if kind == "llm" else Path(kind)
     if not path.is_file():
-        raise HarnessError(f"agent file {path} not found; --agent takes llm, optuna, or the path of an agent file")
+        raise HarnessError(f"agent file {path} not found; --agent takes {KINDS}")
     name = "llm" if kind == "llm" else path.name
     return HostedAgent.start(path, name, config, layout, night.tag, say, secrets)
+
+
+def _offline(sampler: Sampler, config: Config, night: Night, repo: Repo) -> OptunaAgent:
+    """An optimizer over program.md's `search:` space, checked against the champion file; it learns the baseline's
+    constants from the file the baseline ran."""
+    champion = repo.show(night.champion, config.mutable)
+    base = [r for r in night.rows if r.id == 0 and r.status == "keep" and r.commit]
+    baseline = repo.show(base[-1].commit, config.mutable) if base and base[-1].commit else champion
+    agent = OptunaAgent(config.search, config.direction, sampler=sampler, baseline_content=baseline, seed=config.seed)
+    agent.check(champion, config.mutable)
+    return agent

@@ -1,43 +1,65 @@
-"""The offline agent: Bayesian search (Optuna TPE) over the `search:` constants of the mutable file."""
+"""The offline agents: Bayesian (Optuna TPE) or uniform random search over the `search:` constants of the file."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
-from typing import Any
+import warnings
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from harness.config import Param
 from harness.errors import AgentError, ProgramError
 from harness.source import literal, read_constants, set_constants
 from harness.task import Proposal, Proposed, Result, Spend, Task
 
-NAME = "optuna"
+Sampler = Literal["tpe", "random"]
+NAMES: dict[str, str] = {"tpe": "optuna", "random": "random"}  # the agent's name in the ledger, by sampler
 STARTUP_TRIALS = 5  # random trials before TPE models the results; few, because a night has ~100 experiments
+REDRAWS = 10  # draws to find a point not already tried or in flight, before proposing a repeat anyway
+TRIALS_SHOWN = 40  # of the trials, how many (the latest) the hybrid's LLM sees
+BEST_SHARE = 0.25  # the best region: the range of the best quarter of the trials (at least three)
 
 
 class OptunaAgent:
-    """Asks Optuna for the next constants, rewrites them into the champion file, and tells Optuna every result."""
+    """Asks Optuna for the next constants, rewrites them into the champion file, and tells Optuna every result.
 
-    name = NAME
+    The point proposed for experiment k is drawn with a seed made from (seed, k): a restart goes on with the
+    sequence an uninterrupted night would have had instead of repeating its first points, and the same seed and the
+    same results give the same points. Several points may be asked for before any result is known (experiments
+    k, k+1, ... in flight): TPE treats the ones in flight as bad results it has not seen yet (constant liar), and no
+    point in flight or already tried is proposed again while another can be drawn.
+    """
 
-    def __init__(self, space: tuple[Param, ...], direction: str, *, baseline_content: str = "", seed: int = 0) -> None:
+    def __init__(
+        self,
+        space: tuple[Param, ...],
+        direction: str,
+        *,
+        sampler: Sampler = "tpe",
+        baseline_content: str = "",
+        seed: int = 0,
+    ) -> None:
         import optuna
 
         if not space:
             raise ProgramError(
-                "program.md: the optuna agent needs a 'search:' space in the front matter, "
+                f"program.md: the {NAMES[sampler]} agent needs a 'search:' space in the front matter, "
                 "e.g. search: {LEARNING_RATE: {low: 1.0e-4, high: 1.0e-2, log: true}}"
             )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._optuna = optuna
         self.space = space
+        self.sampler = sampler
+        self.name = NAMES[sampler]
+        self.seed = seed
         self.sign = 1 if direction == "maximize" else -1
-        self.sha = hashlib.sha256(json.dumps([repr(p) for p in space]).encode()).hexdigest()[:16]
+        self.sha = hashlib.sha256(json.dumps([sampler, *map(repr, space)]).encode()).hexdigest()[:16]
         self.dists = {p.name: _distribution(optuna, p) for p in space}
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
-        self.study = optuna.create_study(direction=direction, sampler=sampler)
-        self.pending: dict[int, Any] = {}  # experiment id -> optuna trial
+        self.study = optuna.create_study(direction=direction, sampler=self._sampler(0, 0))
+        self.pending: dict[int, Any] = {}  # experiment id -> optuna trial, asked and not yet told
         self.worst: float | None = None
         self.baseline_content = baseline_content  # the unmodified file: its constants are the first point Optuna learns
 
@@ -49,31 +71,22 @@ class OptunaAgent:
                 f"program.md: search names {', '.join(missing)}, but {path} has no such top-level constant"
             )
 
-    def resume(self, results: list[Result]) -> None:
+    def resume(self, results: Iterable[Result]) -> None:
         """Tell Optuna every earlier result of this tag (the ledger carries each proposal's parameters)."""
         for result in results:
             self._learn(result)
 
-    def _learn(self, row: Result) -> None:
-        if row.id == 0:
-            params = self._params_of(self.baseline_content) if self.baseline_content else None
-            if params is not None and row.metric is not None:
-                self._add(params, row.metric)
-            return
-        params = row.extra.get("params") if isinstance(row.extra, dict) else None
-        if isinstance(params, dict) and set(params) == set(self.dists):
-            self._add(params, self._value(row))
+    # --- the Agent protocol ---------------------------------------------------------------------------------
 
     def propose(self, task: Task) -> Proposed:
-        trial = self.study.ask(self.dists)
+        trial = self._ask(task.experiment)
         params = dict(trial.params)
+        self.pending[task.experiment] = trial  # told when its result comes, even an `invalid` one
         current = read_constants(task.mutable_content)
         try:
             content = set_constants(task.mutable_content, params)
         except KeyError as e:
-            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
             raise AgentError(f"{task.mutable_path} has no top-level constant {e.args[0]}") from None
-        self.pending[task.experiment] = trial
         changed = [f"{k}={literal(v)}" for k, v in params.items() if current.get(k) != v]
         description = ", ".join(changed) if changed else "same constants as the champion"
         return Proposed(Proposal(description=description, content=content), extra={"params": params})
@@ -83,16 +96,12 @@ class OptunaAgent:
         if trial is None:
             self._learn(row)
             return
-        if row.metric is not None and math.isfinite(row.metric):
-            self.worst = row.metric if self.worst is None else _worse(self.worst, row.metric, self.sign)
-        if row.status == "invalid":
-            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
-            return
         value = self._value(row)
         if value is None:
             self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
         else:
             self.study.tell(trial, value)
+            self.worst = value if self.worst is None else _worse(self.worst, value, self.sign)
 
     def take_spend(self) -> Spend:
         return Spend()
@@ -100,34 +109,142 @@ class OptunaAgent:
     def close(self) -> None:
         self.pending.clear()
 
+    # --- for an agent that composes this one (the hybrid) ---------------------------------------------------
+
+    def withdraw(self, experiment: int, why: str) -> None:
+        """The point asked for `experiment` will not run (another proposal took its place): nothing is learned."""
+        trial = self.pending.pop(experiment, None)
+        if trial is not None:
+            trial.set_user_attr("withdrawn", why)
+            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+
+    def params_of_edit(self, champion: str, content: str) -> dict[str, Any] | None:
+        """The point an edit of the champion tried, when it changed nothing but `search:` constants and stays inside
+        the space (so Optuna can learn it as a trial of its own); None for a code change or a point outside."""
+        params = self._params_of(content)
+        if params is None or not self._inside(params):
+            return None
+        try:
+            same = ast.dump(ast.parse(set_constants(champion, params))) == ast.dump(ast.parse(content))
+        except (SyntaxError, KeyError):
+            return None
+        return params if same else None
+
+    def state(self) -> dict[str, Any]:
+        """What the optimizer knows, as plain data: the latest trials, the best one, and the best region."""
+        done = [t for t in self.study.trials if t.state.name == "COMPLETE" and t.params]
+        trials = [
+            {"experiment": t.user_attrs.get("experiment"), "params": t.params, "value": t.value}
+            for t in done[-TRIALS_SHOWN:]
+        ]
+        ranked = sorted(done, key=lambda t: -self.sign * t.value)
+        top = ranked[: max(3, math.ceil(BEST_SHARE * len(ranked)))]
+        region: dict[str, list[Any]] = {}
+        for name, dist in self.dists.items():
+            values = [t.params[name] for t in top if name in t.params]
+            if values and hasattr(dist, "choices"):
+                region[name] = sorted(set(values), key=str)
+            elif values:
+                region[name] = [min(values), max(values)]
+        best = {}
+        if ranked:
+            best = {"experiment": ranked[0].user_attrs.get("experiment"), "params": ranked[0].params}
+            best["value"] = ranked[0].value
+        sampler = "TPE (Bayesian)" if self.sampler == "tpe" else "uniform random"
+        return {"sampler": sampler, "trials": trials, "told": len(done), "best": best, "region": region}
+
     # --- helpers ------------------------------------------------------------------------------------------
 
+    def _sampler(self, experiment: int, attempt: int) -> Any:
+        optuna = self._optuna
+        seed = _seed(self.seed, experiment, attempt)
+        if self.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        with warnings.catch_warnings():
+            # Older Optuna marks these options experimental; Optuna 5 makes both the default.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=STARTUP_TRIALS, multivariate=True, constant_liar=True
+            )
+
+    def _ask(self, experiment: int) -> Any:
+        """A trial for `experiment`, drawn again (with the next seed) while its point is one in flight or tried."""
+        taken = {_key(t.params) for t in self.study.trials if not ({"withdrawn", "redrawn"} & set(t.user_attrs))}
+        for attempt in range(REDRAWS):
+            # A sampler of its own for each draw: the point depends on (seed, experiment, attempt) and what Optuna
+            # was told, not on how many draws this process made before (a restart would repeat them).
+            self.study.sampler = self._sampler(experiment, attempt)
+            trial = self.study.ask(self.dists)
+            trial.set_user_attr("experiment", experiment)
+            if _key(trial.params) not in taken or attempt == REDRAWS - 1:
+                return trial
+            trial.set_user_attr("redrawn", True)
+            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        raise AssertionError("unreachable: the last draw is always returned")
+
+    def _learn(self, row: Result) -> None:
+        """Learn a result this agent did not ask for: the baseline, a row of the ledger on resume, or another
+        proposer's experiment (whose point is known only when it changed nothing but the search constants)."""
+        extra = row.extra if isinstance(row.extra, dict) else {}
+        if row.id == 0:
+            params = self._params_of(self.baseline_content) if self.baseline_content else None
+        else:
+            params = extra.get("params")
+        if isinstance(params, dict) and set(params) == set(self.dists) and self._inside(params):
+            self._add(params, self._value(row), row.id)
+            return
+        # Information it cannot use (a code change, another agent's row, a point outside today's space): kept as a
+        # failed trial that TPE ignores, so that every experiment of the night is in the study.
+        attrs = {"experiment": row.id, "unusable": "not a point of the search space", "metric": row.metric}
+        self.study.add_trial(
+            self._optuna.trial.create_trial(state=self._optuna.trial.TrialState.FAIL, user_attrs=attrs)
+        )
+
     def _value(self, row: Result) -> float | None:
-        """The result Optuna learns from; a crash or timeout counts as the worst result seen, so TPE avoids it."""
-        if row.metric is not None and math.isfinite(row.metric) and row.status not in ("tampered", "invalid"):
+        """The result Optuna learns from; a crash, timeout or tampered run counts as the worst result seen, so TPE
+        avoids it; an invalid or interrupted one says nothing of its point (None)."""
+        if row.status in ("invalid", "interrupted"):
+            return None
+        if row.metric is not None and math.isfinite(row.metric) and row.status != "tampered":
             return row.metric
         if row.status == "duplicate" and isinstance(row.extra.get("earlier_metric"), float | int):
             return float(row.extra["earlier_metric"])
         return self.worst
 
-    def _add(self, params: dict[str, Any], value: float | None) -> None:
+    def _add(self, params: dict[str, Any], value: float | None, experiment: int) -> None:
         optuna = self._optuna
-        try:
-            if value is None:
-                trial = optuna.trial.create_trial(
-                    params=params, distributions=self.dists, state=optuna.trial.TrialState.FAIL
-                )
-            else:
-                trial = optuna.trial.create_trial(params=params, distributions=self.dists, value=value)
-                self.worst = value if self.worst is None else _worse(self.worst, value, self.sign)
-        except ValueError:
-            return  # a value outside today's search space (program.md was steered): nothing to learn from it
+        attrs = {"experiment": experiment}
+        if value is None:
+            state = optuna.trial.TrialState.FAIL
+            trial = optuna.trial.create_trial(params=params, distributions=self.dists, state=state, user_attrs=attrs)
+        else:
+            trial = optuna.trial.create_trial(params=params, distributions=self.dists, value=value, user_attrs=attrs)
+            self.worst = value if self.worst is None else _worse(self.worst, value, self.sign)
         self.study.add_trial(trial)
 
+    def _inside(self, params: dict[str, Any]) -> bool:
+        try:
+            self._optuna.trial.create_trial(params=params, distributions=self.dists, value=0.0)
+        except (ValueError, TypeError):
+            return False  # outside today's search space (program.md was steered, or another proposer went beyond)
+        return True
+
     def _params_of(self, content: str) -> dict[str, Any] | None:
-        values = read_constants(content)
+        try:
+            values = read_constants(content)
+        except SyntaxError:
+            return None
         params = {name: values.get(name) for name in self.dists}
         return params if all(v is not None for v in params.values()) else None
+
+
+def _seed(seed: int, experiment: int, attempt: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{experiment}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _key(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
 
 
 def _worse(a: float, b: float, sign: int) -> float:

@@ -1,14 +1,18 @@
-"""The offline agent: proposals inside the search space, rewritten in place, learned from every result."""
+"""The offline agents (optuna, random): points inside the search space, learned from every result, restart-proof."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from harness.errors import ProgramError
-from harness.optuna_agent import OptunaAgent
+from harness.optuna_agent import REDRAWS, OptunaAgent
 from harness.program import parse
 from harness.source import read_constants
 from harness.task import Result, Task
+from harness.testing import TOY_TRAIN, cli, make_repo, toy_program
 
 SOURCE = "LR = 0.01  # learning rate\nDEPTH = 4  # layers\nACT = 'relu'  # activation\n\nprint('hi')\n"
 SPACE = parse(
@@ -61,3 +65,88 @@ def test_a_search_space_naming_a_missing_constant_is_a_clear_error():
 def test_no_search_space_is_a_clear_error():
     with pytest.raises(ProgramError, match="needs a 'search:' space"):
         OptunaAgent((), "minimize")
+
+
+# --- the random control, restarts, points in flight -------------------------------------------------------------
+
+DISCRETE = parse("---\nsearch:\n  DEPTH: {low: 2, high: 8}\n  ACT: {choices: [relu, gelu]}\n---\n").config.search
+
+
+def points(repo: Path, tag: str) -> list[dict]:
+    rows = [json.loads(line) for line in (repo / "experiments.log").read_text().splitlines()]
+    return [r["extra"]["params"] for r in rows if r["kind"] == "experiment" and r["tag"] == tag and r["id"] > 0]
+
+
+@pytest.mark.parametrize("kind", ["random", "optuna"])
+def test_a_restart_goes_on_with_the_sequence_instead_of_repeating_it(tmp_path: Path, kind: str):
+    files = {"train.py": TOY_TRAIN, "program.md": toy_program(seed=7), "prepare.py": "#\n", "agent.py": "#\n"}
+    restarted, straight = make_repo(tmp_path / "a", files), make_repo(tmp_path / "b", files)
+    # More experiments before the restart than draws an agent makes to avoid a point already tried: a sampler that
+    # started its sequence over could not hide it by drawing again.
+    before, after = REDRAWS + 1, 3
+    for n in (before, after):
+        out = cli(restarted, "run", "--tag", "n", "--agent", kind, "--max-experiments", str(n))
+        assert out.returncode == 0, out.stderr
+    out = cli(straight, "run", "--tag", "n", "--agent", kind, "--max-experiments", str(before + after))
+    assert out.returncode == 0, out.stderr
+    first, second = points(restarted, "n")[:before], points(restarted, "n")[before:]
+    assert len(second) == after and not any(p in first for p in second)  # new points, not the first ones again
+    # The same seed and the same results give the same night, restart or not.
+    assert points(restarted, "n") == points(straight, "n")
+
+
+def test_another_seed_gives_other_points(tmp_path: Path):
+    nights = []
+    for seed in (1, 2):
+        files = {"train.py": TOY_TRAIN, "program.md": toy_program(seed=seed), "prepare.py": "#\n", "agent.py": "#\n"}
+        repo = make_repo(tmp_path / str(seed), files)
+        assert cli(repo, "run", "--tag", "s", "--agent", "random", "--max-experiments", "3").returncode == 0
+        nights.append(points(repo, "s"))
+    assert nights[0] != nights[1]
+
+
+def test_the_random_agent_draws_uniformly_from_the_space_whatever_the_results():
+    told_good, told_bad = (
+        OptunaAgent(SPACE, "minimize", sampler="random"),
+        OptunaAgent(SPACE, "minimize", sampler="random"),
+    )
+    drawn = []
+    for n in range(1, 301):
+        a, b = told_good.propose(task(n)), told_bad.propose(task(n))
+        assert a.extra["params"] == b.extra["params"]  # what it is told changes nothing: a control, not a search
+        told_good.observe(row(n, "discard", 0.0, a.extra["params"]))
+        told_bad.observe(row(n, "crash", None, b.extra["params"]))
+        drawn.append(a.extra["params"])
+    assert told_good.name == "random" and all(1e-4 <= p["LR"] <= 1e-1 for p in drawn)
+    # Uniform on the log scale: half the draws below the geometric midpoint of 1e-4..1e-1; every depth and activation.
+    below = sum(p["LR"] < 10**-2.5 for p in drawn) / len(drawn)
+    assert 0.4 < below < 0.6
+    assert {p["DEPTH"] for p in drawn} == set(range(2, 9)) and {p["ACT"] for p in drawn} == {"relu", "gelu"}
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_points_asked_for_before_their_results_are_never_the_same(sampler: str):
+    agent = OptunaAgent(DISCRETE, "minimize", sampler=sampler, seed=3)  # 14 points in all
+    source = "DEPTH = 4\nACT = 'relu'\n"
+    for n in range(1, 5):
+        proposed = agent.propose(task(n, source))
+        agent.observe(row(n, "discard", abs(proposed.extra["params"]["DEPTH"] - 5) / 10, proposed.extra["params"]))
+    # Eight experiments in flight at once: all different, and none a point already tried.
+    in_flight = {n: agent.propose(task(n, source)).extra["params"] for n in range(5, 13)}
+    tried = [t.params for t in agent.study.trials if t.state.name == "COMPLETE"]
+    keys = [tuple(sorted(p.items())) for p in [*tried, *in_flight.values()]]
+    assert len(set(keys)) == len(keys) == 12
+    # Results come back in any order; each becomes the trial of its own experiment.
+    for n in reversed(in_flight):
+        agent.observe(row(n, "discard", 1.0, in_flight[n]))
+    told = {t.user_attrs["experiment"]: t.params for t in agent.study.trials if t.state.name == "COMPLETE"}
+    assert set(told) == set(range(1, 13)) and all(told[n] == in_flight[n] for n in in_flight)
+    assert agent.pending == {}
+
+
+def test_an_edit_of_search_constants_only_is_a_point_and_a_code_change_is_not():
+    agent = OptunaAgent(SPACE, "minimize")
+    constants = SOURCE.replace("LR = 0.01", "LR = 3e-3").replace("DEPTH = 4", "DEPTH = 6")
+    assert agent.params_of_edit(SOURCE, constants) == {"LR": 0.003, "DEPTH": 6, "ACT": "relu"}
+    assert agent.params_of_edit(SOURCE, constants.replace("print('hi')", "print('bye')")) is None
+    assert agent.params_of_edit(SOURCE, SOURCE.replace("DEPTH = 4", "DEPTH = 12")) is None  # outside the space
