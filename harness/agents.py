@@ -1,5 +1,5 @@
-"""Which agent a night runs: the offline optuna or random agent, agent.py behind the process boundary, or another
-agent file."""
+"""Which agent a night runs: the offline optuna or random agent, agent.py behind the process boundary, the hybrid of
+optuna and an LLM, or another agent file."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from harness.config import Config
-from harness.errors import HarnessError
+from harness.errors import HarnessError, LLMError
 from harness.host import HostedAgent
+from harness.hybrid_agent import ADVISOR, HybridAgent
 from harness.night import Night
 from harness.optuna_agent import OptunaAgent, Sampler
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.task import Agent
 
-KINDS = "llm, optuna, random, or the path of an agent file"
+KINDS = "llm, optuna, random, hybrid, or the path of an agent file"
 _SAMPLERS: dict[str, Sampler] = {"optuna": "tpe", "random": "random"}
+NAME_OF_ADVISOR = "hybrid-llm"  # the hybrid's LLM side, as its child process and logs name it
 
 
 def build_agent(
@@ -34,6 +36,17 @@ def build_agent(
         agent = _offline(_SAMPLERS[kind], config, night, repo)
         agent.resume(night.results())
         return agent
+    if kind == "hybrid":
+        if not secrets.get("ANTHROPIC_API_KEY", "").strip():
+            raise LLMError(
+                "--agent hybrid needs ANTHROPIC_API_KEY (an LLM reviews the optimizer's suggestions); export it, or "
+                "use the offline agent with --agent optuna"
+            )
+        optimizer = _offline("tpe", config, night, repo)
+        advisor = HostedAgent.start(ADVISOR, NAME_OF_ADVISOR, config, layout, night.tag, say, secrets)
+        hybrid = HybridAgent(optimizer, advisor, share=config.override_share)
+        hybrid.resume(night.results())
+        return hybrid
     path = layout.agent if kind == "llm" else Path(kind)
     if not path.is_file():
         raise HarnessError(f"agent file {path} not found; --agent takes {KINDS}")

@@ -48,7 +48,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--tag", default=_default_tag, show_default="today, e.g. nov23", help="Branch autoresearch/<tag>.")
-@click.option("--agent", default=None, help="llm, optuna, or the path of an agent file. [default: llm with a key]")
+@click.option("--agent", default=None, help="llm, optuna, random, hybrid or an agent file. [default: llm with a key]")
 @click.option("--budget", type=float, default=None, help="Seconds each run is told it has (overrides program.md).")
 @click.option("--timeout", type=float, default=None, help="Hard wall-clock limit of each run, in seconds.")
 @click.option("--model", default=None, help="Claude model of the LLM agent.")
