@@ -1,0 +1,34 @@
+"""bench/yield.py at its CI size: real nights of random and optuna on the synthetic task, figures and a plot."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_quick_yield_bench_compares_random_and_optuna_at_an_equal_budget(tmp_path: Path):
+    plot, figures = tmp_path / "yield.png", tmp_path / "yield.json"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "yield.py"), "--quick", "--out", str(plot), "--json", str(figures)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("random ") for line in lines) and any(line.startswith("optuna ") for line in lines)
+    assert any(line.startswith("optuna - random after 10: ") for line in lines)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(figures.read_text())
+    assert data["experiments"] == 10 and data["target"] == 1.01 and set(data["agents"]) == {"random", "optuna"}
+    for agent in data["agents"].values():
+        assert len(agent["curves"]) == 3  # one night per seed
+        for curve in agent["curves"]:
+            assert len(curve) == 11  # the baseline and ten experiments
+            assert all(a >= b for a, b in itertools.pairwise(curve))  # a best so far never gets worse
+            # The synthetic baseline is 1.077 and no point beats the optimum, 1.0, by more than the noise allows.
+            assert abs(curve[0] - 1.077) < 0.02 and min(curve) > 1.0 - 0.02
+        assert len(agent["mean"]) == len(agent["half"]) == 11
