@@ -59,7 +59,9 @@ class Interrupted(LoopEnd):
 
 
 class ServiceFailed(LoopEnd):
-    """The LLM service failed for the night (refused us, or stayed down past patience)."""
+    """The LLM service failed for the night (refused us, or stayed down past patience): not a clean end."""
+
+    exit_code = 4
 
 
 class Crashed(LoopEnd):

@@ -10,6 +10,7 @@ import git
 
 from harness import paths
 from harness.errors import RepoError
+from harness.text import one_line
 
 # Files the harness writes into the repository root; they must never show up as changes to commit.
 IGNORED = (paths.LEDGER, paths.RUNS + "/")
@@ -174,12 +175,6 @@ class Repo:
         """Remove untracked or ignored files and folders; a link is removed itself, never what it points to."""
         if paths_:
             self._run("clean", "-q", "-f", "-f", "-d", "-x", "--", *paths_)
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    """A description fit for a commit subject: one line, trimmed."""
-    line = " ".join(text.split())
-    return (line[: limit - 1] + "…") if len(line) > limit else (line or "(no description)")
 
 
 def with_trailers(subject: str, trailers: dict[str, str], body: str = "") -> str:
