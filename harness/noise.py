@@ -15,19 +15,20 @@ Direction = Literal["minimize", "maximize"]
 # --- the rule ---------------------------------------------------------------------------------------------------------
 # A commit's number is the median of its runs; the noise is the spread of repeated runs of the same commits, pooled
 # over the night. A candidate's first run must beat the champion by Z standard errors to earn CONFIRM more runs, and
-# those fresh runs, which were not picked for looking good, must win again for it to be kept. The champion is run
-# again when it has fewer than MIN_CHAMPION_RUNS clean runs (the baseline, a fresh keep) and every REMEASURE_EVERY
-# experiments. A run measured under contention counts for nothing while its commit has a clean run: a candidate whose
-# only run was contended runs again before it is judged, and a champion runs again until it has its clean runs (one
-# extra run at most). When every run of a commit was contended, those runs are all there is and they are used.
+# those fresh runs, which were not picked for looking good, must win again for it to be kept. The champion runs again
+# while it has fewer than MIN_CHAMPION_RUNS clean runs (the baseline, a fresh keep), after every experiment until the
+# noise rests on MIN_REPEATS repeats, then every REMEASURE_EVERY experiments. A run measured under contention counts
+# for nothing while its commit has a clean run: a candidate whose only run was contended runs again before it is
+# judged, and a champion runs again until it has its clean runs (one extra run at most). When every run of a commit
+# was contended, those runs are all there is, and the verdict says so.
 
 # --- defaults: each comment is the line program.md carries about it ---------------------------------------------------
 REMEASURE_EVERY = 20  # the champion runs again after every 20 experiments: its number stays current for 5% more runs
 CONFIRM = 1  # a candidate that wins its first run runs once more and must win again: lucky single runs are not kept
 Z = 1.0  # a run wins if it beats the champion by one standard error of their difference; an equal candidate: 1 in 20
 MIN_CHAMPION_RUNS = 3  # a champion's number is the median of at least 3 runs: the fewest where one bad run is outvoted
-MIN_REPEATS = 10  # the measured noise is trusted once 10 repeats (runs of a commit beyond its first) back it
-PRIOR = 0.02  # until then it leans on 2% of the metric, never above: short timed runs vary 0.2-2%, spoiled ones more
+MIN_REPEATS = 10  # the noise is trusted once 10 repeats (runs of a commit beyond its first) back it: ~7 runs a night
+PRIOR = 0.02  # before that it is widened by sqrt(10 / repeats), never above 2% of the metric: a spoiled run is more
 FLOOR = 1e-4  # the noise is never under 0.01% of the metric, so the rounding of a printed number never decides a keep
 CONTENDED_RETRIES = 1  # a run measured under contention is run again once; its number never decides alone
 LOAD_EXCESS = 0.5  # contended: other processes kept half of the machine's cores busy (one busy process on 2 cores)
@@ -111,7 +112,7 @@ class Referee:
         self._runs.setdefault(m.commit, []).append(m)
         self._experiments += m.purpose == "candidate"
         self._last[m.commit] = self._experiments
-        if not m.contended and m.cpu_seconds and m.seconds > 0:
+        if not m.contended and m.cpu_seconds and m.seconds >= MIN_SECONDS:
             self._ratios.append(m.cpu_seconds / m.seconds)
         self._sizes.append(abs(m.value))
         # Each pair of runs of one commit measures the spread free of what commits changed. A pair weighs 2/n, so a
@@ -179,9 +180,8 @@ class Referee:
         if repeats >= MIN_REPEATS:
             return raw
         # A few repeats can be far off either way (one of them spoiled, or two that agree by chance): until there are
-        # enough, the estimate leans on the prior in proportion to how few there are, and never exceeds it.
-        share = repeats / MIN_REPEATS
-        return min(prior, raw**share * prior ** (1.0 - share))
+        # enough, the spread is widened by sqrt(MIN_REPEATS / repeats), and a spoiled run cannot lift it past the prior.
+        return min(prior, raw * math.sqrt(MIN_REPEATS / max(repeats, 1)))
 
     def margin(self, min_delta: float, candidate_runs: int = 1, champion_runs: int = MIN_CHAMPION_RUNS) -> float:
         """What a median of `candidate_runs` must beat a median of `champion_runs` by: max(min_delta, Z standard
@@ -252,6 +252,8 @@ class Referee:
         experiments ran since its last run (0: never for that reason)."""
         if self._short(champion):
             return True
+        if self.repeats() < MIN_REPEATS:
+            every = 1  # until the noise is trusted, one champion run per experiment gets it there soonest
         return every > 0 and self._experiments - self._last[champion] >= every
 
     def _short(self, commit: str) -> bool:
