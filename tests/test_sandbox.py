@@ -631,6 +631,11 @@ def test_gpu_devices_are_found_and_passed_through(tmp_path):
     assert argv[-3:] == ["--", "python", "train.py"]
 
 
+def test_view_with_a_relative_path_is_refused_before_bwrap_sees_it(tmp_path):
+    with pytest.raises(ValueError, match="absolute paths only: runs/out"):
+        sandbox.View(tree=tmp_path, at=tmp_path, cwd=tmp_path, writable=((Path("runs/out"), Path("runs/out")),))
+
+
 def test_spawn_refuses_an_environment_that_holds_a_credential(tmp_path):
     active = sandbox.Sandbox("auto", True, "/usr/bin/bwrap", None, "", "")
     view = sandbox.View(tree=tmp_path, at=tmp_path, cwd=tmp_path)
