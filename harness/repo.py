@@ -1,5 +1,5 @@
 """The git layer: every git command of the harness, each in an environment built for git alone; the experiment
-branch, commits with trailers, discarded refs and resets."""
+branch, commits with trailers, discarded refs and resets; and the guard of .git's control files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any, cast
 
 import git
 
-from harness import paths
+from harness import gitdir, paths
 from harness.errors import RepoError
+from harness.gitdir import ControlSnapshot
 
 # Files the harness writes into the repository root; they must never show up as changes to commit.
 IGNORED = (paths.LEDGER, paths.RUNS + "/")
@@ -75,7 +76,7 @@ SWITCHED_OFF = (
 # Named after a driver, so switched off by the names the config holds (_driver_config): filter.<driver>.clean,
 # smudge and process (status, add, commit, checkout and reset run them), diff.<driver>.textconv and command,
 # merge.<driver>.driver. include.path and includeIf can only be reached from the repository's config now; the
-# drivers of included files are read with it.
+# drivers of included files are read with it, at the start and again after every restore_control.
 DRIVER_KEYS = {
     "filter": (("clean", ""), ("smudge", ""), ("process", ""), ("required", "false")),
     "diff": (("textconv", ""), ("command", "")),
@@ -325,6 +326,23 @@ class Repo:
 
     def tag(self, name: str, sha: str) -> None:
         self._run("tag", "-f", name, sha)
+
+    # --- the git directory ----------------------------------------------------------------------------------
+
+    def snapshot_control(self) -> ControlSnapshot:
+        """What the files of .git that can make git run a program hold now: config, config.worktree, every entry
+        of hooks/ and info/attributes, read without following links. Take it after the harness's own setup."""
+        # A linked worktree has its own config.worktree, in its own git directory under the common one.
+        own = os.path.relpath(self._git_dir / "config.worktree", self._common_dir)
+        return gitdir.snapshot(self._common_dir, () if self._git_dir == self._common_dir else (own,))
+
+    def restore_control(self, snapshot: ControlSnapshot) -> list[str]:
+        """Put back whatever differs from `snapshot` (content, mode bits, added or deleted entries, a link in place
+        of a file), writing through no link; returns the paths that differed ('.git/hooks/post-commit'), for the
+        ledger. Then the config is read again, so that a driver it names from now on is switched off too."""
+        changed = gitdir.restore(self._common_dir, snapshot)
+        self._git.env = self._env(self._config_entries())
+        return [os.path.relpath(self._common_dir / path, self.root) for path in changed]
 
 
 def one_line(text: str, limit: int = 200) -> str:

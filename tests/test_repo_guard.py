@@ -208,6 +208,23 @@ def test_a_repository_of_another_user_works_where_the_persons_config_trusts_it(
     assert repo.commit_file("train.py", "X = 2\n", "X to 2") == repo.head()
 
 
+def test_a_driver_a_run_adds_to_an_included_file_is_switched_off_after_restore(tmp_path: Path):
+    root = make_repo(tmp_path / "r", {**FILES, ".gitattributes": "* filter=late\n"})
+    marker, included = tmp_path / "ran.txt", tmp_path / "included.gitconfig"
+    included.write_text("")
+    git(root, "config", "include.path", str(included))
+    repo = Repo(root)
+    before = repo.snapshot_control()
+    driver = passthrough(tmp_path / "driver.sh", marker)
+    included.write_text(f'[filter "late"]\n\tclean = {driver}\n\tsmudge = {driver}\n')  # outside .git
+    assert repo.restore_control(before) == []
+    exercise(repo, root)
+    assert not marker.exists()
+    (root / "data.txt").write_text("by hand\n")
+    git(root, "commit", "-qam", "by hand")
+    assert "driver.sh" in marker.read_text()
+
+
 def test_a_worktree_slipped_into_the_config_cannot_send_git_elsewhere(tmp_path: Path):
     root = make_repo(tmp_path / "r", FILES)
     elsewhere = tmp_path / "elsewhere"
