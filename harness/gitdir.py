@@ -1,5 +1,5 @@
-"""The git directory as files: its control files snapshotted and put back without following links. No git runs here;
-repo.py owns git."""
+"""The git directory as files: its control files snapshotted and put back without following links, and its lock files
+cleared when no live process holds them. No git runs here; repo.py owns git."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import stat
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Literal
 # (info/exclude, refs, objects, the index) can change what git looks at, never what it runs.
 CONTROL = ("config", "config.worktree", "info", "info/attributes", "hooks")
 DEEP = ("hooks",)  # compared entry by entry, at any depth
+PROC = "/proc"
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a planted fifo must not hang us
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # a path that is not there as a real file or directory
@@ -220,3 +222,142 @@ def _put(dir_fd: int, name: str, have: Entry | None, want: Entry | None) -> None
         finally:
             os.close(fd)
     os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+# --- stale locks ------------------------------------------------------------------------------------------------
+
+
+def clear_stale_locks(root: Path, git_dirs: Sequence[Path], patience: float) -> list[str]:
+    """Remove every *.lock under `git_dirs` that no live process holds, whatever its age; one line per lock found,
+    saying it was removed or who may hold it. See Repo.clear_stale_locks for what counts as holding."""
+    locks = _locks(git_dirs)
+    if not locks:
+        return []
+    places = _places(root, git_dirs)
+    deadline = time.monotonic() + patience
+    holders = _holders(locks, places)
+    # A git that is running finishes by itself (hooks, editors and prompts are off for ours): give it time.
+    while any(h.git for hold in holders.values() for h in hold) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        locks = [lock for lock in locks if os.path.lexists(lock)]  # a git that finished renamed its locks away
+        holders = _holders(locks, places)
+    lines = []
+    for lock in locks:
+        name = os.path.relpath(lock, root)
+        try:
+            owner = os.lstat(lock).st_uid
+        except FileNotFoundError:
+            continue
+        if lock in holders:
+            lines.append(f"kept {name}: {holders[lock][0]} may hold it; end that process, then start again")
+        elif owner != os.geteuid() and os.geteuid() != 0:
+            lines.append(
+                f"kept {name}: it belongs to uid {owner}, whose processes this user cannot inspect; "
+                f"remove it by hand if no git of theirs is running"
+            )
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+            lines.append(f"removed {name}: no live process held it")
+    return lines
+
+
+def _locks(git_dirs: Sequence[Path]) -> list[str]:
+    """Every *.lock under the git directories (real paths), skipping the fan-out of loose objects."""
+    found: set[str] = set()
+    for top in git_dirs:
+        real = os.path.realpath(top)
+        for dirpath, dirnames, filenames in os.walk(real):
+            if dirpath == os.path.join(real, "objects"):
+                dirnames[:] = [d for d in dirnames if d in ("info", "pack")]
+            found.update(os.path.join(dirpath, f) for f in filenames if f.endswith(".lock"))
+    return sorted(found)
+
+
+def _places(root: Path, git_dirs: Sequence[Path]) -> tuple[str, ...]:
+    """Where a git working on this repository runs: the working trees (linked ones too) and the git directories."""
+    places = {os.path.realpath(p) for p in (root, *git_dirs)}
+    for top in git_dirs:
+        worktrees = Path(top, "worktrees")
+        for gitdir_file in worktrees.glob("*/gitdir") if worktrees.is_dir() else ():
+            with contextlib.suppress(OSError):
+                places.add(os.path.realpath(os.path.dirname(gitdir_file.read_text().strip())))
+    return tuple(sorted(places))
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+        return None  # gone, or not ours to read
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A live process that may hold a lock."""
+
+    pid: int
+    command: str
+    git: bool  # a git process: it will finish by itself
+    open: bool  # it has the lock open (otherwise: a git running in this repository)
+
+    def __str__(self) -> str:
+        where = "has it open" if self.open else "runs in this repository"
+        return f"pid {self.pid} ({self.command}, which {where})"
+
+
+def _holders(locks: Iterable[str], places: Sequence[str]) -> dict[str, list[Holder]]:
+    """Lock -> who may hold it: a process with it open, or a git running in this repository that started before
+    the lock was last written (git closes a lock's descriptor before it runs a hook or an editor, and between
+    writing a ref and renaming it into place; a git started later cannot have made it)."""
+    changed = {}
+    for lock in locks:
+        with contextlib.suppress(FileNotFoundError):
+            changed[lock] = os.lstat(lock).st_ctime
+    me = os.getpid()
+    held: dict[str, list[Holder]] = {}
+    gits: list[tuple[float, Holder]] = []
+    for entry in os.scandir(PROC):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        try:
+            fds = os.listdir(f"{PROC}/{pid}/fd")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        exe, cwd = _link(f"{PROC}/{pid}/exe"), _link(f"{PROC}/{pid}/cwd")
+        is_git = exe is not None and os.path.basename(exe.removesuffix(" (deleted)")) == "git"
+        for fd in fds:
+            target = _link(f"{PROC}/{pid}/fd/{fd}")
+            if target in changed:
+                held.setdefault(target, []).append(Holder(pid, _cmdline(pid), is_git, True))
+        command = _cmdline(pid)
+        # cat-file (GitPython's long-lived reader among them) never takes a lock.
+        if is_git and cwd and any(cwd == p or cwd.startswith(p + "/") for p in places) and " cat-file " not in command:
+            started = _started(pid)
+            if started is not None:
+                gits.append((started, Holder(pid, command, True, False)))
+    for lock, ctime in changed.items():
+        # A second of doubt (the clock may have been set since) goes to the process.
+        held.setdefault(lock, []).extend(h for started, h in gits if started <= ctime + 1)
+    return {lock: hold for lock, hold in held.items() if hold}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"{PROC}/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return "?"
+    line = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return line[:80] + ("…" if len(line) > 80 else "")
+
+
+def _started(pid: int) -> float | None:
+    """When a process started, in seconds since the epoch; None when it is gone."""
+    try:
+        raw = Path(f"{PROC}/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    ticks = int(raw[raw.rfind(b")") + 2 :].split()[19])  # field 22, starttime: clock ticks after boot
+    boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)  # /proc/stat's btime is rounded to a second
+    return boot + ticks / os.sysconf("SC_CLK_TCK")

@@ -1,5 +1,5 @@
 """The git layer: every git command of the harness, each in an environment built for git alone; the experiment
-branch, commits with trailers, discarded refs and resets; and the guard of .git's control files."""
+branch, commits with trailers, discarded refs and resets; and the guard of .git's control files and stale locks."""
 
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ DRIVER_KEYS = {
 }
 # What the one read of the person's config keeps of os.environ: where their global and system config files are.
 PERSON = ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM")
+LOCK_PATIENCE = 10.0  # seconds a git still running in the repository is given to finish before its locks are judged
 
 
 def git_env(identity: Mapping[str, str], config: Sequence[tuple[str, str]], work_tree: Path) -> dict[str, str]:
@@ -343,6 +344,17 @@ class Repo:
         changed = gitdir.restore(self._common_dir, snapshot)
         self._git.env = self._env(self._config_entries())
         return [os.path.relpath(self._common_dir / path, self.root) for path in changed]
+
+    def clear_stale_locks(self, patience: float = LOCK_PATIENCE) -> list[str]:
+        """Remove every *.lock under .git (index, HEAD, refs, packed-refs, config...) that no live process holds,
+        whatever its age; returns one line per lock found: removed, or kept and who may hold it.
+
+        Call it only while holding the loop lock, before git changes anything. A lock is held when a process has
+        it open, or when a git process that started before the lock was last written runs in this repository: git
+        closes a lock's descriptor while a hook or an editor runs and between writing a ref and renaming it into
+        place. Such a git gets `patience` seconds to finish. Holders are found in /proc; without root, another
+        user's processes cannot be read there, so a lock owned by another user is kept (and said so), not judged."""
+        return gitdir.clear_stale_locks(self.root, sorted({self._git_dir, self._common_dir}), patience)
 
 
 def one_line(text: str, limit: int = 200) -> str:
