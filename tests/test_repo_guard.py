@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,7 +143,13 @@ def test_no_git_the_harness_starts_gets_its_secrets(tmp_path: Path, monkeypatch:
     shim, seen = tmp_path / "bin" / "git", tmp_path / "seen"
     seen.mkdir()
     shim.parent.mkdir()
-    shim.write_text(f'#!/bin/sh\n{{ env; echo "ARGS=$*"; }} > "{seen}/$$"\nexec {shutil.which("git")} "$@"\n')
+    # Python, unlike a shell, adds no variable of its own to what it writes down.
+    shim.write_text(
+        f"#!{sys.executable}\nimport os, sys\nreal = {shutil.which('git')!r}\n"
+        f"lines = [f'{{k}}={{v}}' for k, v in os.environ.items()] + ['ARGS=' + ' '.join(sys.argv[1:])]\n"
+        f"open(os.path.join({str(seen)!r}, str(os.getpid())), 'w').write(chr(10).join(lines) + chr(10))\n"
+        f"os.execv(real, [real, *sys.argv[1:]])\n"
+    )
     shim.chmod(0o755)
     monkeypatch.setenv("PATH", f"{shim.parent}:{os.environ['PATH']}")
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
@@ -156,7 +163,8 @@ def test_no_git_the_harness_starts_gets_its_secrets(tmp_path: Path, monkeypatch:
     environs += [f.read_text() for f in seen.iterdir()]
     assert len(environs) > 10
     identity = {f"GIT_{role}_{what}" for role in ("AUTHOR", "COMMITTER") for what in ("NAME", "EMAIL")}
-    allowed = {*repo_module.GIT_ENV, *repo_module.PASSED, *identity, "GIT_WORK_TREE", "GIT_CONFIG_COUNT", "PWD", "ARGS"}
+    ours = {"GIT_WORK_TREE", "GIT_CONFIG_COUNT", "ARGS"}  # ARGS: the shim's own line
+    allowed = {*repo_module.GIT_ENV, *repo_module.PASSED, *repo_module.PERSON, *identity, *ours}
     for environ in environs:
         assert SECRET not in environ and "ghp_" not in environ
         names = {line.split("=", 1)[0] for line in environ.splitlines() if "=" in line}
