@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness import process
+from harness import childenv, process
 from harness.errors import SandboxError
 
 Mode = Literal["auto", "required", "off"]
@@ -390,7 +390,7 @@ def spawn(
 
     Call it from a thread that outlives the run: --die-with-parent watches the thread that started bwrap, not the
     process, so a run started from a short-lived thread is killed when that thread ends."""
-    leaked = sorted(name for name, value in env.items() if process.is_secret(name, value))
+    leaked = sorted(name for name, value in env.items() if childenv.is_secret(name, value))
     if leaked:
         raise ValueError(f"a sandboxed process must get no credential, and its environment has {', '.join(leaked)}")
     return process.spawn(command(sandbox, view, argv), env=env, **options)

@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import alive, git, make_repo
-
 from harness.gitdir import ControlSnapshot
 from harness.repo import Repo
+from harness.testing import alive, git, make_repo
 
 FILES = {"train.py": "X = 1\n", "program.md": "the person's\n", "data.txt": "a\n"}
 

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git, make_repo
 
 from harness import repo as repo_module
 from harness.errors import RepoError
 from harness.repo import Repo, with_trailers
+from harness.testing import git, make_repo
 
 HOOKS = [
     *("applypatch-msg", "pre-applypatch", "post-applypatch", "pre-commit", "pre-merge-commit", "prepare-commit-msg"),

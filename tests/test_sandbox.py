@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, alive, git, make_repo
 
 import harness
 from harness import process, sandbox
 from harness.errors import SandboxError
+from harness.testing import alive, git, make_repo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PY = sys.executable
 FAKE_KEY = "sk-ant-api03-" + "f4ke" * 10  # a made-up key, shaped like a real one
