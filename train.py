@@ -4,6 +4,7 @@ Train a small byte-level GPT for a fixed wall-clock budget and report val_bpb (b
 This is the one file the experiment loop edits. Everything fixed (data, loaders, the metric) lives in prepare.py.
 
 Usage:
+    python prepare.py                             # once, before any run: builds data/
     python train.py                               # budget from $AUTORESEARCH_BUDGET seconds, default 300
     AUTORESEARCH_BUDGET=60 python train.py        # a one-minute run; works on a laptop CPU
     AUTORESEARCH_CORPUS=input.txt python train.py # train on a custom corpus (see prepare.py)
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import VOCAB_SIZE, evaluate_bpb, get_batch, prepare
+from prepare import VOCAB_SIZE, evaluate_bpb, get_batch, load_split
 
 # ---------------------------------------------------------------------------
 # Hyperparameters
@@ -168,12 +169,12 @@ def main() -> None:
 
     torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(SEED)
-    info = prepare()  # builds the corpus cache on first use; instant afterwards
+    train_bytes = len(load_split("train"))  # one clear line when the data is missing: `python prepare.py` builds it
 
     model = GPT(DEPTH, WIDTH, HEADS, BLOCK_SIZE, MLP_RATIO, DROPOUT).to(device)
     params = sum(p.numel() for p in model.parameters())
     optimizer = make_optimizer(model, device)
-    print(f"device {device} | params {params:,} | budget {budget:.0f}s | corpus {info.train_bytes:,} train bytes")
+    print(f"device {device} | params {params:,} | budget {budget:.0f}s | corpus {train_bytes:,} train bytes")
 
     # the clock covers training only; startup and the final evaluation come on top of the budget
     step = 0
