@@ -1,13 +1,17 @@
-"""The bundled task: data in data/ with a salted held-out split, loaders that never build it, the metric."""
+"""The bundled task: salted held-out data, model.pt2 hand-over, and an evaluator a rewritten train.py cannot fool."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +22,7 @@ nn = torch.nn
 F = torch.nn.functional
 
 REPO = Path(__file__).resolve().parent.parent
+BLOCK = 48  # does not divide a scored segment (4096 bytes), so the evaluator's padded tail windows are exercised
 
 
 def _load(name: str) -> ModuleType:
@@ -50,6 +55,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def data(built: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AUTORESEARCH_DATA", str(built))
     monkeypatch.delenv("AUTORESEARCH_CORPUS", raising=False)
+    # the evaluator forces weights-only torch.load for its process; keep that from outliving a test
+    monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
     return built
 
 
@@ -62,8 +69,115 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTORESEARCH_", "TORCH_FORCE"))}
     return env | {"PYTHONUNBUFFERED": "1", **extra}
+
+
+def _evaluate(out: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "prepare.py", "--evaluate", "--out", str(out)],
+        cwd=REPO, env=_env(AUTORESEARCH_DATA=str(data)), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# Models: an honest one from train.py, and ones that break a rule
+
+
+def _tiny_gpt() -> nn.Module:
+    torch.manual_seed(0)
+    return train.GPT(depth=1, width=32, heads=2, block_size=BLOCK, ratio=2, dropout=0.0)
+
+
+def _fit(model: nn.Module, steps: int = 40) -> nn.Module:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        x, y = prepare.get_batch("train", 16, BLOCK, "cpu", gen)
+        loss = F.cross_entropy(model(x).reshape(-1, prepare.VOCAB_SIZE), y.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+class Bidirectional(train.CausalSelfAttention):
+    """train.py's attention without its causal mask."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in self.qkv(x).split(c, dim=2))
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, c))
+
+
+def _bidirectional() -> nn.Module:
+    model = _fit(_tiny_gpt())
+    for block in model.blocks:
+        attention = Bidirectional(32, 2, 0.0)
+        attention.load_state_dict(block.attn.state_dict())
+        block.attn = attention
+    return model
+
+
+class Bytes(nn.Module):
+    """A bigram-sized model: logits from the current byte alone. The cheats below add to it."""
+
+    def __init__(self, width: int = prepare.VOCAB_SIZE) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(prepare.VOCAB_SIZE, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.emb(x)
+
+
+class PeekNext(Bytes):
+    """Adds a one-hot of the next byte of its own window: it reads ahead."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ahead = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+        return self.emb(x) + 10.0 * F.one_hot(ahead, prepare.VOCAB_SIZE).float()
+
+
+class PeekNextRow(Bytes):
+    """At the last position, adds a one-hot of the next row's first byte: the byte that follows, in the val split."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bonus = 10.0 * F.one_hot(torch.roll(x[:, 0], -1, 0), prepare.VOCAB_SIZE).float()
+        logits = self.emb(x)
+        return torch.cat([logits[:, :-1], logits[:, -1:] + bonus[:, None]], dim=1)
+
+
+class Noisy(Bytes):
+    """Different logits on every call."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.emb(x) + torch.randn(x.shape[0], x.shape[1], prepare.VOCAB_SIZE)
+
+
+class Remembers(Bytes):
+    """Keeps a buffer across calls, which could carry bytes seen in one pass into the next."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(prepare.VOCAB_SIZE))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.add_(1.0)
+        return self.emb(x) + self.calls
+
+
+class ReadsAFile(Bytes):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.emb(x) + torch.from_file(str(REPO / "prepare.py"), size=1, dtype=torch.uint8)[0].float()
+
+
+@functools.cache
+def _exportable_from_file() -> None:
+    # aten.from_file has no shape function, so torch.export refuses it; a model-written train.py could register
+    # one just like this, which is why the evaluator has to look at the graph itself
+    @torch.library.register_fake("aten::from_file")
+    def _(filename, shared=None, size=0, *, dtype=None, layout=None, device=None, pin_memory=None):  # type: ignore[no-untyped-def]
+        return torch.zeros(size, dtype=dtype or torch.float32, device=device or "cpu")
 
 
 # ---------------------------------------------------------------------------
@@ -225,19 +339,185 @@ def test_get_batch_targets_are_inputs_shifted(data: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
+# The evaluator
+
+
+def test_honest_model_scores_through_the_evaluator_what_it_scores_in_memory(data: Path, tmp_path: Path) -> None:
+    model = _fit(_tiny_gpt())
+    expected = prepare.evaluate_bpb(model, "cpu", BLOCK)
+    path = prepare.export_model(model, BLOCK, tmp_path / "out")
+    assert path == tmp_path / "out" / "model.pt2"
+
+    proc = _evaluate(tmp_path / "out", data)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    match = re.fullmatch(r"val_bpb: (\d+\.\d{6})", lines[-1])
+    assert match, lines[-3:]
+    assert float(match.group(1)) == pytest.approx(expected, abs=2e-6)
+    assert expected < 7.0  # it learned something, so the comparison is not between two uniform guesses
+    summary = dict(line.split(":", 1) for line in lines[lines.index("---") + 1 : -1])
+    assert summary["input_shape"].strip() == f"{prepare.EVAL_BATCH_SIZE}x{BLOCK}"
+    assert summary["causal_checks"].strip().startswith("1376 ")  # every scored window, at one random cut each
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_bidirectional, r"not causal: logits at position \d+ changed when bytes after it changed \(max diff "),
+        (PeekNext, r"not causal: logits at position \d+ changed"),
+        (PeekNextRow, rf"not causal: logits at position {BLOCK - 1} changed"),
+        (Noisy, r"not deterministic: the same bytes gave logits"),
+        (Remembers, r"the model changes its own state \(buffer_mutation calls\)"),
+        (ReadsAFile, r"forbidden op aten\.from_file\.default: it reads or maps a file"),
+        (lambda: Bytes(width=128), r"the output must be float logits of shape \(16, 48, 256\)"),
+    ],
+    ids=["bidirectional", "peek_next", "peek_next_row", "noisy", "stateful", "from_file", "wrong_shape"],
+)
+def test_model_that_breaks_a_rule_is_rejected_with_the_reason(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Callable[[], nn.Module], reason: str
+) -> None:
+    _exportable_from_file()
+    prepare.export_model(make(), BLOCK, tmp_path / "out")
+    assert prepare.main(["--evaluate", "--out", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert re.match(rf"rejected: {reason}", out[-1]), out[-1]
+    assert not any(line.startswith("val_bpb") for line in out)
+
+
+class PrintsAMetric(Bytes):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.ops.aten._print("val_bpb: 0.000001")
+        return self.emb(x)
+
+
+def test_graph_that_prints_is_rejected_before_it_runs(data: Path, tmp_path: Path) -> None:
+    prepare.export_model(PrintsAMetric(), BLOCK, tmp_path / "out")
+    proc = _evaluate(tmp_path / "out", data)
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines() == [
+        "rejected: forbidden op aten._print.default: it writes to stdout, where the metric is read"
+    ]
+
+
+class Mkdir:
+    """Unpickling this makes a directory: the proof that a pickle ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[Callable[[str], None], tuple[str]]:
+        return os.mkdir, (self.path,)
+
+
+def _pickled_weight(parts: dict[str, bytes], marker: Path) -> None:
+    config_name = next(name for name in parts if name.endswith("model_weights_config.json"))
+    config = json.loads(parts[config_name])
+    entry = next(iter(config["config"].values()))
+    entry["use_pickle"] = True
+    parts[config_name] = json.dumps(config).encode()
+    parts[next(name for name in parts if name.endswith(f"/data/weights/{entry['path_name']}"))] = pickle.dumps(
+        Mkdir(marker)
+    )
+
+
+def _sympy_size(parts: dict[str, bytes], marker: Path) -> None:
+    name = next(name for name in parts if name.endswith("models/model.json"))
+    program = json.loads(parts[name])
+    values = program["graph_module"]["graph"]["tensor_values"]
+    size = next(iter(values.values()))["sizes"]
+    code = f"__import__('os').mkdir({str(marker)!r}) or {size[0]['as_int']}"
+    size[0] = {"as_expr": {"expr_str": code, "hint": size[0]}}
+    parts[name] = json.dumps(program).encode()
+
+
+def _pytree_import(parts: dict[str, bytes], marker: Path) -> None:
+    # pytree rebuilds a defaultdict's factory by importing the module the spec names: here one that sits beside
+    # the archive, as train.py sits beside prepare.py on the evaluator's sys.path
+    (marker.parent / "planted_by_run.py").write_text(f"import os\nos.mkdir({str(marker)!r})\n")
+    name = next(name for name in parts if name.endswith("models/model.json"))
+    program = json.loads(parts[name])
+    signature = program["graph_module"]["module_call_graph"][0]["signature"]
+    spec = json.loads(signature["in_spec"])
+    context = {"default_factory_module": "planted_by_run", "default_factory_name": "os", "dict_context": []}
+    spec[1]["children_spec"][1] = {"type": "collections.defaultdict", "context": context, "children_spec": []}
+    signature["in_spec"] = json.dumps(spec)
+    parts[name] = json.dumps(program).encode()
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [_pickled_weight, _sympy_size, _pytree_import],
+    ids=["pickled_weight", "sympy_expression", "pytree_import"],
+)
+def test_tampered_archive_is_refused_without_running_what_it_carries(
+    data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tamper: Callable[[dict[str, bytes], Path], None],
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))  # so that a planted module would be found, were it ever imported
+    honest = prepare.export_model(Bytes(), BLOCK, tmp_path / "honest")
+    archive = zipfile.ZipFile(honest)
+    parts = {info.filename: archive.read(info) for info in archive.infolist()}
+    marker = tmp_path / "payload-ran"
+    tamper(parts, marker)
+    (tmp_path / "out").mkdir()
+    with zipfile.ZipFile(tmp_path / "out" / "model.pt2", "w", zipfile.ZIP_STORED) as tampered:
+        for name, content in parts.items():
+            tampered.writestr(name, content)
+
+    # the threat is real: torch.export.load on its own runs the payload
+    load = "import sys, torch; torch.export.load(sys.argv[1])"
+    subprocess.run(
+        [sys.executable, "-c", load, str(tmp_path / "out" / "model.pt2")],
+        cwd=tmp_path, env=_env(), capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert marker.is_dir()
+    marker.rmdir()
+
+    assert prepare.main(["--evaluate", "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().out.startswith("rejected: ")
+    assert not marker.exists()
+
+
+def test_missing_or_corrupt_model_is_one_clear_error(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    assert prepare.main(["--evaluate", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.fullmatch(r"error: .*out/model\.pt2 is missing: train\.py writes it .*", err[0])
+
+    honest = prepare.export_model(Bytes(), BLOCK, tmp_path / "honest").read_bytes()
+    for broken in (b"not a zip file", honest[: len(honest) // 2]):
+        (out / "model.pt2").write_bytes(broken)
+        assert prepare.main(["--evaluate", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.fullmatch(r"error: .*model\.pt2 is damaged \(.*\); rerun train\.py .*", err[0])
+
+
+# ---------------------------------------------------------------------------
 # train.py
 
 
-def test_train_runs_learns_and_reports_last(data: Path) -> None:
+def test_train_learns_and_hands_over_a_model_the_evaluator_accepts(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
     proc = subprocess.run(
         [sys.executable, "train.py"],
-        cwd=REPO, env=_env(AUTORESEARCH_DATA=str(data), AUTORESEARCH_BUDGET="3"),
+        cwd=REPO, env=_env(AUTORESEARCH_DATA=str(data), AUTORESEARCH_BUDGET="3", AUTORESEARCH_OUT=str(out)),
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
-    match = re.fullmatch(r"val_bpb: (\d+\.\d{6})", lines[-1])
-    assert match, lines[-5:]
-    assert float(match.group(1)) < 8.5
-    summary = {line.split(":", 1)[0] for line in lines[lines.index("---") + 1 : -1]}
-    assert {"training_seconds", "steps", "tokens_seen", "params", "device"} <= summary
+    assert not any(line.startswith("val_bpb") for line in lines)  # only the evaluator's number counts
+    summary = {k: v.strip() for k, v in (line.split(":", 1) for line in lines[lines.index("---") + 1 :])}
+    assert {"training_seconds", "export_seconds", "steps", "tokens_seen", "device", "model"} <= summary.keys()
+    assert int(summary["steps"]) > 0
+    assert float(summary["train_bpb"]) < 8.0
+    assert summary["model"] == str(out / "model.pt2")
+
+    program = prepare.load_program(out / "model.pt2")
+    assert prepare.check_program(program) == (prepare.EVAL_BATCH_SIZE, train.BLOCK_SIZE)
