@@ -1,14 +1,21 @@
 """
-Train a small byte-level GPT for a fixed wall-clock budget and report val_bpb (bits per byte, lower is better).
+Train a small byte-level GPT for a fixed wall-clock budget and hand the model over for scoring.
 
-This is the one file the experiment loop edits. Everything fixed (data, loaders, the metric) lives in prepare.py.
+This is the one file the experiment loop edits. Everything fixed (data, loaders, the hand-over, the metric) lives in
+prepare.py. The run never sees the validation bytes: at the end it writes model.pt2 with prepare.export_model, and
+`python prepare.py --evaluate` (run by the harness afterwards, apart from this run) computes val_bpb from it.
 
 Usage:
+    python prepare.py                             # once, before any run: builds data/
     python train.py                               # budget from $AUTORESEARCH_BUDGET seconds, default 300
     AUTORESEARCH_BUDGET=60 python train.py        # a one-minute run; works on a laptop CPU
     AUTORESEARCH_CORPUS=input.txt python train.py # train on a custom corpus (see prepare.py)
+    python prepare.py --evaluate                  # score out/model.pt2 by hand (the harness does it after a run)
 
-The last line of stdout is always `val_bpb: <float>`; the harness reads it.
+Time: the training loop alone uses the budget. Start-up (imports, data, model, any torch.compile) and the export at
+the end (a few seconds) come on top, and must fit in the harness's grace (60 s by default) or the run is killed.
+The model must stay exportable with torch.export: tensor operations only, causal, one int64 input (B, T).
+The run ends with a `---` summary; it prints no val_bpb line, because only the evaluator's number counts.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import VOCAB_SIZE, evaluate_bpb, get_batch, prepare
+from prepare import VOCAB_SIZE, export_model, get_batch, load_split
 
 # ---------------------------------------------------------------------------
 # Hyperparameters
@@ -117,7 +124,7 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, T) byte ids -> (B, T, 256) logits; the contract prepare.evaluate_bpb relies on."""
+        """(B, T) byte ids -> (B, T, 256) logits; the contract the evaluator in prepare.py relies on."""
         t = idx.shape[1]
         assert t <= self.block_size, f"sequence of {t} is longer than block_size {self.block_size}"
         x = self.drop(self.tok(idx) + self.pos(torch.arange(t, device=idx.device)))
@@ -168,14 +175,14 @@ def main() -> None:
 
     torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(SEED)
-    info = prepare()  # builds the corpus cache on first use; instant afterwards
+    train_bytes = len(load_split("train"))  # one clear line when the data is missing: `python prepare.py` builds it
 
     model = GPT(DEPTH, WIDTH, HEADS, BLOCK_SIZE, MLP_RATIO, DROPOUT).to(device)
     params = sum(p.numel() for p in model.parameters())
     optimizer = make_optimizer(model, device)
-    print(f"device {device} | params {params:,} | budget {budget:.0f}s | corpus {info.train_bytes:,} train bytes")
+    print(f"device {device} | params {params:,} | budget {budget:.0f}s | corpus {train_bytes:,} train bytes")
 
-    # the clock covers training only; startup and the final evaluation come on top of the budget
+    # the clock covers training only; start-up before it and the export after it must fit in the harness's grace
     step = 0
     tokens_seen = 0
     loss_ema = float("nan")
@@ -216,16 +223,16 @@ def main() -> None:
     training_seconds = time.perf_counter() - t_train
 
     # ---------------------------------------------------------------------------
-    # Evaluation and summary
+    # Hand-over and summary
 
-    t_eval = time.perf_counter()
-    with autocast:
-        val_bpb = evaluate_bpb(model, device, BLOCK_SIZE)
-    eval_seconds = time.perf_counter() - t_eval
+    # the evaluator rebuilds the model from this file alone (weights and an ATen graph), in a process of its own
+    t_export = time.perf_counter()
+    model_path = export_model(model, BLOCK_SIZE)
+    export_seconds = time.perf_counter() - t_export
 
     print("---")
     print(f"training_seconds: {training_seconds:.1f}")
-    print(f"eval_seconds:     {eval_seconds:.1f}")
+    print(f"export_seconds:   {export_seconds:.1f}")
     print(f"total_seconds:    {time.perf_counter() - t_start:.1f}")
     print(f"steps:            {step}")
     print(f"tokens_seen:      {tokens_seen}")
@@ -235,8 +242,8 @@ def main() -> None:
     print(f"device:           {device.type}")
     if device.type == "cuda":
         print(f"peak_memory_mb:   {torch.cuda.max_memory_allocated() / 2**20:.0f}")
-    print(f"train_bpb:        {loss_ema / math.log(2):.6f}")
-    print(f"val_bpb: {val_bpb:.6f}", flush=True)
+    print(f"model:            {model_path}")
+    print(f"train_bpb:        {loss_ema / math.log(2):.6f}", flush=True)
 
 
 if __name__ == "__main__":

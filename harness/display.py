@@ -16,6 +16,7 @@ from rich.text import Text
 
 from harness.ledger import Experiment
 from harness.status import doing, duration, standing
+from harness.text import flat
 
 REFRESH = 4  # panel redraws per second: enough for a ticking clock, cheap for the loop
 STYLES = {"keep": "bold green", "discard": "dim", "crash": "red", "timeout": "red", "tampered": "magenta",
@@ -52,7 +53,7 @@ class Display:
             return
         self._last = key
         # Proposing is left out of plain output: one line when a run starts and one when it ends say enough.
-        phase, exp, description = state.get("phase"), state.get("experiment"), _one_line(state.get("description") or "")
+        phase, exp, description = state.get("phase"), state.get("experiment"), flat(state.get("description") or "")
         if phase == "baseline":
             self._plain(f"baseline evaluating: {description}")
         elif phase == "evaluating":
@@ -66,9 +67,9 @@ class Display:
         parts = [f"exp {row.id}", row.status]
         if row.metric is not None:
             parts.append(f"{metric}={row.metric:.6f}" + (f" ({row.delta:+.6f})" if row.delta is not None else ""))
-        parts += [f"{row.seconds:.1f}s", _one_line(row.description)]
+        parts += [f"{row.seconds:.1f}s", flat(row.description)]
         if row.reason and row.status not in ("keep", "discard"):
-            parts.append(f"({_one_line(row.reason)})")
+            parts.append(f"({flat(row.reason)})")
         if self._console is None:
             self._plain(" ".join(parts))
             return
@@ -80,9 +81,9 @@ class Display:
     def info(self, text: str) -> None:
         """A message worth a line of its own: a steer event, a warning, a wait for the API."""
         if self._console is None:
-            self._plain(_one_line(text))
+            self._plain(flat(text))
         else:
-            self._console.print(Text(f"{_clock()} {_one_line(text)}", style="yellow"))
+            self._console.print(Text(f"{_clock()} {flat(text)}", style="yellow"))
 
     def close(self) -> None:
         """Take the panel down (the lines printed above it stay)."""
@@ -122,7 +123,3 @@ class Display:
 def _clock() -> str:
     """The time of a line, in UTC like the ledger, so the two can be read side by side."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())  # no newline or carriage return can break a line-per-event log

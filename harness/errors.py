@@ -27,6 +27,12 @@ class LLMError(HarnessError):
     exit_code = 2
 
 
+class SandboxError(HarnessError):
+    """`sandbox: required`, and the OS sandbox cannot start on this machine; the message says why."""
+
+    exit_code = 2
+
+
 class AgentError(Exception):
     """An agent failed to produce a usable proposal; recorded as data, never fatal."""
 
@@ -59,7 +65,9 @@ class Interrupted(LoopEnd):
 
 
 class ServiceFailed(LoopEnd):
-    """The LLM service failed for the night (refused us, or stayed down past patience)."""
+    """The LLM service failed for the night (refused us, or stayed down past patience): not a clean end."""
+
+    exit_code = 4
 
 
 class Crashed(LoopEnd):

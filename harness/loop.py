@@ -22,6 +22,7 @@ from harness.errors import (
     LimitReached,
     LLMError,
     LoopEnd,
+    RepoError,
     ServiceFailed,
     StopRequested,
 )
@@ -31,10 +32,11 @@ from harness.ledger import Status
 from harness.night import Night, result_of
 from harness.outcome import Author, Finished
 from harness.paths import LEDGER, PROGRAM, RUNS, Layout, branch, discarded_ref
-from harness.repo import Repo, blob_sha, one_line, with_trailers
+from harness.repo import Repo, blob_sha, with_trailers
 from harness.session import Options, Session, open_session
 from harness.status import Screen, snapshot, write_status
 from harness.task import Agent, Proposed, Spend, Task
+from harness.text import one_line
 
 REMOVED_SHOWN = 20  # of the files a run left in the tree, how many its ledger row names
 _HARNESS_FILES = frozenset({LEDGER, RUNS})  # the harness's own files beside the tree, never a run's leftovers
@@ -198,7 +200,13 @@ class Loop:
             return
         description = one_line(proposed.proposal.description)
         self._mark(exp_id, None, description)
-        commit = self.repo.commit_file(config.mutable, proposed.proposal.content, description)
+        try:
+            commit = self.repo.commit_file(config.mutable, proposed.proposal.content, description)
+        except RepoError as e:
+            # Whatever made git refuse it, the proposal is data: an invalid row, and the tree back at the champion.
+            self.s.reset_hard(night.champion)
+            self._unrun(exp_id, "invalid", proposed, f"git could not commit it: {e}", spend, task)
+            return
         tried = Finished(exp_id, "interrupted", description, commit, proposed=proposed, spend=spend, file_sha=sha)
         started = time.monotonic()
         try:
@@ -219,6 +227,12 @@ class Loop:
 
     def _propose(self, task: Task) -> tuple[Proposed | None, str, Spend]:
         """The agent's proposal, or why there is none (recorded `invalid`); a refused or capped LLM ends the night."""
+        config = self.s.config
+        if self.night.spend_usd >= config.max_cost_usd:  # the night's spend, across restarts of the tag
+            raise BudgetExceeded(
+                f"LLM spend ${self.night.spend_usd:.2f} of night '{self.s.tag}' reached max_cost_usd "
+                f"${config.max_cost_usd:.2f}"
+            )
         try:
             return self.agent.propose(task), "", self.agent.take_spend()
         except AgentError as e:

@@ -11,8 +11,10 @@ from harness.evaluate import RunResult
 from harness.ledger import Experiment, Status
 from harness.night import Night
 from harness.task import Proposed, Spend
+from harness.text import clean, one_line, tail
 
 TAIL_CHARS = 3000  # how much of a failed run's log the ledger and the agent see
+REASON_CHARS = 500  # a reason is one line; an agent's exception text must not become a page
 FAILED = frozenset({"crash", "timeout", "tampered"})
 
 
@@ -55,7 +57,7 @@ def row(finished: Finished, night: Night, config: Config, author: Author, root: 
     """The ledger row of `finished`, against the night as it stood before it."""
     f, result = finished, finished.result
     change = delta(f, night)
-    reason = f.reason
+    reason = one_line(f.reason, REASON_CHARS) if f.reason else ""
     if not reason and f.status == "discard" and change is not None:
         reason = f"not better than the champion by more than {night.margin(config):g} (delta {change:+.6f})"
     if not reason and result is not None and f.status not in ("keep", "discard"):
@@ -86,8 +88,8 @@ def row(finished: Finished, night: Night, config: Config, author: Author, root: 
         peak_mem_mb=result.peak_mem_mb if result else None,
         log=str(result.log.relative_to(root)) if result else "",
         reason=reason,
-        tail=result.tail[-TAIL_CHARS:] if result and f.status in FAILED else "",
-        notes=(proposal.notes if proposal else "") or f.notes,
+        tail=clean(result.tail[-TAIL_CHARS:]) if result and f.status in FAILED else "",
+        notes=tail((proposal.notes if proposal else "") or f.notes),
         extra=extra,
     )
 

@@ -57,7 +57,11 @@ def reconcile(repo: Repo, ledger: Ledger, marker: Path, tag: str, reset_branch: 
     exp_id = inflight.get("id")
     parent = inflight.get("parent") or ""
     night = Night.load(tag, rows, parent)
-    if exp_id is not None and exp_id not in by_id and parent:
+    if exp_id == 0 and 0 not in by_id:
+        # The baseline has id 0 whatever happens; an interrupted one is a note, and it runs again on this start.
+        ledger.note(tag, "the baseline was interrupted (killed, power cut or Ctrl-C); it runs again", baseline=True)
+        reset_branch(night.champion)
+    elif exp_id is not None and exp_id not in by_id and parent:
         commit = inflight.get("commit")
         ref = f"refs/heads/{paths.branch(tag)}"
         head = repo.resolve(ref) if repo.exists(ref) else None

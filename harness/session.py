@@ -16,6 +16,7 @@ from harness.night import Night
 from harness.program import Program, load
 from harness.repo import Repo
 from harness.steer import Steering
+from harness.text import short
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,11 @@ def open_session(root: Path, options: Options) -> Session:
         head = repo.head()
         night = Night.load(tag, ledger.experiments(tag), head)
         if head != night.champion:
+            best = short(night.champion)
             raise RepoError(
-                f"{paths.branch(tag)} is at {head[:10]}, but the ledger's best experiment is {night.champion[:10]}: "
-                f"the branch was changed by hand. Start a new tag from here (autoresearch run --tag <new>), or put "
-                f"it back with 'git reset --hard {night.champion[:10]}'"
+                f"{paths.branch(tag)} is at {short(head)}, but the ledger's best experiment is {best}: the branch was "
+                f"changed by hand. Start a new tag from here (autoresearch run --tag <new>), or put it back with "
+                f"'git reset --hard {best}'"
             )
     except BaseException:
         lock.release()

@@ -77,6 +77,7 @@ class Steering:
         _settle(self.path)
         try:
             new = load(self.path)
+            _usable(new, self.path)
         except ProgramError as e:
             sha = _sha(self.path)
             if sha == self._seen:
@@ -91,6 +92,15 @@ class Steering:
         old = self.program
         self.program = new
         return Steer(new, old.sha, new.sha, diff(old, new), text=_read(self.path))
+
+
+def _usable(program: Program, path: Path) -> None:
+    """A ProgramError for an edit that parses but would break the running loop; the last valid program stays."""
+    if not _read(path).strip():
+        raise ProgramError(f"{path.name}: the file is empty; write the program back (the last valid one stays)")
+    mutable = program.config.mutable
+    if not (path.parent / mutable).is_file():
+        raise ProgramError(f"{path.name}: 'mutable' names {mutable}, which does not exist in {path.parent}")
 
 
 def diff(old: Program, new: Program) -> dict[str, list[Any]]:

@@ -371,3 +371,42 @@ def test_a_bug_leaves_a_crash_log_and_its_reason_in_the_ledger_and_status(projec
     assert status["phase"] == "stopped" and status["description"] == ending.reason
     assert [r["id"] for r in rows(project)] == [0, 1]  # what was recorded before the bug stays
     assert git(project, "status", "--porcelain") == ""
+
+
+def test_a_hostile_proposal_is_only_ever_data(project: Path, tmp_path: Path):
+    agent = write_agent(
+        tmp_path / "hostile.py",
+        """
+if task.experiment == 1:
+    return Proposal("nested", "x = " + "-" * 100000 + "1\\n")
+if task.experiment == 2:
+    return Proposal("\\x1b[2J\\x1b[31mred\\ud800 and a bell\\x07", task.mutable_content.replace("X = 3.0", "X = 2.0"),
+                    notes="line one\\n\\x1b]0;title\\x07line two")
+return Proposal("X to 2.5", task.mutable_content.replace("X = 2.0", "X = 2.5"))
+""",
+    )
+    out = cli(project, "run", "--tag", "hp", "--agent", str(agent), "--max-experiments", "3")
+    assert out.returncode == 0, out.stderr
+    exps = rows(project)
+    assert [r["status"] for r in exps] == ["keep", "invalid", "keep", "discard"]
+    assert "too deeply nested to compile" in exps[1]["reason"]
+    assert exps[2]["description"] == "[2J[31mred\ufffd and a bell"
+    assert exps[2]["notes"] == "line one\n]0;titleline two"
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout
+    assert "\x1b" not in git(project, "log", "--format=%B", "autoresearch/hp")
+
+
+def test_a_kill_9_during_the_baseline_leaves_one_baseline(project: Path):
+    # The baseline is slow until a flag file appears, so the first start is killed in the middle of it.
+    slow_once = f"sh -c 'test -f fast.flag || sleep 30; {PY} train.py'"
+    (project / "program.md").write_text(toy_program(run=slow_once))
+    git(project, "commit", "-qam", "a baseline that is slow once")
+    harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "kb", "--agent", "optuna"], cwd=project)
+    _wait_for(lambda: _phase(project) == "baseline")
+    os.kill(harness.pid, signal.SIGKILL)
+    harness.wait()
+    (project / "fast.flag").write_text("")
+    out = cli(project, "run", "--tag", "kb", "--agent", "optuna", "--max-experiments", "2")
+    assert out.returncode == 0, out.stderr
+    assert [r["id"] for r in rows(project)] == [0, 1, 2]
+    assert any("the baseline was interrupted" in r["message"] for r in rows(project, "note"))

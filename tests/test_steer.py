@@ -20,6 +20,7 @@ def _wait(condition, timeout: float = 5.0) -> bool:
 
 def test_a_valid_edit_becomes_the_program_with_what_changed(tmp_path: Path):
     path = tmp_path / "program.md"
+    (tmp_path / "train.py").write_text("X = 1\n")  # the mutable file an edit must name
     path.write_text("---\nbudget: 60\n---\nFirst idea.\n")
     steering = Steering(load(path))
     steering.start()
@@ -39,6 +40,7 @@ def test_a_valid_edit_becomes_the_program_with_what_changed(tmp_path: Path):
 
 def test_a_malformed_edit_keeps_the_last_valid_program_and_is_reported_once(tmp_path: Path):
     path = tmp_path / "program.md"
+    (tmp_path / "train.py").write_text("X = 1\n")  # the mutable file an edit must name
     path.write_text("---\nbudget: 60\n---\nGo.\n")
     steering = Steering(load(path))
     path.write_text("---\nbudget: 60\nsearch: [unclosed\n---\nGo.\n")
@@ -55,6 +57,7 @@ def test_a_malformed_edit_keeps_the_last_valid_program_and_is_reported_once(tmp_
 
 def test_fixing_back_to_the_program_in_force_is_no_change(tmp_path: Path):
     path = tmp_path / "program.md"
+    (tmp_path / "train.py").write_text("X = 1\n")  # the mutable file an edit must name
     good = "---\nbudget: 60\n---\nGo.\n"
     path.write_text(good)
     steering = Steering(load(path))
@@ -106,3 +109,22 @@ def test_editing_program_md_during_a_run_steers_the_next_experiment(project: Pat
     assert loop.returncode == 0
     # The person's edit is still in the file: no reset of the experiments touched it.
     assert (project / "program.md").read_text().startswith("---\nbudget: 5\nsearch: [unclosed")
+
+
+def test_an_edit_that_would_break_the_loop_is_refused_and_the_last_program_stays(tmp_path: Path):
+    path = tmp_path / "program.md"
+    (tmp_path / "train.py").write_text("X = 1\n")  # the mutable file an edit must name
+    (tmp_path / "train.py").write_text("X = 1\n")
+    good = "---\nbudget: 60\n---\nGo.\n"
+    path.write_text(good)
+    steering = Steering(load(path))
+    path.write_text("---\nmutable: missing.py\n---\nGo.\n")
+    change = steering.poll()
+    assert change is not None and "'mutable' names missing.py, which does not exist" in change.error
+    assert steering.program.config.mutable == "train.py" and steering.program.config.budget == 60
+    path.write_text("")
+    change = steering.poll()
+    assert change is not None and "program.md: the file is empty" in change.error
+    assert steering.program.config.budget == 60  # not silently every default
+    path.write_text(good)
+    assert steering.poll() is None  # back to the program in force: nothing changed

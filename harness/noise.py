@@ -1,0 +1,339 @@
+"""Keep decisions under noise: a run's measurement, contention, the night's noise estimate and the keep rule."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Purpose = Literal["baseline", "candidate", "confirm", "remeasure"]
+Action = Literal["keep", "discard", "measure"]
+Direction = Literal["minimize", "maximize"]
+
+# --- the rule ---------------------------------------------------------------------------------------------------------
+# A commit's number is the median of its runs; the noise is the spread of repeated runs of the same commits, pooled
+# over the night. A candidate's first run must beat the champion by Z standard errors to earn CONFIRM more runs, and
+# those fresh runs, which were not picked for looking good, must win again for it to be kept. The champion runs again
+# while it has fewer than MIN_CHAMPION_RUNS clean runs (the baseline, a fresh keep), after every experiment until the
+# noise rests on MIN_REPEATS repeats, then every REMEASURE_EVERY experiments. A run measured under contention counts
+# for nothing while its commit has a clean run: a candidate whose only run was contended runs again before it is
+# judged, and a champion runs again until it has its clean runs (one extra run at most). When every run of a commit
+# was contended, those runs are all there is, and the verdict says so.
+
+# --- defaults: each comment is the line program.md carries about it ---------------------------------------------------
+REMEASURE_EVERY = 20  # the champion runs again after every 20 experiments: its number stays current for 5% more runs
+CONFIRM = 1  # a candidate that wins its first run runs once more and must win again: lucky single runs are not kept
+Z = 1.0  # a run wins if it beats the champion by one standard error of their difference; an equal candidate: 1 in 20
+MIN_CHAMPION_RUNS = 3  # a champion's number is the median of at least 3 runs: the fewest where one bad run is outvoted
+MIN_REPEATS = 10  # the noise is trusted once 10 repeats (runs of a commit beyond its first) back it: ~7 runs a night
+PRIOR = 0.02  # before that it is widened by sqrt(10 / repeats), never above 2% of the metric: a spoiled run is more
+FLOOR = 1e-4  # the noise is never under 0.01% of the metric, so the rounding of a printed number never decides a keep
+CONTENDED_RETRIES = 1  # a run measured under contention is run again once; its number never decides alone
+LOAD_EXCESS = 0.5  # contended: other processes kept half of the machine's cores busy (one busy process on 2 cores)
+CPU_SHARE = 0.7  # contended: the run got under 70% of the CPU seconds per wall second this night's clean runs get
+MIN_SECONDS = 5.0  # a run shorter than this is never marked: a 1-minute load average says nothing about it
+TYPICAL_RUNS = 3  # the night's usual CPU share is the median of at least 3 clean runs
+
+# |x - y| of two runs of one commit is |N(0, 2 sigma^2)|, whose median is 0.6745 * sqrt(2) * sigma.
+PAIR_TO_SIGMA = 1.0 / (0.6744897501960817 * math.sqrt(2.0))
+CLIP = 3.0  # pairs further apart than 3 standard deviations of a difference are spikes (0.27% of clean pairs are)
+# The standard deviation of a normal variable clipped at +-3 is this share of the unclipped one.
+CLIP_CORRECTION = math.sqrt(
+    1.0 - 2.0 * CLIP * math.exp(-CLIP * CLIP / 2.0) / math.sqrt(2.0 * math.pi) / math.erf(CLIP / math.sqrt(2.0))
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One run of one commit: its metric, and what the machine was doing meanwhile."""
+
+    commit: str
+    value: float  # the metric this run measured
+    seconds: float = 0.0  # wall time of the run
+    cpu_seconds: float | None = None  # CPU time of the run's whole process tree (user + system); None: not measured
+    load: float | None = None  # 1-minute load average per core during the run; None: not measured
+    contended: bool = False  # the machine was clearly shared while it ran (see `contended`)
+    purpose: Purpose = "candidate"  # only "candidate" runs are experiments; the others are re-runs of one
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.value):
+            raise ValueError(f"a measurement of {self.commit[:10]} is not a finite number: {self.value!r}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a candidate: keep it, discard it, or first run `measure` again; `reason` is one ledger line."""
+
+    action: Action
+    reason: str
+    measure: tuple[str, ...] = ()  # commits to run once more each, in this order, before judging again
+    value: float | None = None  # the candidate's number: the median of its trusted runs
+    champion_value: float | None = None  # the champion's number it was judged against
+    margin: float = 0.0  # what the deciding run had to beat the champion by
+
+
+def contended(cpu_seconds: float | None, seconds: float, load: float | None, cores: int, typical: float | None) -> bool:
+    """True when a run clearly shared the machine: others' load reached LOAD_EXCESS per core, or its CPU seconds per
+    wall second fell under CPU_SHARE of `typical` (the night's usual share)."""
+    if seconds < MIN_SECONDS:
+        return False
+    ratio = cpu_seconds / seconds if cpu_seconds is not None else None
+    if load is not None:
+        # The load average counts the run's own busy threads; the rest is other work. Without the run's CPU time it
+        # is taken to have used every core, so only load beyond a whole machine counts against it.
+        cores = max(cores, 1)
+        own = min(ratio, cores) / cores if ratio is not None else 1.0
+        if load - own >= LOAD_EXCESS:
+            return True
+    return ratio is not None and typical is not None and ratio < CPU_SHARE * typical
+
+
+class Referee:
+    """Every measurement of a night and the decisions they support; rebuilt from the ledger's rows after a restart."""
+
+    def __init__(self, measurements: Iterable[Measurement] = ()) -> None:
+        self._all: list[Measurement] = []
+        self._runs: dict[str, list[Measurement]] = {}
+        self._last: dict[str, int] = {}  # commit -> experiments measured up to its latest run
+        self._experiments = 0  # "candidate" runs so far
+        self._ratios: list[float] = []  # CPU seconds per wall second of clean runs
+        self._sizes: list[float] = []  # |value| of every run: the scale of the metric
+        self._pairs: dict[str, list[tuple[float, float]]] = {}  # commit -> (|x - y|, weight) of its trusted runs
+        self._repeats: dict[str, int] = {}  # commit -> its trusted runs beyond the first
+        self._noise: float | None = None  # cached until the next add
+        for m in measurements:
+            self.add(m)
+
+    def add(self, m: Measurement) -> None:
+        """Record one measurement."""
+        self._all.append(m)
+        self._runs.setdefault(m.commit, []).append(m)
+        self._experiments += m.purpose == "candidate"
+        self._last[m.commit] = self._experiments
+        if not m.contended and m.cpu_seconds and m.seconds >= MIN_SECONDS:
+            self._ratios.append(m.cpu_seconds / m.seconds)
+        self._sizes.append(abs(m.value))
+        # Each pair of runs of one commit measures the spread free of what commits changed. A pair weighs 2/n, so a
+        # commit weighs its n - 1 repeats however many pairs its n runs make.
+        xs = [t.value for t in self.trusted(m.commit)]
+        self._pairs[m.commit] = [(abs(a - b), 2.0 / len(xs)) for i, a in enumerate(xs) for b in xs[i + 1 :]]
+        self._repeats[m.commit] = len(xs) - 1
+        self._noise = None
+
+    def measurement(
+        self,
+        commit: str,
+        value: float,
+        *,
+        seconds: float,
+        cpu_seconds: float | None,
+        load: float | None,
+        cores: int,
+        purpose: Purpose,
+    ) -> Measurement:
+        """A new Measurement (not yet added), marked contended against this night's usual CPU share."""
+        mark = contended(cpu_seconds, seconds, load, cores, self.typical_ratio())
+        return Measurement(commit, value, seconds, cpu_seconds, load, mark, purpose)
+
+    def measurements(self) -> tuple[Measurement, ...]:
+        """Every measurement, in the order they were added (a Referee built from them is this one again)."""
+        return tuple(self._all)
+
+    def runs(self, commit: str) -> tuple[Measurement, ...]:
+        """Every measurement of `commit`, oldest first."""
+        return tuple(self._runs.get(commit, ()))
+
+    def trusted(self, commit: str) -> tuple[Measurement, ...]:
+        """The runs a commit is judged on: its uncontended runs, or all of them when every one was contended."""
+        runs = self._runs.get(commit, [])
+        return tuple(m for m in runs if not m.contended) or tuple(runs)
+
+    def value(self, commit: str) -> float | None:
+        """The commit's number, the median of its trusted runs; None when it was never measured."""
+        runs = self.trusted(commit)
+        return statistics.median(m.value for m in runs) if runs else None
+
+    def typical_ratio(self) -> float | None:
+        """The median CPU seconds per wall second of this night's clean runs; None before TYPICAL_RUNS of them."""
+        return statistics.median(self._ratios) if len(self._ratios) >= TYPICAL_RUNS else None
+
+    def repeats(self) -> int:
+        """How many repeats the noise rests on: trusted runs of each commit beyond its first."""
+        return sum(self._repeats.values())
+
+    def noise(self) -> float:
+        """The standard deviation of one run, pooled over every commit measured more than once; 0.0 before any run."""
+        if self._noise is None:
+            self._noise = self._estimate()
+        return self._noise
+
+    def _estimate(self) -> float:
+        if not self._all:
+            return 0.0
+        scale = statistics.median(self._sizes)
+        pairs = [pair for pairs in self._pairs.values() for pair in pairs]
+        prior = PRIOR * scale
+        raw = max(_clipped(pairs) if pairs else prior, FLOOR * scale)
+        repeats = self.repeats()
+        if repeats >= MIN_REPEATS:
+            return raw
+        # A few repeats can be far off either way (one of them spoiled, or two that agree by chance): until there are
+        # enough, the spread is widened by sqrt(MIN_REPEATS / repeats), and a spoiled run cannot lift it past the prior.
+        return min(prior, raw * math.sqrt(MIN_REPEATS / max(repeats, 1)))
+
+    def margin(self, min_delta: float, candidate_runs: int = 1, champion_runs: int = MIN_CHAMPION_RUNS) -> float:
+        """What a median of `candidate_runs` must beat a median of `champion_runs` by: max(min_delta, Z standard
+        errors of their difference)."""
+        spread = self.noise() * math.sqrt(1.0 / max(candidate_runs, 1) + 1.0 / max(champion_runs, 1))
+        return max(min_delta, Z * spread)
+
+    def judge(
+        self,
+        candidate: str,
+        champion: str,
+        direction: Direction,
+        min_delta: float = 0.0,
+        confirm: int = CONFIRM,
+        *,
+        pair: bool = True,
+    ) -> Verdict:
+        """Keep, discard, or run something again first; raises ValueError when either commit was never measured."""
+        if direction not in ("minimize", "maximize"):
+            raise ValueError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
+        runs, base = self._runs.get(candidate, []), self.trusted(champion)
+        if not runs or not base:
+            missing = candidate if not runs else champion
+            raise ValueError(f"{missing[:10]} has no measurement to judge by")
+        sign = 1.0 if direction == "maximize" else -1.0
+        best = statistics.median(m.value for m in base)
+        champ = f"champion {_f(best)} (median of {len(base)})"
+        if all(m.contended for m in runs) and len(runs) <= CONTENDED_RETRIES:
+            seen = f" (load {runs[-1].load:.2f} per core)" if runs[-1].load is not None else ""
+            return Verdict("measure", f"run again: its run was contended{seen}", (candidate,), champion_value=best)
+        trusted = self.trusted(candidate)
+        value = statistics.median(m.value for m in trusted)
+        first, later = trusted[0].value, [m.value for m in trusted[1:]]
+
+        def verdict(action: Action, why: str, margin: float, measure: tuple[str, ...] = ()) -> Verdict:
+            if trusted[0].contended:
+                why += f"; all {len(trusted)} of its runs were contended"
+            return Verdict(action, why, measure, value=value, champion_value=best, margin=margin)
+
+        margin = self.margin(min_delta, 1, len(base))
+        gain = sign * (first - best)
+        if gain <= margin:
+            return verdict("discard", f"discarded: {_f(first)} does not beat {champ} by more than {_f(margin)}", margin)
+        if confirm <= 0:
+            return verdict("keep", f"kept: {_f(first)} beats {champ} by {_f(gain)} > margin {_f(margin)}", margin)
+        if len(later) < confirm:
+            if len(runs) >= 1 + confirm + CONTENDED_RETRIES:
+                why = f"{_f(first)} won, then {len(runs) - len(trusted)} of its {len(runs)} runs were contended"
+                return verdict("discard", f"discarded, not confirmed: {why}", margin)
+            # A champion of few runs is measured beside the candidate rather than trusted.
+            need = (champion, candidate) if pair and self._short(champion) else (candidate,)
+            who = "it and the champion" if len(need) == 2 else "it"
+            why = f"confirming: {_f(first)} beats {champ} by {_f(gain)} > {_f(margin)}; run {who} again"
+            return verdict("measure", why, margin, need)
+        # The first run was chosen for looking good; only the runs after it are free of that luck.
+        again = statistics.median(later)
+        margin = self.margin(min_delta, len(later), len(base))
+        gain = sign * (again - best)
+        rerun = f"re-run at {_f(again)}" if len(later) == 1 else f"median {_f(again)} of {len(later)} re-runs"
+        rerun += f" (first run {_f(first)})"
+        if gain > margin:
+            return verdict("keep", f"kept: {rerun} beats {champ} by {_f(gain)} > margin {_f(margin)}", margin)
+        why = f"{rerun} beats {champ} by {_f(gain)}, not more than {_f(margin)}"
+        return verdict("discard", f"discarded, not confirmed: {why}", margin)
+
+    def remeasure_due(self, champion: str, every: int = REMEASURE_EVERY) -> bool:
+        """True when the champion should run again before the next experiment: it has too few clean runs, or `every`
+        experiments ran since its last run (0: never for that reason)."""
+        if self._short(champion):
+            return True
+        if self.repeats() < MIN_REPEATS:
+            every = 1  # until the noise is trusted, one champion run per experiment gets it there soonest
+        return every > 0 and self._experiments - self._last[champion] >= every
+
+    def _short(self, commit: str) -> bool:
+        """Whether a champion has too few clean runs to trust, and has not yet used the runs allowed to get them."""
+        runs = self._runs.get(commit, [])
+        clean = sum(not m.contended for m in runs)
+        return clean < MIN_CHAMPION_RUNS and len(runs) < MIN_CHAMPION_RUNS + CONTENDED_RETRIES
+
+
+def settle(
+    referee: Referee,
+    candidate: str,
+    champion: str,
+    measure: Callable[[str, Purpose], Measurement | None],
+    direction: Direction,
+    min_delta: float = 0.0,
+    confirm: int = CONFIRM,
+) -> Verdict:
+    """Judge a measured candidate to the end, calling `measure(commit, "confirm")` for every run a verdict asks for
+    (it returns None when that run failed); returns the final keep or discard."""
+    pair = True
+    # Each round adds runs the judge counts against fixed caps, so rounds are few; the bound only guards that.
+    for _ in range(2 * (1 + confirm + CONTENDED_RETRIES + MIN_CHAMPION_RUNS)):
+        verdict = referee.judge(candidate, champion, direction, min_delta, confirm, pair=pair)
+        if verdict.action != "measure":
+            return verdict
+        for commit in verdict.measure:
+            m = measure(commit, "confirm")
+            if m is not None:
+                referee.add(m)
+            elif commit == candidate:
+                why = "discarded, not confirmed: its re-run failed"
+                return Verdict(
+                    "discard", why, value=verdict.value, champion_value=verdict.champion_value, margin=verdict.margin
+                )
+            else:
+                pair = False  # the champion's own re-run failed: judge on the runs it has
+    raise AssertionError(f"judging {candidate[:10]} against {champion[:10]} did not settle")
+
+
+def _clipped(pairs: list[tuple[float, float]]) -> float:
+    """Sigma from (|x - y|, weight) pairs: a first guess from their weighted median, then the root mean square of the
+    pairs within CLIP standard deviations of it, corrected for the clipped tails. The median alone would let the
+    pairs of a spiked run (every pair its commit has) push it up; clipping drops them, and the mean square of the
+    rest is twice as precise as a median of the same pairs."""
+    guess = _weighted_median(pairs) * PAIR_TO_SIGMA
+    cut = CLIP * math.sqrt(2.0) * guess
+    kept = [(d, w) for d, w in pairs if d <= cut]
+    weight = sum(w for _, w in kept)
+    if guess == 0.0 or weight == 0.0:
+        return guess
+    return math.sqrt(sum(w * d * d for d, w in kept) / weight / 2.0) / CLIP_CORRECTION
+
+
+def _weighted_median(items: list[tuple[float, float]]) -> float:
+    items = sorted(items)
+    half = sum(w for _, w in items) / 2.0
+    total = 0.0
+    for i, (x, w) in enumerate(items):
+        total += w
+        if math.isclose(total, half) and i + 1 < len(items):
+            return (x + items[i + 1][0]) / 2.0
+        if total > half:
+            return x
+    return items[-1][0]
+
+
+def _f(x: float) -> str:
+    return f"{x:.5g}"
+
+
+__all__ = [
+    "CONFIRM",
+    "REMEASURE_EVERY",
+    "Action",
+    "Direction",
+    "Measurement",
+    "Purpose",
+    "Referee",
+    "Verdict",
+    "contended",
+    "settle",
+]

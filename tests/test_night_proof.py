@@ -1,0 +1,55 @@
+"""A night that meets a bad API day ends with its reason recorded and an honest exit status, never silently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.pricing import price
+from harness.testing import TEST_KEY, FakeAnthropic, cli, git, toy_program
+
+MODEL = "claude-sonnet-4-6"
+
+
+def env(server: FakeAnthropic) -> dict[str, str]:
+    return {"ANTHROPIC_API_KEY": TEST_KEY, "ANTHROPIC_BASE_URL": server.url}
+
+
+def rows(repo: Path, kind: str = "experiment") -> list[dict]:
+    return [r for r in map(json.loads, (repo / "experiments.log").read_text().splitlines()) if r["kind"] == kind]
+
+
+def edit(search: str, replace: str) -> str:
+    return f"DESCRIPTION: {search} to {replace}\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n"
+
+
+def test_an_outage_past_patience_ends_the_night_with_a_note_and_a_non_zero_exit(project: Path, fake_anthropic):
+    (project / "program.md").write_text(toy_program(patience=1))
+    git(project, "commit", "-qam", "short patience")
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)  # the key check
+    fake_anthropic.fault(529, times=50)
+    out = cli(project, "run", "--tag", "p", "--agent", "llm", env=env(fake_anthropic))
+    assert out.returncode == 4, out.stderr
+    assert "the LLM service failed" in out.stdout and "unreachable" in out.stdout
+    note = rows(project, "note")[-1]
+    assert note["ending"] == "ServiceFailed" and "the LLM service failed" in note["message"]
+    assert [r["id"] for r in rows(project)] == [0]
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_the_spend_cap_is_the_nights_across_restarts(project: Path, fake_anthropic: FakeAnthropic):
+    cost = price(MODEL, 10000, 1000, 0, 0)  # about $0.045 a call
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
+    fake_anthropic.reply(edit("X = 3.0", "X = 2.0"), input_tokens=10000, output_tokens=1000)
+    args = ("run", "--tag", "c", "--agent", "llm", "--max-cost-usd", "0.05", "--max-experiments", "1")
+    assert cli(project, *args, env=env(fake_anthropic)).returncode == 0
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
+    fake_anthropic.reply(edit("X = 2.0", "X = 1.5"), input_tokens=10000, output_tokens=1000)
+    fake_anthropic.reply(edit("X = 1.5", "X = 1.25"), input_tokens=10000, output_tokens=1000)
+    out = cli(project, "run", "--tag", "c", "--agent", "llm", "--max-cost-usd", "0.05", env=env(fake_anthropic))
+    assert out.returncode == 0, out.stderr
+    assert "max_cost_usd" in out.stdout
+    exps = rows(project)
+    assert [r["id"] for r in exps] == [0, 1, 2]  # the second start did one experiment, not two: the cap is the night's
+    assert round(sum(r["cost_usd"] for r in exps), 6) == round(2 * cost, 6)
+    assert fake_anthropic.pending == 1
