@@ -2,7 +2,7 @@
 Research yield at an equal budget: the best metric each agent finds in the same number of experiments, over seeds.
 
 Usage:
-    python bench/yield.py                        # synthetic task: random vs optuna, 5 seeds x 30 experiments
+    python bench/yield.py                        # synthetic task: random vs optuna, 10 seeds x 30 experiments
     python bench/yield.py --quick                # the CI size: 3 seeds x 10 experiments, well under a minute
     python bench/yield.py --task bundled --seeds 3 -n 20 --budget 45    # the bundled GPT (hours on a CPU)
     python bench/yield.py --agents random,optuna,hybrid                 # hybrid and llm need ANTHROPIC_API_KEY
@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
 import queue
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,7 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.testing import make_repo
+from harness.testing import git, make_repo
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG = "yield"
@@ -106,17 +108,34 @@ class Night:
     seconds: float
 
 
-def make_task(kind: str, path: Path, seed: int) -> Path:
-    """A fresh repository holding the task, its program.md seeded with `seed`."""
+def make_task(kind: str, path: Path, seed: int, data: Path | None) -> Path:
+    """A fresh repository holding the task, its program.md seeded with `seed` (and, for the bundled task, a copy of
+    the data prepared once, so that every night is scored on the same held-out split)."""
     if kind == "synthetic":
         files = {"train.py": SYNTHETIC_TRAIN, "program.md": SYNTHETIC_PROGRAM.format(seed=seed), "prepare.py": "#\n"}
-    else:
-        program = (ROOT / "program.md").read_text()
-        files = {name: (ROOT / name).read_text() for name in ("prepare.py", "train.py")}
-        # One baseline run (no noise margin: the champion is the best run so far, as in the synthetic task).
-        files["program.md"] = _front(program, seed=str(seed), baseline_runs="1")
-    files["agent.py"] = (ROOT / "agent.py").read_text()
-    return make_repo(path, files)
+        return make_repo(path, {**files, "agent.py": (ROOT / "agent.py").read_text()})
+    files = {name: (ROOT / name).read_text() for name in ("prepare.py", "train.py", "agent.py", ".gitignore")}
+    # One baseline run (no noise margin: the champion is the best run so far, as in the synthetic task).
+    files["program.md"] = _front((ROOT / "program.md").read_text(), seed=str(seed), baseline_runs="1")
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "-m", "the bundled task")
+    if data is not None:
+        shutil.copytree(data, path / "data")  # git-ignored, like the person's own data/
+    return path
+
+
+def prepare_data(workdir: Path) -> Path:
+    """Run the bundled prepare.py once in a scratch folder; the data/ it builds is copied into every night."""
+    scratch = workdir / "prepared"
+    scratch.mkdir()
+    shutil.copy(ROOT / "prepare.py", scratch / "prepare.py")
+    env = {k: v for k, v in os.environ.items() if k != "AUTORESEARCH_DATA"}
+    subprocess.run([sys.executable, "prepare.py"], cwd=scratch, env=env, check=True, capture_output=True)
+    return scratch / "data"
 
 
 def _front(program: str, **values: str) -> str:
@@ -131,9 +150,11 @@ def _front(program: str, **values: str) -> str:
     return program
 
 
-def run_night(kind: str, agent: str, seed: int, n: int, budget: float | None, workdir: Path, cpus: CPUs) -> Night:
+def run_night(
+    kind: str, agent: str, seed: int, n: int, budget: float | None, workdir: Path, cpus: CPUs, data: Path | None
+) -> Night:
     """One `autoresearch run` of `n` experiments in a repository of its own; its best-so-far curve from the ledger."""
-    root = make_task(kind, workdir / f"{agent}-{seed}", seed)
+    root = make_task(kind, workdir / f"{agent}-{seed}", seed, data)
     command = [sys.executable, "-m", "harness", "run", "--tag", TAG, "--agent", agent, "--max-experiments", str(n)]
     if budget is not None:
         command += ["--budget", str(budget)]
@@ -270,7 +291,7 @@ def main() -> None:
     parser.add_argument(
         "--agents", default=None, help="comma-separated; default random,optuna (+hybrid,llm with a key)"
     )
-    parser.add_argument("--seeds", type=int, default=5, help="nights per agent, seeds 0..K-1")
+    parser.add_argument("--seeds", type=int, default=10, help="nights per agent, seeds 0..K-1")
     parser.add_argument("-n", "--experiments", type=int, default=30, help="experiments per night (the budget)")
     parser.add_argument("--budget", type=float, default=None, help="seconds per run (bundled task)")
     parser.add_argument("--target", type=float, default=None, help="the metric to reach")
@@ -287,15 +308,15 @@ def main() -> None:
         raise SystemExit("--agents hybrid and llm need ANTHROPIC_API_KEY")
     workers = args.workers or (2 if args.task == "synthetic" else 1)
     cpus = CPUs(workers, pin=args.task == "bundled")
-    if args.task == "bundled":
-        subprocess.run([sys.executable, "prepare.py"], cwd=ROOT, check=True, capture_output=True)
     jobs = [(agent, seed) for seed in range(args.seeds) for agent in agents]  # seeds outermost: agents share time
     print(f"task: {args.task}; {args.experiments} experiments per night; seeds 0-{args.seeds - 1}; "
           f"{workers} night(s) at once; python {sys.version.split()[0]}")  # fmt: skip
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as pool:
         budget = args.budget if args.task == "bundled" else None
-        futures = [pool.submit(run_night, args.task, a, s, args.experiments, budget, Path(tmp), cpus) for a, s in jobs]
+        data = prepare_data(Path(tmp)) if args.task == "bundled" else None
+        night = functools.partial(run_night, args.task, n=args.experiments, budget=budget, workdir=Path(tmp), cpus=cpus)
+        futures = [pool.submit(night, agent=a, seed=s, data=data) for a, s in jobs]
         done = [f.result() for f in futures]
     nights = {agent: [r for r in done if r.agent == agent] for agent in agents}
     if args.target is not None:

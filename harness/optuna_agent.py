@@ -146,10 +146,12 @@ class OptunaAgent:
                 region[name] = sorted(set(values), key=str)
             elif values:
                 region[name] = [min(values), max(values)]
-        best = {}
-        if ranked:
-            best = {"experiment": ranked[0].user_attrs.get("experiment"), "params": ranked[0].params}
-            best["value"] = ranked[0].value
+        first = ranked[0] if ranked else None
+        best = (
+            {"experiment": first.user_attrs.get("experiment"), "params": first.params, "value": first.value}
+            if first
+            else {}
+        )
         sampler = "TPE (Bayesian)" if self.sampler == "tpe" else "uniform random"
         return {"sampler": sampler, "trials": trials, "told": len(done), "best": best, "region": region}
 
