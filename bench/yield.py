@@ -50,6 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.config import KEYS
 from harness.testing import git, make_repo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,12 @@ def make_task(kind: str, path: Path, seed: int, data: Path | None) -> Path:
         return make_repo(path, {**files, "agent.py": (ROOT / "agent.py").read_text()})
     files = {name: (ROOT / name).read_text() for name in ("prepare.py", "train.py", "agent.py", ".gitignore")}
     # One baseline run (no noise margin: the champion is the best run so far, as in the synthetic task).
-    files["program.md"] = _front((ROOT / "program.md").read_text(), seed=str(seed), baseline_runs="1")
+    keys = {"seed": str(seed), "baseline_runs": "1"}
+    if "evaluate" not in KEYS and "--evaluate" in files["prepare.py"]:
+        # A harness without the trusted evaluator (`evaluate:`) reads the metric from the run itself: the run then
+        # ends with prepare.py's evaluation of the model train.py handed over.
+        keys["run"] = '"python train.py && python prepare.py --evaluate"'
+    files["program.md"] = _front((ROOT / "program.md").read_text(), **keys)
     path.mkdir(parents=True)
     for name, text in files.items():
         (path / name).write_text(text)
