@@ -55,7 +55,7 @@ class HybridAgent:
         params = suggested.extra["params"]
         allowed = self.overrides + 1 <= math.ceil(self.share * (self.proposed + 1))
         if not allowed:
-            why = f"not asked: overrides are at their share ({self.overrides} of {self.proposed}, {self.share:g})"
+            why = f"not asked: {self.overrides} of {self.proposed} were overrides (override_share {self.share:g})"
             return self._suggestion(suggested, "not asked", why)
         state = {**self.optimizer.state(), "params": params, "description": suggested.proposal.description}
         state |= {"content": suggested.proposal.content, "override_share": self.share}
