@@ -1,7 +1,8 @@
-"""The append-only ledger, experiments.log: its row types, JSON Lines fsynced, read back typed."""
+"""The append-only ledger, experiments.log: its row types, each row written whole or not at all, read back typed."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import msgspec
+
+from harness.errors import LedgerError
 
 Status = Literal["keep", "discard", "crash", "timeout", "invalid", "duplicate", "tampered", "interrupted"]
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -117,12 +120,25 @@ class Ledger:
         self.path = path
 
     def append(self, row: Row | dict[str, Any]) -> None:
-        """Write one row and fsync it, so the row is on disk before anything that depends on it."""
+        """Write one whole row and fsync it before anything depends on it; raises LedgerError, leaving the file as
+        it was, when the disk does not take all of it."""
         line = _encode(row) + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
-            os.fsync(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise LedgerError(f"cannot open the ledger {self.path}: {e.strerror}; fix that, then start again") from e
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)  # a full disk may only say so here, when the data is really written
+            except OSError as e:
+                # A partial row would merge with the next row written into one line that no reader can read.
+                os.ftruncate(fd, start)
+                raise LedgerError(
+                    f"the ledger {self.path} could not take a row ({e.strerror}); the rows before it are intact: "
+                    f"{_remedy(e)}, then start the loop again (it resumes where it stopped)"
+                ) from e
         finally:
             os.close(fd)
 
@@ -205,6 +221,24 @@ def _encode(row: Row | dict[str, Any]) -> bytes:
         line = _ENCODER.encode(row)
     _TYPED.decode(line)
     return line
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written; a full disk or a size limit first writes short, then raises OSError."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(errno.EIO, "the file system took no byte of it")
+        view = view[written:]
+
+
+def _remedy(e: OSError) -> str:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some disk space"
+    if e.errno == errno.EFBIG:
+        return "raise the file size limit (ulimit -f)"
+    return "fix that"
 
 
 def _decode(block: memoryview, decoder: msgspec.json.Decoder[Any]) -> list[Any]:

@@ -1,15 +1,19 @@
-"""The ledger: rows appended and read back typed, old ledgers read as written, a torn last line repaired."""
+"""The ledger: rows appended and read back typed, old ledgers read as written, a torn last line repaired, and a full
+disk that refuses a row leaving no part of it behind."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
+from harness.errors import LedgerError
 from harness.ledger import (
     EVALUATED,
     FAILED,
@@ -21,6 +25,8 @@ from harness.ledger import (
     Note,
     Steer,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _row(i: int, status: str = "keep", **fields: Any) -> Experiment:
@@ -228,3 +234,51 @@ def test_every_status_is_in_exactly_one_set():
     sets = (EVALUATED, FAILED, UNRUN, INTERRUPTED)
     assert sorted(s for group in sets for s in group) == sorted(STATUSES)
     assert "tampered" in FAILED and "duplicate" in UNRUN and "discard" in EVALUATED
+
+
+# ---------------------------------------------------------------------------
+# A full disk, for real: a child whose file size limit (RLIMIT_FSIZE) ends inside the row it appends, so the kernel
+# writes part of the row and then refuses the rest (EFBIG; SIGXFSZ is ignored, or it would kill the child).
+
+CHILD = """
+import resource, signal, sys
+from pathlib import Path
+from harness.errors import LedgerError
+from harness.ledger import Experiment, Ledger
+
+path, room = Path(sys.argv[1]), int(sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+limit = path.stat().st_size + room
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+row = Experiment(tag="t", id=2, commit=None, parent="b" * 40, status="discard", metric=0.9, best=0.8,
+                 description="x" * 4000, seconds=1.0, agent="optuna", program_sha="p", agent_sha="s")
+try:
+    Ledger(path).append(row)
+except LedgerError as e:
+    print(e)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("room", [0, 1, 2000], ids=["no-byte", "one-byte", "half-the-row"])
+def test_a_row_the_disk_takes_only_in_part_is_an_error_that_leaves_no_part_and_no_earlier_row_lost(
+    tmp_path: Path, room: int
+):
+    path = tmp_path / "experiments.log"
+    ledger = Ledger(path)
+    ledger.append(_row(0))
+    ledger.append(_row(1))
+    before = path.read_bytes()
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(room)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 3, out.stderr
+    assert str(path) in out.stdout and "could not take a row" in out.stdout and "ulimit -f" in out.stdout
+    assert path.read_bytes() == before  # no partial row for the next row to merge into
+    assert ledger.repair() == b""
+    ledger.append(_row(2))
+    assert [r.id for r in ledger.experiments("t")] == [0, 1, 2]
+
+
+def test_a_ledger_that_cannot_be_opened_is_an_error_naming_it(tmp_path: Path):
+    with pytest.raises(LedgerError, match=f"cannot open the ledger {tmp_path}"):
+        Ledger(tmp_path).append(_row(0))  # a directory
