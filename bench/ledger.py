@@ -10,7 +10,8 @@ leaves: LLM descriptions (some with quotes), agent notes, crash tails, optuna pa
 experiments, and a second tag; then the same rows again with a space after every ':' and ',' (as json.dumps writes
 by default, or a person or another tool rewrites the file), which no reader may depend on. Timed, each the median of
 3: the real CLI as a subprocess (`python -m harness log`, with and without --tag, and --json), and the library call
-in-process. Goal: the CLI under a second, whichever way the rows are written.
+in-process; wall seconds, and the CPU seconds the work took (steadier than wall time on a machine others share).
+Goal: the CLI under a second, whichever way the rows are written.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -94,13 +96,25 @@ def experiment(rng: random.Random, tag: str, i: int, champion: float, when: time
     )  # fmt: skip
 
 
-def timed(fn: object) -> float:
-    times = []
+def timed(fn: object) -> tuple[float, float]:
+    """The median wall seconds of fn(), and the median CPU seconds it took (its own and its children's)."""
+    walls, cpus = [], []
     for _ in range(REPEATS):
+        cpu = cpu_seconds()
         start = time.perf_counter()
         fn()  # type: ignore[operator]
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(cpu_seconds() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def figure(name: str, seconds: tuple[float, float], what: str) -> str:
+    return f"{name + ':':<17}{seconds[0]:.3f}   cpu {seconds[1]:.3f}   {what}"
 
 
 def cli(cwd: Path, *args: str) -> None:
@@ -125,11 +139,11 @@ def measure(n: int, compact: bool) -> float:
         print(f"--- {'compact' if compact else 'spaced after : and ,'}")
         print(f"rows:            {lines:,} ({n:,} experiments of {TAG}, steer rows, an earlier night)")
         print(f"file_mb:         {ledger.stat().st_size / 2**20:.1f}")
-        print(f"log_tag_s:       {tagged:.3f}   autoresearch log --tag {TAG} (median of {REPEATS})")
-        print(f"log_latest_s:    {latest:.3f}   autoresearch log")
-        print(f"log_json_s:      {as_json:.3f}   autoresearch log --json")
-        print(f"summarize_s:     {library:.3f}   review.summarize(path) in-process")
-        return max(tagged, latest, as_json)
+        print(figure("log_tag_s", tagged, f"autoresearch log --tag {TAG} (median of {REPEATS})"))
+        print(figure("log_latest_s", latest, "autoresearch log"))
+        print(figure("log_json_s", as_json, "autoresearch log --json"))
+        print(figure("summarize_s", library, "review.summarize(path) in-process"))
+        return max(tagged[0], latest[0], as_json[0])
 
 
 def main() -> None:
@@ -139,7 +153,7 @@ def main() -> None:
     worst = max(measure(args.n, compact=True), measure(args.n, compact=False))
     bare = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
     print("---")
-    print(f"python_start_s:  {bare:.3f}   python -c pass")
+    print(figure("python_start_s", bare, "python -c pass"))
     print(f"goal:            < {GOAL_S:.1f} s for autoresearch log: {'met' if worst < GOAL_S else 'NOT met'}")
 
 
