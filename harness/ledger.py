@@ -124,11 +124,13 @@ class Ledger:
         it was, when the disk does not take all of it."""
         line = _encode(row) + b"\n"
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as e:
             raise LedgerError(f"cannot open the ledger {self.path}: {e.strerror}; fix that, then start again") from e
         try:
             start = os.fstat(fd).st_size
+            if start and os.pread(fd, 1, start - 1) != b"\n":
+                line = b"\n" + line  # a torn last line not yet repaired: the row starts a line of its own
             try:
                 _write_all(fd, line)
                 os.fsync(fd)  # a full disk may only say so here, when the data is really written

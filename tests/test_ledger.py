@@ -155,6 +155,17 @@ def test_torn_last_line_is_repaired_and_returned(tmp_path: Path):
     assert ledger.repair() == b""
 
 
+def test_a_row_appended_before_a_torn_line_is_repaired_is_not_merged_into_it(tmp_path: Path):
+    path = tmp_path / "experiments.log"
+    ledger = Ledger(path)
+    ledger.append(_row(0))
+    with open(path, "ab") as f:
+        f.write(b'{"kind":"experiment","tag":"t","id":1,"sta')
+    ledger.append(_row(1))
+    assert [r.id for r in ledger.experiments("t")] == [0, 1]
+    assert path.read_bytes().count(b"\n") == 3  # the torn piece stays on a line of its own, for a person to see
+
+
 def test_a_hand_edited_line_that_is_not_json_is_passed_over(tmp_path: Path):
     path = tmp_path / "experiments.log"
     ledger = Ledger(path)
