@@ -199,16 +199,17 @@ class Ledger:
         return list(dict.fromkeys(r.tag for r in self.read()))
 
     def _blocks(self) -> Iterator[memoryview]:
-        """The file in blocks of whole lines (views of one read, not copies); what follows the last newline (a torn
-        line) is never in one."""
+        """The file in blocks of whole lines; what follows the last newline (a torn line) is never in one."""
         if not self.path.exists():
             return
-        data = self.path.read_bytes()
-        view, start, end = memoryview(data), 0, data.rfind(b"\n") + 1
-        while start < end:
-            cut = data.find(b"\n", min(start + BLOCK, end - 1)) + 1
-            yield view[start:cut]
-            start = cut
+        with open(self.path, "rb") as f:
+            rest = b""
+            while block := f.read(BLOCK):
+                data = rest + block
+                cut = data.rfind(b"\n") + 1
+                rest = data[cut:]
+                if cut:
+                    yield memoryview(data)[:cut]
 
 
 def _encode(row: Row | dict[str, Any]) -> bytes:
