@@ -75,7 +75,9 @@ class Config:
         list,
     )
     model: str = _key(DEFAULT_MODEL, "the LLM agent's model", str)
-    max_cost_usd: float = _key(20.0, "LLM spend cap for one run; the loop stops cleanly at it", *_NUMBER)
+    max_cost_usd: float = _key(
+        20.0, "LLM spend cap for the night (the tag), across restarts; the loop stops cleanly at it", *_NUMBER
+    )
     patience: float = _key(6 * 3600, "seconds an API outage is waited out before the loop stops", *_NUMBER)
     history: int = _key(20, "how many recent experiments the agent sees", int)
     search: tuple[Param, ...] = _key(

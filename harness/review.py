@@ -14,7 +14,8 @@ from typing import Any
 
 from harness.errors import HarnessError, ProgramError
 from harness.ledger import EVALUATED, FAILED, INTERRUPTED, UNRUN, Experiment, Ledger, Row, Steer
-from harness.paths import Layout, branch
+from harness.paths import Layout
+from harness.text import clip, flat
 
 LIMIT = 50  # rows in the `log` table unless told otherwise; the summary always counts every row
 SHOWN = ("id", "status", "metric", "delta", "best", "seconds", "description", "commit", "time")  # a row in --json
@@ -165,7 +166,7 @@ def log_table(night: Night, console_width: int | None = None) -> str:
     """The night as plain aligned text: the table of rows, then a `---` block of summary figures."""
     width = console_width or shutil.get_terminal_size((100, 24)).columns
     head = ("id", "status", night.metric, "delta", "seconds")
-    cells = [(str(r.id), r.status, num(r.metric), _signed(r.delta), f"{r.seconds:.1f}") for r in night.rows]
+    cells = [(str(r.id), r.status, num(r.metric), signed(r.delta), f"{r.seconds:.1f}") for r in night.rows]
     widths = [max(len(c[i]) for c in [head, *cells]) for i in range(5)]
     room = max(20, width - sum(widths) - 2 * 5)
 
@@ -173,15 +174,15 @@ def log_table(night: Night, console_width: int | None = None) -> str:
         fields = [c[0].rjust(widths[0]), c[1].ljust(widths[1]), *(c[i].rjust(widths[i]) for i in (2, 3, 4))]
         return "  ".join([*fields, clip(text, room)]).rstrip()
 
-    texts = [_line(r.description) for r in night.rows]
+    texts = [flat(r.description) for r in night.rows]
     out = [line(head, "description"), *(line(c, text) for c, text in zip(cells, texts, strict=True))]
     if night.hidden:
         out.append(f"({night.hidden} earlier rows not shown; --limit 0 shows every row)")
     if not night.rows:
         out.append("(no experiments" + (f" since {night.since})" if night.since else ")"))
-    figures = _figures(night)
-    pad = max(len(k) for k, _ in figures) + 2
-    return "\n".join(out) + "\n---\n" + "\n".join(f"{k + ':':<{pad}}{v}" for k, v in figures) + "\n"
+    lines = figures(night)
+    pad = max(len(k) for k, _ in lines) + 2
+    return "\n".join(out) + "\n---\n" + "\n".join(f"{k + ':':<{pad}}{v}" for k, v in lines) + "\n"
 
 
 def _statuses(counts: dict[str, int]) -> str:
@@ -194,12 +195,12 @@ def _statuses(counts: dict[str, int]) -> str:
     return ", ".join(parts) or "-"
 
 
-def _figures(night: Night) -> list[tuple[str, str]]:
+def figures(night: Night) -> list[tuple[str, str]]:
     better = "lower" if night.direction == "minimize" else "higher"
     best = num(night.best)
     if night.change is not None:
         pct = f", {night.change_pct:+.1f}%" if night.change_pct is not None else ""
-        best += f" ({_signed(night.change)}{pct}; {better} is better)"
+        best += f" ({signed(night.change)}{pct}; {better} is better)"
     span = "-"
     if night.first and night.last:
         span = f"{night.first.replace('T', ' ')[:16]} to {night.last.replace('T', ' ')[:16]} UTC ({night.hours:.1f} h)"
@@ -220,7 +221,7 @@ def log_json(night: Night) -> dict[str, Any]:
     head = {k: getattr(night, k) for k in ("tag", "metric", "direction", "since")}
     summary = {k: v for k, v in vars(night).items() if k not in head and k not in ("steers", "rows", "hidden")}
     steers = [vars(s) for s in night.steers]
-    rows = [{k: getattr(r, k) for k in SHOWN} | {"description": _line(r.description)} for r in night.rows]
+    rows = [{k: getattr(r, k) for k in SHOWN} | {"description": flat(r.description)} for r in night.rows]
     return {**head, "summary": summary, "steers": steers, "rows": rows, "hidden": night.hidden}
 
 
@@ -228,12 +229,12 @@ def render_log(
     root: Path, tag: str | None = None, since: str | None = None, limit: int = LIMIT, as_json: bool = False
 ) -> str:
     """What `autoresearch log` prints for the repository at `root`."""
-    ledger, metric, direction = _repository(root)
+    ledger, metric, direction = repository(root)
     night = summarize(ledger, tag, since, metric=metric, direction=direction, limit=limit or None)
     return json.dumps(log_json(night), indent=2) + "\n" if as_json else log_table(night)
 
 
-def _repository(root: Path) -> tuple[Path, str, str | None]:
+def repository(root: Path) -> tuple[Path, str, str | None]:
     """The ledger, and the metric's name and direction from program.md when it is valid (rows do not carry them)."""
     from harness.program import load
 
@@ -248,72 +249,11 @@ def _repository(root: Path) -> tuple[Path, str, str | None]:
 
 
 # ---------------------------------------------------------------------------
-# `autoresearch report`
-
-
-def write_report(rows: Iterable[dict[str, Any]] | Path, out_dir: Path, tag: str | None = None,
-                 metric_name: str = "metric", direction: str | None = None) -> Path:  # fmt: skip
-    """Write out_dir/report.md and out_dir/progress.png for a night; returns the path of report.md."""
-    night = summarize(rows, tag, metric=metric_name, direction=direction)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    from harness.plot import progress_png  # matplotlib only for the report
-
-    progress_png(night, out_dir / "progress.png")
-    path = out_dir / "report.md"
-    path.write_text(_markdown(night, "progress.png"), encoding="utf-8")
-    return path
-
-
-def report_repo(root: Path, out_dir: Path, tag: str | None = None) -> Path:
-    """What `autoresearch report` writes for the repository at `root`; returns the path of report.md."""
-    ledger, metric, direction = _repository(root)
-    return write_report(ledger, out_dir, tag, metric, direction)
-
-
-def _markdown(night: Night, image: str) -> str:
-    m, pct = night.metric, f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
-    out = [f"# autoresearch: night `{night.tag}`", "", f"{m}: baseline {num(night.baseline)} → best "
-           f"{num(night.best)}{pct}", "", f"![{m} over the experiments of {night.tag}]({image})", "",
-           "## Summary", "", "| | |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in _figures(night))]  # fmt: skip
-    out += ["", "## Kept experiments", "", f"Kept commits are on branch `{branch(night.tag)}`; every other commit "
-            "stays reachable (`git log --all`, `git show <commit>`).", "",
-            f"| id | commit | {m} | delta | description |", "|---:|---|---:|---:|---|"]  # fmt: skip
-    out += [f"| {r.id} | `{_short(r.commit)}` | {num(r.metric)} | {_signed(r.delta)} | {_cell(_line(r.description))} |"
-            for r in night.rows if r.status == "keep"]  # fmt: skip
-    out += ["", "## Steer events", ""]
-    out += [f"- {s.time.replace('T', ' ')}, after experiment {'-' if s.after is None else s.after}: {s.summary()}"
-            for s in night.steers] or ["None: program.md did not change during the night."]  # fmt: skip
-    out += ["", "## Every experiment", "", "Kept ones in bold.", ""]
-    out += [f"| id | status | {m} | delta | seconds | commit | description |", "|---:|---|---:|---:|---:|---|---|"]
-    for r in night.rows:
-        cells = [str(r.id), r.status, num(r.metric), _signed(r.delta), f"{r.seconds:.1f}", f"`{_short(r.commit)}`"]
-        bold = "**" if r.status == "keep" else ""
-        out.append("| " + " | ".join(f"{bold}{c}{bold}" for c in cells) + f" | {_cell(_line(r.description))} |")
-    return "\n".join(out) + "\n"
-
-
-# ---------------------------------------------------------------------------
 # Small conversions
 
 
 def _value(v: Any) -> str:
     return "-" if v is None else (", ".join(map(str, v)) if isinstance(v, list) else str(v))
-
-
-def _line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _short(commit: str | None) -> str:
-    return commit[:8] if commit else "-"
 
 
 def num(v: float | None, sign: str = "") -> str:
@@ -323,7 +263,7 @@ def num(v: float | None, sign: str = "") -> str:
     return f"{v:{sign}.6f}" if v == 0 or 1e-5 <= abs(v) < 1e6 else f"{v:{sign}.6g}"
 
 
-def _signed(v: float | None) -> str:
+def signed(v: float | None) -> str:
     return num(v, "+")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import review
+from harness import report, review
 from harness.errors import HarnessError
 from harness.ledger import Experiment, Ledger
 
@@ -168,7 +168,7 @@ def test_report_writes_a_real_png_and_a_markdown_page_with_the_kept_experiments(
         else:
             night.append(("discard", 2.1 + (i % 5) / 50, 0.1, "no"))
     ledger = _write(tmp_path / "experiments.log", night)
-    path = review.write_report(ledger.read(), tmp_path / "report", metric_name="val_bpb")
+    path = report.write_report(ledger.read(), tmp_path / "report", metric_name="val_bpb")
     png = tmp_path / "report" / "progress.png"
     assert png.stat().st_size > 10_000
     height, width, _ = matplotlib.image.imread(png).shape
