@@ -155,6 +155,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        # readable by everyone: a sandboxed run may be another user; the sandbox, not the mode, hides held-out data
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -223,6 +225,7 @@ def _download(url: str) -> Path:
                 if total > MAX_CUSTOM_BYTES:
                     raise DataError(f"{url} is larger than MAX_CUSTOM_BYTES ({MAX_CUSTOM_BYTES} bytes)")
                 out.write(chunk)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -356,6 +359,9 @@ def prepare(corpus: str | None = None) -> CorpusInfo:
         top |= {"files": nfiles, "sha256": _sha256(train + val)}
         top["train"] = {"bytes": len(train), "sha256": _sha256(train)}
         _atomic_write(directory / "manifest.json", (json.dumps(top, indent=2) + "\n").encode())
+    for path in (*directory.glob("*.*"), *heldout.glob("*")):  # data written private by an older prepare.py
+        if path.is_file() and path.stat().st_mode & 0o044 != 0o044:
+            path.chmod(0o644)
     assert top is not None and held is not None
     return CorpusInfo(
         directory=directory,
@@ -380,6 +386,8 @@ def _split_tensor(path: str, split: str, size: int, mtime_ns: int) -> torch.Tens
     import torch
 
     found = _verified(Path(path).parent, split)
+    if found is None and not os.access(path, os.R_OK):
+        raise DataError(f"{_shown(Path(path))} cannot be read by this user: run `python prepare.py` to fix it")
     if found is None:
         raise DataError(f"{_shown(Path(path))} is damaged: run `python prepare.py` to rebuild it")
     return torch.frombuffer(bytearray(found[1]), dtype=torch.uint8)

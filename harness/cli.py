@@ -140,9 +140,9 @@ def report(tag: str | None, out: Path) -> None:
 
     Example: autoresearch report --tag nov23 --out report/
     """
-    from harness import review
+    from harness import report as report_
 
-    path = review.report_repo(_root(), out, tag=tag)
+    path = report_.report_repo(_root(), out, tag=tag)
     click.echo(f"wrote {path} and {path.parent / 'progress.png'}")
 
 

@@ -50,7 +50,23 @@ class Config:
     metric: str = _key("val_bpb", "read from the last `<metric>: <float>` line of the run's output", str)
     direction: Literal["minimize", "maximize"] = _key("minimize", "or `maximize`", str)
     budget: float = _key(300, "seconds the run is told it has (`AUTORESEARCH_BUDGET`)", *_NUMBER)
-    timeout: float = _key(600, "hard wall-clock limit in seconds", *_NUMBER, shown="2 × budget")
+    grace: float = _key(60, "seconds of start-up allowed beyond the budget before the hard kill", *_NUMBER)
+    timeout: float = _key(
+        360, "hard wall-clock limit in seconds; the run's whole process tree is killed past it", *_NUMBER,
+        shown="budget + grace",
+    )  # fmt: skip
+    evaluate: str = _key(
+        "", "the trusted evaluator, run after each run that ends well; its last `<metric>: <float>` line is the metric",
+        str, shown="none (the run's own metric line)",
+    )  # fmt: skip
+    evaluate_timeout: float = _key(300, "hard wall-clock limit of the evaluator, in seconds", *_NUMBER)
+    hidden: tuple[str, ...] = _key(
+        (), "paths or globs the evaluator sees and a run or an agent never does (held-out data)", list, shown="[]"
+    )
+    sandbox: Literal["auto", "required", "off"] = _key(
+        "auto", "the OS sandbox of every model-written process: `auto`, `required` or `off`", str, bool
+    )
+    network: bool = _key(False, "whether a run may use the network (agents never do)", bool, shown="false")
     min_delta: float = _key(0.0, "an improvement must beat this, and the measured noise", *_NUMBER)
     baseline_runs: int = _key(1, "how often the baseline runs; the standard deviation of the repeats is the noise", int)
     protected: tuple[str, ...] = _key(
@@ -59,7 +75,9 @@ class Config:
         list,
     )
     model: str = _key(DEFAULT_MODEL, "the LLM agent's model", str)
-    max_cost_usd: float = _key(20.0, "LLM spend cap for one run; the loop stops cleanly at it", *_NUMBER)
+    max_cost_usd: float = _key(
+        20.0, "LLM spend cap for the night (the tag), across restarts; the loop stops cleanly at it", *_NUMBER
+    )
     patience: float = _key(6 * 3600, "seconds an API outage is waited out before the loop stops", *_NUMBER)
     history: int = _key(20, "how many recent experiments the agent sees", int)
     search: tuple[Param, ...] = _key(
@@ -114,7 +132,14 @@ _TYPES = {k.name: k.types for k in schema()}
 def _type_name(types: tuple[type, ...]) -> str:
     if types == _NUMBER:
         return "a number"
-    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        bool: "true or false",
+    }
     return " or ".join(names[t] for t in types)
 
 
@@ -127,7 +152,7 @@ def build_config(data: dict[str, Any], where: Callable[[str], str] = lambda key:
             hint = f" (did you mean '{close[0]}'?)" if close else f"; known keys: {', '.join(KEYS)}"
             raise ProgramError(f"{where(key)}: unknown key '{key}'{hint}")
         types = _TYPES[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise ProgramError(f"{where(key)}: '{key}' must be {_type_name(types)}, not {value!r}")
         values[key] = value
     try:
@@ -142,8 +167,11 @@ def override(config: Config, **flags: Any) -> Config:
     given = {k: v for k, v in flags.items() if v is not None}
     if not given:
         return config
-    if "budget" in given and "timeout" not in given and config.timeout < given["budget"]:
-        given["timeout"] = 2 * given["budget"]
+    if "timeout" not in given and ("budget" in given or "grace" in given):
+        derived = config.timeout == config.budget + config.grace  # program.md left the timeout to follow the budget
+        budget, grace = given.get("budget", config.budget), given.get("grace", config.grace)
+        if derived or config.timeout < budget:
+            given["timeout"] = budget + grace
     try:
         return _checked({**{f.name: getattr(config, f.name) for f in fields(Config)}, **given})
     except ValueError as e:
@@ -153,7 +181,11 @@ def override(config: Config, **flags: Any) -> Config:
 def _checked(values: dict[str, Any]) -> Config:
     if "direction" in values and values["direction"] not in ("minimize", "maximize"):
         raise ValueError(f"'direction' must be minimize or maximize, not {values['direction']!r}")
-    for key in ("budget", "timeout", "patience", "max_cost_usd"):
+    if values.get("sandbox") is False:
+        values["sandbox"] = "off"  # YAML reads a bare `off` as false
+    if "sandbox" in values and values["sandbox"] not in ("auto", "required", "off"):
+        raise ValueError(f"'sandbox' must be auto, required or off, not {values['sandbox']!r}")
+    for key in ("budget", "timeout", "patience", "max_cost_usd", "evaluate_timeout"):
         if key in values and not (values[key] > 0 and math.isfinite(values[key])):
             raise ValueError(f"'{key}' must be a positive number, not {values[key]!r}")
     for key in ("baseline_runs", "history"):
@@ -161,17 +193,20 @@ def _checked(values: dict[str, Any]) -> Config:
             raise ValueError(f"'{key}' must be at least 1, not {values[key]!r}")
     if not 0 <= values.get("override_share", 0) <= 1:
         raise ValueError(f"'override_share' must be between 0 and 1, not {values['override_share']!r}")
+    if values.get("grace", 0) < 0:
+        raise ValueError(f"'grace' must not be negative, not {values['grace']!r}")
     if values.get("min_delta", 0) < 0:
         raise ValueError(f"'min_delta' must not be negative, not {values['min_delta']!r}")
-    if "protected" in values:
-        if not all(isinstance(p, str) and p for p in values["protected"]):
-            raise ValueError("'protected' must be a list of paths")
-        values["protected"] = tuple(values["protected"])
+    for key in ("protected", "hidden"):
+        if key in values:
+            if not all(isinstance(p, str) and p for p in values[key]):
+                raise ValueError(f"'{key}' must be a list of paths")
+            values[key] = tuple(values[key])
     for key in ("mutable", "run", "metric", "model"):
         if key in values and not values[key].strip():
             raise ValueError(f"'{key}' must not be empty")
-    if "timeout" not in values:
-        values["timeout"] = 2 * values.get("budget", Config.budget)  # an unset timeout follows the budget
+    if "timeout" not in values:  # an unset timeout follows the budget
+        values["timeout"] = values.get("budget", Config.budget) + values.get("grace", Config.grace)
     if "search" in values and isinstance(values["search"], dict):
         values["search"] = tuple(_param(name, spec) for name, spec in values["search"].items())
     config = Config(**values)

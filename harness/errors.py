@@ -17,6 +17,10 @@ class RepoError(HarnessError):
     """A git command failed, or the repository is not in a state the loop can work from."""
 
 
+class LedgerError(HarnessError):
+    """experiments.log could not take a whole row (a full disk, a file size limit); the rows before it are intact."""
+
+
 class LockedError(HarnessError):
     """Another loop holds this repository."""
 

@@ -1,4 +1,5 @@
-"""One evaluation: run the command under a time limit, capture a capped log, read the metric, check protected files."""
+"""One evaluation: the run under a hard time limit, then (when program.md names one) the trusted evaluator; the
+verdict from what they did, never from what the run says of itself beyond its last metric line."""
 
 from __future__ import annotations
 
@@ -6,27 +7,21 @@ import hashlib
 import math
 import os
 import re
-import select
 import signal
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
-from harness import process
+from harness.runlog import LogReader, last_value, tail
+from harness.workspace import Jail
 
 Outcome = Literal["ok", "crash", "timeout", "tampered"]
 
-TAIL_CHARS = 3000  # of the log, kept in the result of a failed run
-TAIL_LINES = 50
-KEEP_AFTER_CAP = 64 * 2**10  # bytes of a capped log's end that are kept, so the final metric line survives
-READ_CHUNK = 64 * 2**10
 READER_JOIN = 2.0  # seconds to wait for the reader after the tree is dead; EOF normally comes at once
-NEWLINE = ord("\n")
 MISSING = "missing"  # the hash of a protected path that does not exist, so that deleting one counts as a change
-_NUMBER = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf|infinity))"
+LOG_CAP = 10 * 2**20
 
 
 @dataclass(frozen=True)
@@ -34,42 +29,182 @@ class RunResult:
     """What one evaluation did, as the loop records it."""
 
     outcome: Outcome
-    metric: float | None
+    metric: float | None  # the evaluator's number when there is one, else the run's last metric line
     exit_code: int | None  # None when killed at the timeout
-    seconds: float  # wall time measured by the harness
+    seconds: float  # the run's wall time, measured by the harness
     peak_mem_mb: float | None  # from wait4's ru_maxrss; never below the harness's own peak (see Child.peak_mem_mb)
     log: Path
     tail: str  # the end of the log, for a failed run ("" for an ok one)
     reason: str  # one line: why it is not ok ("" for an ok one)
     tampered: tuple[str, ...] = ()  # protected paths (relative) whose content changed during the run
+    cpu_seconds: float | None = None  # user + system time of the run's processes that were waited for
+    claimed: float | None = None  # with an evaluator: the number the run printed itself, kept for comparison
+    eval_seconds: float | None = None  # the evaluator's wall time, apart from the run's
 
 
-def _metric_line(metric: str) -> re.Pattern[str]:
-    return re.compile(rf"[ \t]*{re.escape(metric)}[ \t]*:[ \t]*({_NUMBER})[ \t]*")
+@dataclass(frozen=True)
+class Spawned:
+    """How one child ended: its exit status (None: killed at the time limit), wall and CPU time, peak memory."""
+
+    code: int | None
+    seconds: float
+    cpu_seconds: float | None
+    peak_mem_mb: float | None
+    text: str  # the (capped) log, decoded
 
 
-def _last_value(text: str, metric: str) -> float | None:
-    """The value of the last `<metric>: <number>` line, nan and inf included; None when there is none."""
-    pattern = _metric_line(metric)
-    # Backwards, because the line is almost always among the last few; splitlines also splits on the \r of
-    # progress bars, which would otherwise hide a metric printed after one.
-    for line in reversed(text.splitlines()):
-        if metric in line:
-            found = pattern.fullmatch(line)
-            if found:
-                return float(found.group(1))
-    return None
+def execute(
+    jail: Jail, command: str, *, timeout: float, log: Path, grace: float = 5.0, log_cap: int = LOG_CAP
+) -> Spawned:
+    """Run `command` through /bin/sh in `jail`, stdout and stderr into `log`, and end its whole tree when it exits or
+    at `timeout` seconds (SIGTERM, SIGKILL after `grace`); nothing of it survives."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    # One pipe for stdout and stderr, so the log keeps their interleaving as the run printed it. The log is opened
+    # here, so that a log that cannot be written is the caller's error before anything runs.
+    out = open(log, "wb")  # noqa: SIM115  (the reader thread closes it)
+    read_fd, write_fd = os.pipe()
+    times_read, times_write = os.pipe()  # the shell's `times`: the CPU time of the run, wherever it runs
+    reader = LogReader(read_fd, out, log_cap)
+    started = time.monotonic()
+    try:
+        # The shell's stdin is the pipe for `times`; the command itself reads /dev/null (see _timed).
+        child = jail.spawn(["/bin/sh", "-c", _timed(command)], stdin=times_write, stdout=write_fd, stderr=write_fd)
+    except BaseException:
+        for fd in (read_fd, times_read):
+            os.close(fd)
+        out.close()
+        raise
+    finally:
+        os.close(write_fd)  # the child has its copy; ours would keep the pipe open past the run's end
+        os.close(times_write)
+    try:
+        reader.start()
+        code = child.wait(timeout)
+        seconds = time.monotonic() - started
+    finally:
+        # Always, also after a normal exit: a daemon left behind would hold the GPU, and the pipe, open. On
+        # Ctrl-C or any error this ends the tree before the exception goes on.
+        try:
+            child.kill_tree(grace)
+        except KeyboardInterrupt:
+            child.kill_tree(0)  # a second Ctrl-C during the grace: no more patience, but still no survivors
+            raise
+        finally:
+            cpu = _cpu_seconds(times_read)
+            if reader.ident is None:  # interrupted before it started: its pipe and file are still ours to close
+                os.close(read_fd)
+                out.close()
+            else:
+                reader.join(READER_JOIN)
+                if reader.is_alive():  # a survivor stuck in the kernel still holds the pipe: stop reading it
+                    reader.stop.set()
+                    reader.join()
+    if code is None:
+        seconds = time.monotonic() - started  # a timed-out run lasted until its tree was dead
+    text = log.read_bytes().decode("utf-8", errors="replace")
+    return Spawned(code, seconds, cpu, child.peak_mem_mb, text)
 
 
-def parse_metric(text: str, metric: str) -> float | None:
-    """The value of the last line `<metric>: <float>` in `text`; None when there is none or it is nan or inf."""
-    value = _last_value(text, metric)
-    return value if value is not None and math.isfinite(value) else None
+def _timed(command: str) -> str:
+    """`command` run by the shell with /dev/null as its stdin; then the shell writes its children's CPU times
+    (`times`) on its own stdin, a pipe to the harness. The command never holds that pipe, so a run cannot write its
+    own figures; an `exit` inside it skips the report (the time is then unknown). A sandboxed run's time cannot
+    come from wait4: bwrap's init reaps it and is never waited for itself. (fd 0, because dash takes one digit.)"""
+    return f"{{ {command}\n}} </dev/null\nstatus=$?\ntimes >&0\nexit $status"
+
+
+def _cpu_seconds(fd: int) -> float | None:
+    """The children's user + system seconds from what `times` wrote ("0m1.02s 0m0.03s" on its second line)."""
+    try:
+        os.set_blocking(fd, False)
+        text = os.read(fd, 4096).decode(errors="replace")
+    except (BlockingIOError, OSError):
+        text = ""
+    finally:
+        os.close(fd)
+    lines = text.strip().splitlines()
+    found = re.findall(r"(\d+)m([\d.]+)s", lines[-1]) if len(lines) >= 2 else []
+    return sum(int(m) * 60 + float(sec) for m, sec in found) if len(found) == 2 else None
+
+
+def evaluate(
+    root: Path,
+    command: str,
+    *,
+    metric: str,
+    timeout: float,
+    log: Path,
+    jail: Jail,
+    protected: Sequence[str] = (),
+    grace: float = 5.0,
+    log_cap: int = LOG_CAP,
+) -> RunResult:
+    """Run `command` in `jail` and judge it: killed with its whole tree past `timeout` seconds, a crash without a
+    `<metric>: <float>` line or with a non-zero exit, tampered if a protected path (relative to `root`) changed."""
+    before = hash_paths(root, protected)
+    ran = execute(jail, command, timeout=timeout, log=log, grace=grace, log_cap=log_cap)
+    tampered = changed(before, hash_paths(root, protected))
+    value = last_value(ran.text, metric)
+    found = value if value is not None and math.isfinite(value) else None
+    if tampered:
+        outcome: Outcome = "tampered"
+        reason = "changed protected files: " + ", ".join(tampered)
+    elif ran.code is None:
+        outcome, reason = "timeout", f"timed out after {timeout:g} s"
+    elif ran.code != 0:
+        outcome, reason = "crash", _exit_reason(ran.code)
+    elif found is None:
+        outcome = "crash"
+        reason = f"{metric} was {value}" if value is not None else f"no '{metric}: <float>' line in the output"
+    else:
+        outcome, reason = "ok", ""
+    return RunResult(
+        outcome=outcome,
+        metric=found,
+        exit_code=ran.code,
+        seconds=ran.seconds,
+        peak_mem_mb=ran.peak_mem_mb,
+        log=log,
+        tail="" if outcome == "ok" else tail(ran.text),
+        reason=reason,
+        tampered=tampered,
+        cpu_seconds=ran.cpu_seconds,
+    )
+
+
+def trusted_metric(result: RunResult, jail: Jail, command: str, *, metric: str, timeout: float, log: Path) -> RunResult:
+    """The run's result with its metric decided by the evaluator `command` (run in `jail` after a run that ended
+    well): its last `<metric>: <float>` line is the metric; what the run printed becomes only its claim. A run that
+    exited 0 without a metric line is fine here: the evaluator decides. An evaluator that fails or prints no metric
+    makes the run a crash, with the evaluator's last words as the reason."""
+    if result.outcome not in ("ok", "crash") or result.exit_code != 0:
+        return result
+    ran = execute(jail, command, timeout=timeout, log=log)
+    value = last_value(ran.text, metric)
+    found = value if value is not None and math.isfinite(value) else None
+    claimed, seconds = result.metric, round(ran.seconds, 3)
+    if ran.code == 0 and found is not None:
+        return _with(result, outcome="ok", metric=found, tail="", reason="", claimed=claimed, eval_seconds=seconds)
+    if ran.code is None:
+        why = f"the evaluator timed out after {timeout:g} s"
+    else:
+        last = [line.strip() for line in ran.text.splitlines() if line.strip()]
+        said = last[-1] if last else _exit_reason(ran.code)
+        why = f"the evaluator gave no {metric}: {said}" if ran.code == 0 else f"the evaluator refused it: {said}"
+    return _with(result, outcome="crash", metric=None, tail=tail(ran.text), reason=why, claimed=claimed,
+                 eval_seconds=seconds)  # fmt: skip
+
+
+def _with(result: RunResult, **changes: object) -> RunResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)  # type: ignore[arg-type]
 
 
 def hash_paths(root: Path, paths: Sequence[str]) -> dict[str, str]:
     """sha256 of every file under each path (a file or a directory, walked), keyed by its path relative to root;
-    __pycache__ and *.pyc are passed over, and a missing path gets a hash of its own so that deleting it counts."""
+    __pycache__ and *.pyc are passed over (Python writes them; see measure.purge_compiled for how a planted one is
+    defused), and a missing path gets a hash of its own so that deleting it counts."""
     hashes: dict[str, str] = {}
     for rel in paths:
         top = root / rel
@@ -111,82 +246,6 @@ def changed(before: Mapping[str, str], after: Mapping[str, str]) -> tuple[str, .
     return tuple(sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p)))
 
 
-class _LogReader(threading.Thread):
-    """Copies the run's output pipe to the log file: the first `cap` bytes, then only a rolling tail of the rest."""
-
-    def __init__(self, fd: int, out: BinaryIO, cap: int) -> None:
-        super().__init__(name="run-log", daemon=True)
-        self.fd = fd
-        self.out = out
-        self.cap = cap
-        self.written = 0
-        self.overflow = bytearray()  # the end of what came after the cap
-        self.before = NEWLINE  # the byte of the output just before overflow[0]
-        self.head_last = NEWLINE  # the last byte written before the cap
-        self.dropped = 0
-        self.stop = threading.Event()  # set when the reader must give up on a pipe that never closes
-
-    def run(self) -> None:
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        try:
-            while True:
-                # A timeout, so that a pipe held open by a process that could not be killed never keeps this
-                # thread reading forever.
-                if not poller.poll(100):
-                    if self.stop.is_set():
-                        break
-                    continue
-                chunk = os.read(self.fd, READ_CHUNK)
-                if not chunk:
-                    break
-                self._take(chunk)
-            self._finish()
-        finally:
-            os.close(self.fd)
-            self.out.close()
-
-    def _take(self, chunk: bytes) -> None:
-        room = self.cap - self.written
-        if room > 0:
-            head = chunk[:room]
-            self.out.write(head)
-            self.written += len(head)
-            self.before = self.head_last = head[-1]
-            chunk = chunk[room:]
-        if chunk:
-            self.overflow += chunk
-            if len(self.overflow) > 2 * KEEP_AFTER_CAP:  # trim in batches: amortized O(1) per byte
-                cut = len(self.overflow) - KEEP_AFTER_CAP
-                self.dropped += cut
-                self.before = self.overflow[cut - 1]
-                del self.overflow[:cut]
-
-    def _finish(self) -> None:
-        if not self.overflow:
-            return
-        tail = bytes(self.overflow[-KEEP_AFTER_CAP:])
-        skipped = len(self.overflow) - len(tail)
-        before = self.overflow[skipped - 1] if skipped else self.before
-        newline = tail.find(b"\n")
-        if before != NEWLINE and 0 <= newline < len(tail) - 1:
-            # Start the kept tail on a whole line; the part line before it counts as dropped.
-            skipped += newline + 1
-            tail = tail[newline + 1 :]
-        self.dropped += skipped
-        if not self.dropped:  # the whole output fits in the cap and the tail: nothing to mark
-            self.out.write(tail)
-            return
-        gap = "" if self.head_last == NEWLINE else "\n"  # the marker goes on a line of its own
-        marker = f"[... {self.dropped} bytes dropped by autoresearch: log capped at {self.cap / 2**20:g} MiB ...]"
-        self.out.write(f"{gap}{marker}\n".encode() + tail)
-
-
-def _tail(text: str) -> str:
-    lines = text.splitlines()[-TAIL_LINES:]
-    return "\n".join(lines)[-TAIL_CHARS:]
-
-
 def _exit_reason(code: int) -> str:
     if code < 0:
         try:
@@ -194,94 +253,6 @@ def _exit_reason(code: int) -> str:
         except ValueError:
             name = f"signal {-code}"
         return f"killed by {name}"
+    if code > 128 and code - 128 in {s.value for s in signal.Signals}:
+        return f"exit status {code} (killed by {signal.Signals(code - 128).name}?)"  # how a shell or bwrap says it
     return f"exit status {code}"
-
-
-def evaluate(
-    root: Path,
-    command: str,
-    *,
-    metric: str,
-    timeout: float,
-    log: Path,
-    env: Mapping[str, str],
-    protected: Sequence[str] = (),
-    grace: float = 5.0,
-    log_cap: int = 10 * 2**20,
-) -> RunResult:
-    """Run `command` through /bin/sh in `root` with `env` (built by harness.childenv) and judge it: killed with its
-    whole tree past `timeout` seconds, a crash without a `<metric>: <float>` line or with a non-zero exit, tampered if
-    a protected path changed."""
-    before = hash_paths(root, protected)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    # One pipe for stdout and stderr, so the log keeps their interleaving as the run printed it. The log is opened
-    # here, so that a log that cannot be written is the caller's error before anything runs.
-    out = open(log, "wb")  # noqa: SIM115  (the reader thread closes it)
-    read_fd, write_fd = os.pipe()
-    reader = _LogReader(read_fd, out, log_cap)
-    started = time.monotonic()
-    try:
-        child = process.spawn(
-            command, cwd=root, env=env, shell=True, stdin=process.DEVNULL, stdout=write_fd, stderr=write_fd
-        )
-    except BaseException:
-        os.close(read_fd)
-        out.close()
-        raise
-    finally:
-        os.close(write_fd)  # the child has its copy; ours would keep the pipe open past the run's end
-    try:
-        reader.start()
-        code = child.wait(timeout)
-        seconds = time.monotonic() - started
-    finally:
-        # Always, also after a normal exit: a daemon left behind would hold the GPU, and the pipe, open. On
-        # Ctrl-C or any error this ends the tree before the exception goes on.
-        try:
-            child.kill_tree(grace)
-        except KeyboardInterrupt:
-            child.kill_tree(0)  # a second Ctrl-C during the grace: no more patience, but still no survivors
-            raise
-        finally:
-            if reader.ident is None:  # interrupted before it started: its pipe and file are still ours to close
-                os.close(read_fd)
-                out.close()
-            else:
-                reader.join(READER_JOIN)
-                if reader.is_alive():  # a survivor stuck in the kernel still holds the pipe: stop reading it
-                    reader.stop.set()
-                    reader.join()
-    if code is None:
-        seconds = time.monotonic() - started  # a timed-out run lasted until its tree was dead
-    after = hash_paths(root, protected)
-
-    text = log.read_bytes().decode("utf-8", errors="replace")
-    value = _last_value(text, metric)
-    found = value if value is not None and math.isfinite(value) else None
-    tampered = changed(before, after)
-    if tampered:
-        outcome: Outcome = "tampered"
-        reason = "changed protected files: " + ", ".join(tampered)
-    elif code is None:
-        outcome = "timeout"
-        reason = f"timed out after {timeout:g} s"
-    elif code != 0:
-        outcome = "crash"
-        reason = _exit_reason(code)
-    elif found is None:
-        outcome = "crash"
-        reason = f"{metric} was {value}" if value is not None else f"no '{metric}: <float>' line in the output"
-    else:
-        outcome = "ok"
-        reason = ""
-    return RunResult(
-        outcome=outcome,
-        metric=found,
-        exit_code=code,
-        seconds=seconds,
-        peak_mem_mb=child.peak_mem_mb,
-        log=log,
-        tail="" if outcome == "ok" else _tail(text),
-        reason=reason,
-        tampered=tampered,
-    )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness import childenv, crash, outcome, recovery
+from harness import crash, outcome, recovery
 from harness.brief import build_task
 from harness.config import Config
 from harness.errors import (
@@ -26,21 +26,19 @@ from harness.errors import (
     ServiceFailed,
     StopRequested,
 )
-from harness.evaluate import RunResult, evaluate
+from harness.evaluate import RunResult
 from harness.gates import check_proposal
 from harness.ledger import Status
+from harness.measure import measure
 from harness.night import Night, result_of
 from harness.outcome import Author, Finished
-from harness.paths import LEDGER, PROGRAM, RUNS, Layout, branch, discarded_ref
+from harness.paths import PROGRAM, Layout, branch, discarded_ref
 from harness.repo import Repo, blob_sha, with_trailers
 from harness.session import Options, Session, open_session
 from harness.status import Screen, snapshot, write_status
 from harness.task import Agent, Proposed, Spend, Task
 from harness.text import one_line
-
-REMOVED_SHOWN = 20  # of the files a run left in the tree, how many its ledger row names
-_HARNESS_FILES = frozenset({LEDGER, RUNS})  # the harness's own files beside the tree, never a run's leftovers
-
+from harness.workspace import guarded
 
 AgentFactory = Callable[[str, Config, Night, Layout, Repo, Callable[[str], None], Mapping[str, str]], Agent]
 
@@ -76,6 +74,7 @@ def run(
             session.steering.start()
             args = (session.config, session.night, session.layout, session.repo, screen.info, secrets or {})
             agent = make_agent(options.agent, *args)
+            _announce(session, screen)
             loop = Loop(session, agent, screen)
             end = loop.until_end()
             _record_end(session, screen, str(end), type(end).__name__, agent.name)
@@ -89,6 +88,23 @@ def run(
     finally:
         signal.signal(signal.SIGTERM, previous)
     return Ending(str(end), end.exit_code, loop.count, session.night.best, session.night.baseline)
+
+
+def _announce(session: Session, screen: Screen) -> None:
+    """Say at the start what protects the night and where its metric comes from: on the screen and in the ledger."""
+    config, sb = session.config, session.sandbox
+    guard = "runs and agents in the OS sandbox (bubblewrap)" if sb.active else sb.missing
+    if sb.active and sb.user is not None:
+        guard += f", as uid {sb.user[0]}"
+    if sb.active:
+        guard += ", network on for runs" if config.network else ", no network"
+    source = f"from the evaluator '{config.evaluate}'" if config.evaluate else "self-reported by the run"
+    if config.hidden and not sb.active:
+        source += f"; the hidden data ({', '.join(config.hidden)}) is NOT hidden without the sandbox"
+    screen.info(f"sandbox: {config.sandbox}: {guard}")
+    screen.info(f"metric: {config.metric}, {source}")
+    session.ledger.note(session.tag, "night started", sandbox=config.sandbox, sandboxed=sb.active, protection=guard,
+                        metric_source=source)  # fmt: skip
 
 
 def _record_end(session: Session, screen: Screen, reason: str, kind: str, agent: str) -> None:
@@ -157,7 +173,7 @@ class Loop:
         for repeat in range(config.baseline_runs):
             self._mark(0, head, "baseline")
             phase = ("baseline", f"baseline run {repeat + 1} of {config.baseline_runs}")
-            result, removed = self._evaluate(config, 0, phase, repeat)
+            result, kept = self._evaluate(config, 0, phase, repeat)
             if result.outcome != "ok" or result.metric is None:
                 break
             metrics.append(result.metric)
@@ -165,7 +181,7 @@ class Loop:
         status = "keep" if ok else self._failure(result, config)
         noise = statistics.stdev(metrics) if ok and len(metrics) > 1 else 0.0
         metric = statistics.fmean(metrics) if ok else None
-        extra = {"repeats": metrics, "noise": noise, **({"removed": removed} if removed else {})}
+        extra = {"repeats": metrics, "noise": noise, **kept}
         self._finish(Finished(0, status, "baseline", head, metric, result, file_sha=blob_sha(content), extra=extra))
         if not ok:
             raise HarnessError(
@@ -182,6 +198,9 @@ class Loop:
         task = build_task(night, self.s.program.text, config, champion)
         self._status("proposing", exp_id, "")
         proposed, problem, spend = self._propose(task)
+        control = self.s.restore_control()
+        if control:
+            problem = f"the agent changed .git control files (undone): {', '.join(control)}"
         strays = [p for p in self.repo.changed() if p not in (config.mutable, PROGRAM)]
         if strays:
             # An agent may only answer with content; a file it wrote into the repository is undone.
@@ -210,12 +229,11 @@ class Loop:
         tried = Finished(exp_id, "interrupted", description, commit, proposed=proposed, spend=spend, file_sha=sha)
         started = time.monotonic()
         try:
-            result, removed = self._evaluate(config, exp_id, ("evaluating", description))
+            result, kept = self._evaluate(config, exp_id, ("evaluating", description))
         except KeyboardInterrupt:
             self._finish(replace(tried, seconds=time.monotonic() - started))
             raise
-        if removed:
-            tried = replace(tried, extra={"removed": removed})
+        tried = replace(tried, extra=kept)
         # A metric counts only from a run that ended well; a crash's or a cheat's number is not a result.
         if result.outcome != "ok" or result.metric is None:
             self._finish(replace(tried, status=self._failure(result, config), result=result))
@@ -248,29 +266,15 @@ class Loop:
 
     def _evaluate(
         self, config: Config, exp_id: int, phase: tuple[str, str], repeat: int = 0
-    ) -> tuple[RunResult, list[str]]:
-        """Run the evaluation in the working tree; files it leaves there (a checkpoint, a cache) are removed, so the
-        next experiment starts from the committed tree alone, and named (bounded) for the ledger."""
-        root = self.repo.root
-        before = self.repo.untracked()
-        self._status(phase[0], exp_id, phase[1])
-        result = evaluate(
-            root,
-            config.run,
-            metric=config.metric,
-            timeout=config.timeout,
-            log=self.s.layout.run_log(self.s.tag, exp_id, repeat),
-            env=childenv.run_env(root, config.budget),
-            protected=_guarded(config),
-        )
-        left = sorted(p for p in self.repo.untracked() - before if p.split("/")[0] not in _HARNESS_FILES)
-        self.repo.clean(left)
-        return result, left[:REMOVED_SHOWN]
+    ) -> tuple[RunResult, dict[str, Any]]:
+        """Measure the checked-out tree; the result and what its row keeps beside it."""
+        measured = measure(self.s, config, exp_id, repeat, started=lambda: self._status(phase[0], exp_id, phase[1]))
+        return measured.result, measured.extra()
 
     def _failure(self, result: RunResult, config: Config) -> Status:
         """The status of a run that did not end well; a tampered tree is put back first."""
         if result.outcome == "tampered":
-            self.repo.restore(_guarded(config))
+            self.repo.restore(guarded(config))
             return "tampered"
         return "timeout" if result.outcome == "timeout" else "crash"
 
@@ -347,11 +351,6 @@ class Loop:
         state = _state(self.s, self.agent.name, phase, exp_id, description)
         write_status(self.s.layout.status, state)
         self.screen.update(state)
-
-
-def _guarded(config: Config) -> tuple[str, ...]:
-    """Protected paths a run must not change; program.md is left out because the person edits it mid-run."""
-    return tuple(p for p in config.protected if p != PROGRAM)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

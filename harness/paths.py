@@ -31,6 +31,10 @@ def seed_agent_tag(tag: str) -> str:
     return f"autoresearch/{tag}/seed-agent"
 
 
+def _stem(exp_id: int, repeat: int) -> str:
+    return f"{exp_id}" if repeat == 0 else f"{exp_id}.{repeat}"
+
+
 @dataclass(frozen=True)
 class Layout:
     """The files of one repository driven by the harness."""
@@ -58,6 +62,11 @@ class Layout:
         return self.runs / "loop.lock"
 
     @property
+    def control(self) -> Path:
+        """runs/control.json: .git's control files as the running night set them, until it ends cleanly."""
+        return self.runs / "control.json"
+
+    @property
     def stop_request(self) -> Path:
         return self.runs / "stop"
 
@@ -69,9 +78,20 @@ class Layout:
         return self.runs / tag
 
     def run_log(self, tag: str, exp_id: int, repeat: int = 0) -> Path:
-        """runs/<tag>/<id>.log; repeated baselines get <id>.<n>.log."""
-        name = f"{exp_id}.log" if repeat == 0 else f"{exp_id}.{repeat}.log"
-        return self.tag_dir(tag) / name
+        """runs/<tag>/<id>.log; repeated runs get <id>.<n>.log."""
+        return self.tag_dir(tag) / f"{_stem(exp_id, repeat)}.log"
+
+    def eval_log(self, tag: str, exp_id: int, repeat: int = 0) -> Path:
+        """runs/<tag>/<id>.eval.log: what the trusted evaluator said of that run."""
+        return self.tag_dir(tag) / f"{_stem(exp_id, repeat)}.eval.log"
+
+    def run_out(self, tag: str, exp_id: int, repeat: int = 0) -> Path:
+        """runs/<tag>/<id>.out/: $AUTORESEARCH_OUT, what a run keeps (a model for the evaluator, say)."""
+        return self.tag_dir(tag) / f"{_stem(exp_id, repeat)}.out"
+
+    def work(self, tag: str, name: str) -> Path:
+        """runs/<tag>/work/<name>/: a scratch folder of a sandboxed process, removed when it ends."""
+        return self.tag_dir(tag) / "work" / name
 
     def inflight(self, tag: str) -> Path:
         """The marker of the experiment under way, so a kill -9 can be reconciled."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.review import Night, clip, num
+from harness.review import Night, num
+from harness.text import clip
 
 LABEL_CHARS = 40  # a kept point's label in progress.png
 LABEL_ANGLE = 40  # degrees; steeper labels of neighbouring points overlap less

@@ -61,6 +61,7 @@ class Child:
         self.stderr = self._popen.stderr
         self.returncode: int | None = None
         self.maxrss_kib: int | None = None
+        self.cpu_seconds: float | None = None  # user + system time of the child and the descendants it waited for
         self._pidfd: int | None = None
         if hasattr(os, "pidfd_open"):
             try:
@@ -107,16 +108,17 @@ class Child:
             pid, status, usage = os.wait4(self.pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
             # Reaped elsewhere (a SIGCHLD handler set to ignore): the status is lost, the process is gone.
-            self._finish(0, None)
+            self._finish(0, None, None)
             return self.returncode
         if pid == 0:
             return None
-        self._finish(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+        self._finish(os.waitstatus_to_exitcode(status), usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
         return self.returncode
 
-    def _finish(self, code: int, maxrss: int | None) -> None:
+    def _finish(self, code: int, maxrss: int | None, cpu: float | None) -> None:
         self.returncode = code
         self._popen.returncode = code  # so that Popen never waits for a pid that is no longer ours
+        self.cpu_seconds = cpu
         if maxrss is not None:
             # ru_maxrss is in KiB on Linux and in bytes on macOS.
             self.maxrss_kib = maxrss // 1024 if sys.platform == "darwin" else maxrss

@@ -29,14 +29,6 @@ def write_marker(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def clear_stale_git_lock(root: Path) -> None:
-    """Remove the index.lock a killed git left behind; only called while the loop lock is held, so no harness git
-    command can be running."""
-    index_lock = root / ".git" / "index.lock"
-    if index_lock.exists() and time.time() - index_lock.stat().st_mtime > 2:
-        index_lock.unlink()
-
-
 def end_orphans(root: Path) -> list[int]:
     """End the processes of runs of this repository that outlived a harness killed with -9 (they would hold the GPU).
     Only called while the loop lock is held, so no live loop owns them."""

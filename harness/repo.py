@@ -329,6 +329,10 @@ class Repo:
     def tag(self, name: str, sha: str) -> None:
         self._run("tag", "-f", name, sha)
 
+    def tracked(self) -> list[str]:
+        """Every file git tracks in the working tree, as paths relative to the root."""
+        return [p for p in self._run("ls-files", "-z").split("\0") if p]
+
     def untracked(self) -> set[str]:
         """Untracked and ignored paths as `git status` names them (a folder that is new as a whole is one entry)."""
         out = self._run("status", "--porcelain=v1", "-z", "--untracked-files=normal", "--ignored=matching")

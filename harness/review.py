@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, ProgramError
-from harness.paths import Layout, branch
+from harness.ledger import EVALUATED, FAILED, INTERRUPTED, UNRUN, Experiment, Ledger, Row, Steer
+from harness.paths import Layout
+from harness.text import clip, flat
 
 LIMIT = 50  # rows in the `log` table unless told otherwise; the summary always counts every row
-CHUNK = 8 * 2**20  # bytes of the ledger scanned at a time
-
-
-@dataclass(frozen=True)
-class Row:
-    """One experiment as the review shows it."""
-
-    id: int
-    status: str
-    metric: float | None
-    delta: float | None  # metric minus the champion's metric before it
-    best: float | None  # the champion's metric after it
-    seconds: float
-    description: str
-    commit: str | None
-    time: str
+SHOWN = ("id", "status", "metric", "delta", "best", "seconds", "description", "commit", "time")  # a row in --json
 
 
 @dataclass(frozen=True)
@@ -42,13 +27,13 @@ class SteerEvent:
 
     time: str
     after: int | None  # the last experiment before the edit; it applies from the next one
-    changes: dict[str, Any]  # front-matter key -> [old, new]
+    changes: dict[str, list[Any]]  # front-matter key -> [old, new]
     error: str
 
     def summary(self) -> str:
         if self.error:
             return f"not applied: {self.error}"
-        pairs = [(k, v if isinstance(v, list) and len(v) == 2 else [None, v]) for k, v in self.changes.items()]
+        pairs = [(k, v if len(v) == 2 else [None, v]) for k, v in self.changes.items()]  # not a pair: a hand edit
         parts = [f"{k} {_value(old)} → {_value(new)}" if k != "text" else "free text edited" for k, (old, new) in pairs]
         return ", ".join(parts) or "no change in force"
 
@@ -75,86 +60,9 @@ class Night:
     hours: float
     statuses: dict[str, int]
     steers: tuple[SteerEvent, ...]
-    rows: tuple[Row, ...]  # the rows to show: the last `limit` of those counted
+    rows: tuple[Experiment, ...]  # the rows to show: the last `limit` of those counted
     hidden: int  # rows counted but not shown
     since: str | None  # the cutoff in force, as ISO 8601 UTC
-
-
-# ---------------------------------------------------------------------------
-# Reading the ledger
-
-# The ledger is read as bytes, a chunk at a time, and cut into lines by one regular expression. A line that is an
-# experiment row exactly as Ledger.append writes an Experiment (compact, fields in the dataclass's order) is cut into
-# the fields the review reads right there, in C; any other line (steer, note, a hand-written or older row, a NaN) is
-# captured whole and read with json.loads. json.loads on every line would take ~3x longer, too long for `log` on a
-# ledger of 100,000 rows.
-_S = rb'"[^"\\\n]*"'  # a JSON string without escapes (a string with any sends its line the slow way)
-_E = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'  # any JSON string
-_F = rb"-?[0-9][0-9.eE+-]*"  # a JSON number
-_PATTERN = (
-    rb'\{"tag":(<S>),"id":([0-9]+),"commit":(null|"[0-9a-f]*"),"parent":<S>,"status":"([a-z]+)",'
-    rb'"metric":(<F>|null),"best":(<F>|null),"description":(<E>),"seconds":(<F>),"agent":<E>,"program_sha":<S>,'
-    rb'"agent_sha":<S>,"tokens_in":([0-9]+),"tokens_out":([0-9]+),"cost_usd":(<F>),"delta":(<F>|null),[^\n]*,'
-    rb'"time":"([^"\\\n]*)","kind":"experiment"\}\n|([^\n]*\n)'
-)
-_LINE = re.compile(_PATTERN.replace(b"<S>", _S).replace(b"<E>", _E).replace(b"<F>", _F))
-# An experiment as the scan keeps it: the JSON bytes of each field read (decoded only for the rows shown).
-TAG, ID, COMMIT, STATUS, METRIC, BEST, DESCRIPTION, SECONDS, TOKENS_IN, TOKENS_OUT, COST, DELTA, TIME, OTHER = range(14)
-Entry = tuple[bytes, ...]
-
-
-@dataclass
-class _Scan:
-    events: list[Entry | dict[str, Any]] = field(default_factory=list)  # experiments, and other rows with a tag
-    slow: int = 0  # rows that needed json.loads
-
-
-def _scan_file(path: Path) -> _Scan:
-    scan, rest = _Scan(), b""
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            data = rest + block
-            cut = data.rfind(b"\n") + 1
-            rest = data[cut:]
-            lines = _LINE.findall(data[:cut])
-            if any(t[OTHER] for t in lines):
-                lines = [t if not t[OTHER] else _parse(t[OTHER], scan) for t in lines]
-                lines = [t for t in lines if t is not None]
-            scan.events += lines
-    return scan  # `rest` is a torn last line (a write cut short): not a row, as for Ledger.rows()
-
-
-def _parse(line: bytes, scan: _Scan) -> Entry | dict[str, Any] | None:
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return None  # a hand edit that is not JSON is passed over, as Ledger.rows() does
-    if not isinstance(row, dict) or "tag" not in row:
-        return None
-    scan.slow += 1
-    return _entry(row) if row.get("kind", "experiment") == "experiment" else row
-
-
-def _entry(row: dict[str, Any]) -> Entry:
-    """A row's dict in the form the fast path gives: the JSON bytes of each field the review reads."""
-
-    def js(v: Any) -> bytes:
-        return json.dumps(v, ensure_ascii=False).encode()
-
-    def num(v: Any, default: bytes = b"null") -> bytes:
-        return js(float(v)) if _float(v) is not None and math.isfinite(v) else default
-
-    commit = row.get("commit")
-    return (js(str(row.get("tag"))), b"%d" % _int(row.get("id"), -1), js(str(commit) if commit else None),
-            str(row.get("status")).encode(), num(row.get("metric")), num(row.get("best")),
-            js(str(row.get("description") or "")), num(row.get("seconds"), b"0"), b"%d" % _int(row.get("tokens_in")),
-            b"%d" % _int(row.get("tokens_out")), num(row.get("cost_usd"), b"0"), num(row.get("delta")),
-            str(row.get("time") or "").encode(), b"")  # fmt: skip
-
-
-def _decode(e: Entry) -> Row:
-    return Row(int(e[ID]), e[STATUS].decode(), _opt(e[METRIC]), _opt(e[DELTA]), _opt(e[BEST]), float(e[SECONDS]),
-               _line(json.loads(e[DESCRIPTION])), json.loads(e[COMMIT]), e[TIME].decode())  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -162,7 +70,7 @@ def _decode(e: Entry) -> Row:
 
 
 def summarize(
-    rows: Iterable[dict[str, Any]] | Path,
+    rows: Iterable[Row] | Path,
     tag: str | None = None,
     since: str | None = None,
     *,
@@ -171,76 +79,61 @@ def summarize(
     limit: int | None = None,
     now: datetime | None = None,
 ) -> Night:
-    """The night of `tag` (default: the latest) from ledger rows, or from the ledger file by the fast path.
+    """The night of `tag` (default: the latest) from the ledger's rows, or from the ledger file at a path.
 
     `since` (an ISO time or a duration ago like 12h) keeps only later rows; the baseline is the night's all the same.
     `direction` is inferred from the rows when not given; `limit` keeps the last rows for showing, counting all.
     """
-    if isinstance(rows, Path):
-        scan = _scan_file(rows)
-    else:
-        scan = _Scan([_entry(r) if r.get("kind", "experiment") == "experiment" else r for r in rows if "tag" in r])
-    tag = tag if tag is not None else _last_tag(scan)
+    rows = Ledger(rows).read() if isinstance(rows, Path) else list(rows)
+    tag = tag if tag is not None else (rows[-1].tag if rows else None)
     if tag is None:
         raise HarnessError("the ledger has no rows yet; start a night with 'autoresearch run --tag <name>'")
     cutoff = parse_since(since, now) if since else None
-    want = json.dumps(tag, ensure_ascii=False).encode()
-    mine: list[Entry] = []
+    mine: list[Experiment] = []
     steers: list[SteerEvent] = []
-    last: Entry | None = None
-    for ev in scan.events:
-        if type(ev) is tuple:
-            if ev[TAG] == want:
-                mine.append(ev)
-                last = ev
-        elif ev.get("kind") == "steer" and str(ev["tag"]) == tag and str(ev.get("time") or "") >= (cutoff or ""):
-            changes = ev.get("changes") if isinstance(ev.get("changes"), dict) else {}
-            after = int(last[ID]) if last is not None else None
-            steers.append(SteerEvent(str(ev.get("time") or ""), after, changes, str(ev.get("error") or "")))
-    if not mine and not any(type(e) is dict and str(e["tag"]) == tag for e in scan.events):
-        tags = ", ".join(dict.fromkeys(json.loads(e[TAG]) if type(e) is tuple else str(e["tag"]) for e in scan.events))
+    for row in rows:
+        if row.tag != tag:
+            continue
+        if type(row) is Experiment:
+            mine.append(row)
+        elif type(row) is Steer and row.time >= (cutoff or ""):
+            steers.append(SteerEvent(row.time, mine[-1].id if mine else None, row.changes, row.error))
+    if not mine and not any(r.tag == tag for r in rows):
+        tags = ", ".join(dict.fromkeys(r.tag for r in rows))
         raise HarnessError(f"no rows for tag '{tag}' in the ledger" + (f"; its tags: {tags}" if tags else ""))
 
     # A resumed night may re-run a failed baseline: the last kept one counts, whatever `since` says.
-    base = next((e for e in reversed(mine) if e[ID] == b"0" and e[STATUS] == b"keep"), None)
-    entries = mine if cutoff is None else [e for e in mine if e[TIME] >= cutoff.encode()]
-    runs = [e for e in entries if e[ID] != b"0"]
-    statuses = {k.decode(): n for k, n in Counter(map(itemgetter(STATUS), runs)).most_common()}
-    baseline = _opt(base[METRIC]) if base is not None else None
+    base = next((e for e in reversed(mine) if e.id == 0 and e.status == "keep"), None)
+    entries = mine if cutoff is None else [e for e in mine if e.time >= cutoff]
+    runs = [e for e in entries if e.id != 0]
+    statuses = dict(Counter(e.status for e in runs).most_common())
+    baseline = base.metric if base is not None else None
     # The champion as it stands now: a `since` window shows recent rows, not a best forgotten from before it.
-    best = next((float(e[BEST]) for e in reversed(mine) if e[BEST] != b"null"), None)
+    best = next((e.best for e in reversed(mine) if e.best is not None), None)
     direction = direction or _infer(entries, baseline, best) or "minimize"
     if best is None:  # an older ledger without `best`: the best kept metric
-        kept_metrics = [float(e[METRIC]) for e in mine if e[STATUS] == b"keep" and e[METRIC] != b"null"]
+        kept_metrics = [e.metric for e in mine if e.status == "keep" and e.metric is not None]
         best = (min if direction == "minimize" else max)(kept_metrics, default=baseline)
     change = best - baseline if best is not None and baseline is not None else None
     shown = entries[-limit:] if limit else entries
-    first, end = (entries[0][TIME].decode(), entries[-1][TIME].decode()) if entries else (None, None)
+    first, end = (entries[0].time, entries[-1].time) if entries else (None, None)
     kept = statuses.get("keep", 0)
     return Night(
         tag=tag, metric=metric, direction=direction, experiments=len(runs), kept=kept,
         keep_rate=kept / len(runs) if runs else 0.0, baseline=baseline, best=best, change=change,
         change_pct=100.0 * change / abs(baseline) if change is not None and baseline else None,
-        spend_usd=sum(map(float, map(itemgetter(COST), entries))),
-        tokens_in=sum(map(int, map(itemgetter(TOKENS_IN), entries))),
-        tokens_out=sum(map(int, map(itemgetter(TOKENS_OUT), entries))),
-        first=first or None, last=end or None, hours=_hours(first, end), statuses=statuses, steers=tuple(steers),
-        rows=tuple(map(_decode, shown)), hidden=len(entries) - len(shown), since=cutoff,
+        spend_usd=sum(e.cost_usd for e in entries), tokens_in=sum(e.tokens_in for e in entries),
+        tokens_out=sum(e.tokens_out for e in entries), first=first or None, last=end or None,
+        hours=_hours(first, end), statuses=statuses, steers=tuple(steers), rows=tuple(shown),
+        hidden=len(entries) - len(shown), since=cutoff,
     )  # fmt: skip
 
 
-def _last_tag(scan: _Scan) -> str | None:
-    if not scan.events:
-        return None
-    e = scan.events[-1]
-    return json.loads(e[TAG]) if type(e) is tuple else str(e["tag"])
-
-
-def _infer(entries: list[Entry], baseline: float | None, best: float | None) -> str | None:
+def _infer(entries: list[Experiment], baseline: float | None, best: float | None) -> str | None:
     """The direction the loop kept by: the sign of a kept experiment's delta, else best against baseline."""
     for e in entries:
-        if e[STATUS] == b"keep" and e[ID] != b"0" and e[DELTA] != b"null" and float(e[DELTA]):
-            return "minimize" if float(e[DELTA]) < 0 else "maximize"
+        if e.status == "keep" and e.id != 0 and e.delta:
+            return "minimize" if e.delta < 0 else "maximize"
     if best is not None and baseline is not None and best != baseline:
         return "minimize" if best < baseline else "maximize"
     return None
@@ -273,7 +166,7 @@ def log_table(night: Night, console_width: int | None = None) -> str:
     """The night as plain aligned text: the table of rows, then a `---` block of summary figures."""
     width = console_width or shutil.get_terminal_size((100, 24)).columns
     head = ("id", "status", night.metric, "delta", "seconds")
-    cells = [(str(r.id), r.status, num(r.metric), _signed(r.delta), f"{r.seconds:.1f}") for r in night.rows]
+    cells = [(str(r.id), r.status, num(r.metric), signed(r.delta), f"{r.seconds:.1f}") for r in night.rows]
     widths = [max(len(c[i]) for c in [head, *cells]) for i in range(5)]
     room = max(20, width - sum(widths) - 2 * 5)
 
@@ -281,22 +174,33 @@ def log_table(night: Night, console_width: int | None = None) -> str:
         fields = [c[0].rjust(widths[0]), c[1].ljust(widths[1]), *(c[i].rjust(widths[i]) for i in (2, 3, 4))]
         return "  ".join([*fields, clip(text, room)]).rstrip()
 
-    out = [line(head, "description"), *(line(c, r.description) for c, r in zip(cells, night.rows, strict=True))]
+    texts = [flat(r.description) for r in night.rows]
+    out = [line(head, "description"), *(line(c, text) for c, text in zip(cells, texts, strict=True))]
     if night.hidden:
         out.append(f"({night.hidden} earlier rows not shown; --limit 0 shows every row)")
     if not night.rows:
         out.append("(no experiments" + (f" since {night.since})" if night.since else ")"))
-    figures = _figures(night)
-    pad = max(len(k) for k, _ in figures) + 2
-    return "\n".join(out) + "\n---\n" + "\n".join(f"{k + ':':<{pad}}{v}" for k, v in figures) + "\n"
+    lines = figures(night)
+    pad = max(len(k) for k, _ in lines) + 2
+    return "\n".join(out) + "\n---\n" + "\n".join(f"{k + ':':<{pad}}{v}" for k, v in lines) + "\n"
 
 
-def _figures(night: Night) -> list[tuple[str, str]]:
+def _statuses(counts: dict[str, int]) -> str:
+    """The statuses by what became of each run: evaluated (keep, discard), failed, not run, interrupted."""
+    parts = []
+    for name, group in (("evaluated", EVALUATED), ("failed", FAILED), ("not run", UNRUN), ("", INTERRUPTED)):
+        if mine := {k: n for k, n in counts.items() if k in group}:
+            each = ", ".join(f"{k} {n}" for k, n in mine.items())
+            parts.append(f"{name} {sum(mine.values())} ({each})" if name else each)
+    return ", ".join(parts) or "-"
+
+
+def figures(night: Night) -> list[tuple[str, str]]:
     better = "lower" if night.direction == "minimize" else "higher"
     best = num(night.best)
     if night.change is not None:
         pct = f", {night.change_pct:+.1f}%" if night.change_pct is not None else ""
-        best += f" ({_signed(night.change)}{pct}; {better} is better)"
+        best += f" ({signed(night.change)}{pct}; {better} is better)"
     span = "-"
     if night.first and night.last:
         span = f"{night.first.replace('T', ' ')[:16]} to {night.last.replace('T', ' ')[:16]} UTC ({night.hours:.1f} h)"
@@ -308,7 +212,7 @@ def _figures(night: Night) -> list[tuple[str, str]]:
         ("spend", f"${night.spend_usd:.2f} ({night.tokens_in:,} tokens in, {night.tokens_out:,} out)"),
         ("time", span),
         ("steer events", str(len(night.steers))),
-        ("statuses", ", ".join(f"{k} {v}" for k, v in night.statuses.items()) or "-"),
+        ("statuses", _statuses(night.statuses)),
     ]
 
 
@@ -316,7 +220,8 @@ def log_json(night: Night) -> dict[str, Any]:
     """The night as plain data: the summary figures, the steer events and the rows shown."""
     head = {k: getattr(night, k) for k in ("tag", "metric", "direction", "since")}
     summary = {k: v for k, v in vars(night).items() if k not in head and k not in ("steers", "rows", "hidden")}
-    steers, rows = [vars(s) for s in night.steers], [vars(r) for r in night.rows]
+    steers = [vars(s) for s in night.steers]
+    rows = [{k: getattr(r, k) for k in SHOWN} | {"description": flat(r.description)} for r in night.rows]
     return {**head, "summary": summary, "steers": steers, "rows": rows, "hidden": night.hidden}
 
 
@@ -324,12 +229,12 @@ def render_log(
     root: Path, tag: str | None = None, since: str | None = None, limit: int = LIMIT, as_json: bool = False
 ) -> str:
     """What `autoresearch log` prints for the repository at `root`."""
-    ledger, metric, direction = _repository(root)
+    ledger, metric, direction = repository(root)
     night = summarize(ledger, tag, since, metric=metric, direction=direction, limit=limit or None)
     return json.dumps(log_json(night), indent=2) + "\n" if as_json else log_table(night)
 
 
-def _repository(root: Path) -> tuple[Path, str, str | None]:
+def repository(root: Path) -> tuple[Path, str, str | None]:
     """The ledger, and the metric's name and direction from program.md when it is valid (rows do not carry them)."""
     from harness.program import load
 
@@ -344,84 +249,11 @@ def _repository(root: Path) -> tuple[Path, str, str | None]:
 
 
 # ---------------------------------------------------------------------------
-# `autoresearch report`
-
-
-def write_report(rows: Iterable[dict[str, Any]] | Path, out_dir: Path, tag: str | None = None,
-                 metric_name: str = "metric", direction: str | None = None) -> Path:  # fmt: skip
-    """Write out_dir/report.md and out_dir/progress.png for a night; returns the path of report.md."""
-    night = summarize(rows, tag, metric=metric_name, direction=direction)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    from harness.plot import progress_png  # matplotlib only for the report
-
-    progress_png(night, out_dir / "progress.png")
-    path = out_dir / "report.md"
-    path.write_text(_markdown(night, "progress.png"), encoding="utf-8")
-    return path
-
-
-def report_repo(root: Path, out_dir: Path, tag: str | None = None) -> Path:
-    """What `autoresearch report` writes for the repository at `root`; returns the path of report.md."""
-    ledger, metric, direction = _repository(root)
-    return write_report(ledger, out_dir, tag, metric, direction)
-
-
-def _markdown(night: Night, image: str) -> str:
-    m, pct = night.metric, f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
-    out = [f"# autoresearch: night `{night.tag}`", "", f"{m}: baseline {num(night.baseline)} → best "
-           f"{num(night.best)}{pct}", "", f"![{m} over the experiments of {night.tag}]({image})", "",
-           "## Summary", "", "| | |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in _figures(night))]  # fmt: skip
-    out += ["", "## Kept experiments", "", f"Kept commits are on branch `{branch(night.tag)}`; every other commit "
-            "stays reachable (`git log --all`, `git show <commit>`).", "",
-            f"| id | commit | {m} | delta | description |", "|---:|---|---:|---:|---|"]  # fmt: skip
-    out += [f"| {r.id} | `{_short(r.commit)}` | {num(r.metric)} | {_signed(r.delta)} | {_cell(r.description)} |"
-            for r in night.rows if r.status == "keep"]  # fmt: skip
-    out += ["", "## Steer events", ""]
-    out += [f"- {s.time.replace('T', ' ')}, after experiment {'-' if s.after is None else s.after}: {s.summary()}"
-            for s in night.steers] or ["None: program.md did not change during the night."]  # fmt: skip
-    out += ["", "## Every experiment", "", "Kept ones in bold.", ""]
-    out += [f"| id | status | {m} | delta | seconds | commit | description |", "|---:|---|---:|---:|---:|---|---|"]
-    for r in night.rows:
-        cells = [str(r.id), r.status, num(r.metric), _signed(r.delta), f"{r.seconds:.1f}", f"`{_short(r.commit)}`"]
-        bold = "**" if r.status == "keep" else ""
-        out.append("| " + " | ".join(f"{bold}{c}{bold}" for c in cells) + f" | {_cell(r.description)} |")
-    return "\n".join(out) + "\n"
-
-
-# ---------------------------------------------------------------------------
 # Small conversions
 
 
 def _value(v: Any) -> str:
     return "-" if v is None else (", ".join(map(str, v)) if isinstance(v, list) else str(v))
-
-
-def _int(v: Any, default: int = 0) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) else default
-
-
-def _float(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
-def _opt(b: bytes) -> float | None:
-    return None if b == b"null" else float(b)
-
-
-def _line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _short(commit: str | None) -> str:
-    return commit[:8] if commit else "-"
 
 
 def num(v: float | None, sign: str = "") -> str:
@@ -431,7 +263,7 @@ def num(v: float | None, sign: str = "") -> str:
     return f"{v:{sign}.6f}" if v == 0 or 1e-5 <= abs(v) < 1e6 else f"{v:{sign}.6g}"
 
 
-def _signed(v: float | None) -> str:
+def signed(v: float | None) -> str:
     return num(v, "+")
 
 

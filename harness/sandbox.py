@@ -202,8 +202,12 @@ def command(sandbox: Sandbox, view: View, argv: Sequence[str]) -> list[str]:
         m.add("--tmpfs", str(place))
     m.bind("--bind", view.tree, view.at)
     shown = {dest for _, dest in view.readonly}
+    # A read-only bind inside a hidden folder (the run's output, shown to the evaluator under a hidden runs/) must
+    # come after that folder is covered, or the cover would hide it too.
+    late = [(s, d) for s, d in view.readonly if any(h in d.parents for h in view.hidden)]
     for source, dest in view.readonly:
-        m.bind("--ro-bind", source, dest)
+        if (source, dest) not in late:
+            m.bind("--ro-bind", source, dest)
     for path in _needed(view, [Path("/tmp"), *covered], shown):
         m.bind("--ro-bind", path, path)
     emptied: list[Path] = []
@@ -215,6 +219,8 @@ def command(sandbox: Sandbox, view: View, argv: Sequence[str]) -> list[str]:
             emptied.append(dest)
         elif kind == "file":
             m.bind("--ro-bind", Path(os.devnull), dest)
+    for source, dest in late:
+        m.bind("--ro-bind", source, dest)
     for source, dest in view.writable:
         m.bind("--bind", source, dest)
     # Last, so that the mount points above could still be made in them; not recursive, so what is bound inside

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import paths, recovery
+from harness import paths, recovery, sandbox
 from harness.config import Config, override
 from harness.errors import HarnessError, ProgramError, RepoError
+from harness.gitdir import ControlSnapshot
 from harness.ledger import Ledger
 from harness.lock import LoopLock
 from harness.night import Night
@@ -41,6 +43,8 @@ class Session:
     steering: Steering
     night: Night
     options: Options
+    control: ControlSnapshot  # .git's control files as the harness left them: anything else changing them is undone
+    devices: tuple[str, ...]  # the GPU device nodes runs get
     started: float = field(default_factory=time.time)
 
     @property
@@ -56,6 +60,15 @@ class Session:
         """The program in force, with the command line's flags over it."""
         return override(self.steering.program.config, **self.options.overrides)
 
+    @property
+    def sandbox(self) -> sandbox.Sandbox:
+        """The sandbox in force for the program in force (probed once per mode)."""
+        return sandbox.probe(self.config.sandbox, devices=self.devices)
+
+    def restore_control(self) -> list[str]:
+        """Undo any change to .git's control files (config, hooks) since the harness set them; returns the paths."""
+        return self.repo.restore_control(self.control)
+
     def reset_hard(self, sha: str) -> None:
         """Reset to a commit, keeping the person's uncommitted edits of program.md (steering must survive resets)."""
         self.repo.reset_hard(sha, keep=(paths.PROGRAM,))
@@ -65,7 +78,10 @@ class Session:
         _reconcile(self.repo, self.ledger, self.layout, self.tag)
 
     def close(self) -> None:
+        """End the night cleanly: the next start need not restore .git's control files from this night's copy."""
         self.steering.stop()
+        if self.lock.held:
+            self.layout.control.unlink(missing_ok=True)
         self.lock.release()
 
 
@@ -89,8 +105,12 @@ def open_session(root: Path, options: Options) -> Session:
         layout.stop_request.unlink(missing_ok=True)
         program = load(layout.program)
         config = override(program.config, **options.overrides)
-        recovery.clear_stale_git_lock(repo.root)
-        recovery.end_orphans(repo.root)
+        devices = sandbox.gpu_devices()
+        sandbox.probe(config.sandbox, devices=devices)  # `sandbox: required` without one stops here, exit 2
+        recovery.end_orphans(repo.root)  # first: a dead night's run may still hold a git lock open
+        for line in repo.clear_stale_locks():
+            ledger.note(tag, line)
+        _restore_control(repo, ledger, layout, tag)
         repo.ensure_ignored()
         _reconcile(repo, ledger, layout, tag)
         changed = [p for p in repo.changed() if p != paths.PROGRAM]  # program.md is the person's to edit
@@ -110,10 +130,30 @@ def open_session(root: Path, options: Options) -> Session:
                 f"changed by hand. Start a new tag from here (autoresearch run --tag <new>), or put it back with "
                 f"'git reset --hard {best}'"
             )
+        control = repo.snapshot_control()
+        _save(layout.control, control.dumps())
     except BaseException:
         lock.release()
         raise
-    return Session(repo, layout, ledger, lock, Steering(program), night, options)
+    return Session(repo, layout, ledger, lock, Steering(program), night, options, control, devices)
+
+
+def _restore_control(repo: Repo, ledger: Ledger, layout: paths.Layout, tag: str) -> None:
+    """A night that did not end cleanly left its copy of .git's control files: whatever differs from it now was
+    changed by something that was not the harness (a run killed with it), and is put back."""
+    try:
+        saved = ControlSnapshot.loads(layout.control.read_text())
+    except (OSError, ValueError):
+        return
+    changed = repo.restore_control(saved)
+    if changed:
+        ledger.note(tag, f"undid changes to .git control files since the last night stopped: {', '.join(changed)}")
+
+
+def _save(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _reconcile(repo: Repo, ledger: Ledger, layout: paths.Layout, tag: str) -> None:

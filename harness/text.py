@@ -31,6 +31,11 @@ def one_line(text: object, limit: int = DESCRIPTION_CHARS) -> str:
     return (line[: limit - 1] + "…") if len(line) > limit else (line or "(no description)")
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def tail(text: object, limit: int = NOTES_CHARS) -> str:
     """Cleaned multi-line text bounded from the front: the last `limit` characters, starting on a whole line."""
     s = clean(text).strip()
@@ -42,5 +47,5 @@ def tail(text: object, limit: int = NOTES_CHARS) -> str:
 
 
 def short(sha: str | None) -> str:
-    """A commit's short name, as a person reads it in a table."""
-    return (sha or "")[:10]
+    """A commit's short name, as a person reads it in a table ("-" for none)."""
+    return sha[:8] if sha else "-"

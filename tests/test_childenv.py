@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import childenv
+from harness import childenv, sandbox
 from harness.evaluate import evaluate
+from harness.workspace import Jail
 
 # --- the environment ---------------------------------------------------------------------------------------------
 
@@ -88,7 +89,7 @@ def test_a_run_sees_no_credentials_of_the_harness(tmp_path: Path, monkeypatch: p
         metric="val_bpb",
         timeout=20,
         log=tmp_path / "run.log",
-        env=childenv.run_env(tmp_path, 7),
+        jail=Jail(sandbox.probe("off"), None, childenv.run_env(tmp_path, 7), tmp_path),
     )
     assert result.outcome == "ok"
     dump = (tmp_path / "env.txt").read_text()

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import childenv, proctable
-from harness.evaluate import RunResult, evaluate, hash_paths, parse_metric
+from harness import childenv, proctable, sandbox
+from harness.evaluate import RunResult, evaluate, hash_paths
+from harness.runlog import parse_metric
 from harness.testing import alive
+from harness.workspace import Jail
 
 PY = sys.executable
 LINUX = proctable.has_proc()
@@ -26,8 +28,13 @@ def run(root: Path, body: str, **options: object) -> RunResult:
     settings: dict = {"metric": "val_bpb", "timeout": 20, "grace": 0.5, "log": root / "runs" / "1.log"}
     settings.update(options)
     budget = settings.pop("budget", 1)
-    settings.setdefault("env", childenv.run_env(root, budget))
+    settings["jail"] = plain(root, settings.pop("env", None) or childenv.run_env(root, budget))
     return evaluate(root, f"{PY} run.py", **settings)
+
+
+def plain(root: Path, env: dict[str, str]) -> Jail:
+    """No sandbox: these tests are of the time limit, the log and the judgement, which work the same inside it."""
+    return Jail(sandbox.probe("off"), None, env, root)
 
 
 def pids_in(path: Path) -> list[int]:
@@ -137,7 +144,7 @@ def test_budget_keeps_its_fraction_and_the_command_runs_through_the_shell(tmp_pa
         metric="val_bpb",
         timeout=20,
         log=tmp_path / "a" / "b" / "run.log",
-        env=childenv.run_env(tmp_path, 2.5),
+        jail=plain(tmp_path, childenv.run_env(tmp_path, 2.5)),
     )
     assert result.outcome == "ok" and result.metric == 2.5
     assert str(tmp_path) in result.log.read_text()  # stderr is in the same log, and cwd is the root
@@ -187,7 +194,7 @@ def test_a_command_that_does_not_exist_is_a_crash(tmp_path: Path) -> None:
         metric="val_bpb",
         timeout=20,
         log=tmp_path / "run.log",
-        env=childenv.run_env(tmp_path, 1),
+        jail=plain(tmp_path, childenv.run_env(tmp_path, 1)),
     )
     assert result.outcome == "crash"
     assert result.exit_code == 127

@@ -113,7 +113,8 @@ def test_no_key_reaches_the_agent_process_or_the_run(project: Path, fake_anthrop
     agent.write_text(
         "import os\nfrom harness.task import Proposal\n\n\ndef propose(task, llm):\n"
         "    seen = ' '.join(f'{k}={v}' for k, v in os.environ.items())\n"
-        '    dump = \'import os\\nopen("runs/env.txt", "w").write(repr(dict(os.environ)))\\n\'\n'
+        "    dump = 'import os\\nout = os.environ[\"AUTORESEARCH_OUT\"]\\n'\n"
+        '    dump += \'open(out + "/env.txt", "w").write(repr(dict(os.environ)))\\n\'\n'
         "    return Proposal('spy', dump + task.mutable_content, notes=seen)\n"
     )
     key_check(fake_anthropic)
@@ -123,7 +124,7 @@ def test_no_key_reaches_the_agent_process_or_the_run(project: Path, fake_anthrop
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     agent_env = experiments(project)[-1]["notes"]
-    run_env = (project / "runs" / "env.txt").read_text()
+    run_env = (project / "runs" / "spy" / "1.out" / "env.txt").read_text()
     for seen in (agent_env, run_env):
         assert "PATH=" in seen or "'PATH'" in seen
         for secret in ("ANTHROPIC_API_KEY", TEST_KEY, "GITHUB_TOKEN", "ghp_secretvalue", "DB_PASSWORD", "hunter2"):

@@ -9,7 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness.testing import PY, TOY_TRAIN, alive, cli, git, make_repo, toy_program
+import pytest
+
+from harness import childenv, proctable
+from harness.testing import PY, TOY_TRAIN, cli, git, make_repo, toy_program
 
 SPEC_FIELDS = {
     "kind", "tag", "id", "commit", "parent", "status", "metric", "best", "description", "seconds", "agent",
@@ -125,6 +128,9 @@ return Proposal("fix: " + task.crash_tail.strip().splitlines()[-1], task.mutable
 
 
 def test_a_run_that_tampers_with_a_protected_file_is_discarded_and_the_file_restored(project: Path, tmp_path: Path):
+    # Without the sandbox a run can write the file: that is caught, undone and recorded.
+    (project / "program.md").write_text(toy_program(sandbox="off"))
+    git(project, "commit", "-qam", "no sandbox")
     agent = write_agent(
         tmp_path / "cheat.py",
         """
@@ -151,7 +157,9 @@ def test_noise_from_repeated_baselines_raises_the_bar(tmp_path: Path):
         "open(path, 'w').write(str(n + 1))\n"
         "print(f'val_bpb: {X + (0.5 if n % 2 else 0.0):.6f}')\n"
     )
-    repo = make_repo(tmp_path / "noisy", {"train.py": train, "program.md": toy_program(baseline_runs=2)})
+    # The counter lives in runs/, which only a run outside the sandbox can reach: this test is of the noise rule.
+    program = toy_program(baseline_runs=2, sandbox="off")
+    repo = make_repo(tmp_path / "noisy", {"train.py": train, "program.md": program})
     (repo / "runs").mkdir()
     agent = write_agent(
         tmp_path / "small.py", 'return Proposal("X a bit lower", task.mutable_content.replace("X = 3.0", "X = 2.9"))'
@@ -204,7 +212,8 @@ def test_kill_9_during_an_evaluation_is_reconciled_on_the_next_start(project: Pa
         tmp_path / "sleepy.py",
         """
 if task.experiment == 1:
-    sleeper = "import os, time\\nopen('runs/sleeper.pid', 'w').write(str(os.getpid()))\\ntime.sleep(60)\\n"
+    sleeper = "import os, time\\nopen(os.environ['AUTORESEARCH_OUT'] + '/sleeper.pid', 'w').write(str(os.getpid()))\\n"
+    sleeper += "time.sleep(60)\\n"
     return Proposal("sleep", sleeper + task.mutable_content)
 return Proposal("X to 1.5", task.mutable_content.replace("X = 3.0", "X = 1.5"))
 """,
@@ -212,7 +221,8 @@ return Proposal("X to 1.5", task.mutable_content.replace("X = 3.0", "X = 1.5"))
     (project / "program.md").write_text(toy_program(budget=60, timeout=120))
     git(project, "commit", "-qam", "longer budget")
     harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "k9", "--agent", str(agent)], cwd=project)
-    _wait_for(lambda: _phase(project) == "evaluating")
+    pid_file = project / "runs" / "k9" / "1.out" / "sleeper.pid"
+    _wait_for(lambda: _phase(project) == "evaluating" and pid_file.exists())
     tried = git(project, "rev-parse", "autoresearch/k9")
     assert tried != rows(project)[0]["commit"]
     os.kill(harness.pid, signal.SIGKILL)
@@ -226,8 +236,8 @@ return Proposal("X to 1.5", task.mutable_content.replace("X = 3.0", "X = 1.5"))
     assert git(project, "rev-parse", "HEAD") == exps[2]["commit"]
     assert git(project, "status", "--porcelain") == ""
     # The run of experiment 1, orphaned by the kill, did not outlive the reconciliation.
-    sleeper = int((project / "runs" / "sleeper.pid").read_text())
-    assert not alive(sleeper)
+    # (Inside the sandbox the run sees its own pid namespace, so it is found by its owner marker instead.)
+    assert proctable.scan(childenv.OWNER, str(project)) == []
 
 
 def test_ctrl_c_stops_the_evaluation_and_resets_to_the_champion(project: Path, tmp_path: Path):
@@ -326,7 +336,10 @@ def test_status_after_a_failed_baseline_says_why(project: Path):
     assert note["message"].startswith("loop ended: stopped: the baseline failed") and note["ending"] == "HarnessError"
 
 
-def test_files_a_run_leaves_in_the_tree_are_removed_and_named(project: Path):
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_files_a_run_leaves_in_the_tree_never_reach_the_next_run(project: Path, mode: str):
+    # With the sandbox a run writes into a throwaway copy of the tree; without it, what it left is removed after
+    # it and named in its row. Either way every run finds the committed tree alone, and the repository stays clean.
     writes = (
         "import os, pathlib\n"
         "print('saw a checkpoint' if os.path.exists('ckpt.pt') else 'fresh tree')\n"
@@ -335,15 +348,18 @@ def test_files_a_run_leaves_in_the_tree_are_removed_and_named(project: Path):
         "pathlib.Path('cache/x.bin').write_text('x')\n"
     )
     (project / "train.py").write_text(writes + TOY_TRAIN)
+    (project / "program.md").write_text(toy_program(sandbox=mode))
     git(project, "commit", "-qam", "a run that leaves files behind")
     out = cli(project, "run", "--tag", "lf", "--agent", "optuna", "--max-experiments", "2")
     assert out.returncode == 0, out.stderr
     ran = [r for r in rows(project) if r["status"] in ("keep", "discard")]
     assert len(ran) == 3
-    for row in ran:  # each run found a fresh tree, and what it left was removed and named
-        assert row["extra"]["removed"] == ["cache/", "ckpt.pt"]
+    for row in ran:
         assert "fresh tree" in (project / row["log"]).read_text()
+        assert row["extra"].get("removed") == (["cache/", "ckpt.pt"] if mode == "off" else None)
     assert not (project / "ckpt.pt").exists() and not (project / "cache").exists()
+    ignored = {line[3:] for line in git(project, "status", "--porcelain", "--ignored").splitlines()}
+    assert ignored <= {"experiments.log", "runs/"}  # nothing of the runs' own beside the harness's files
     assert git(project, "status", "--porcelain") == ""
 
 

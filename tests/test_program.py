@@ -14,7 +14,7 @@ def test_defaults_without_front_matter():
     assert program.config.mutable == "train.py"
     assert program.config.metric == "val_bpb"
     assert program.config.direction == "minimize"
-    assert program.config.budget == 300 and program.config.timeout == 600
+    assert program.config.budget == 300 and program.config.timeout == 360  # budget + the 60 s grace
     assert "Do good research." in program.text
 
 
@@ -63,7 +63,7 @@ def test_missing_file_is_a_clear_error(tmp_path: Path):
 def test_flags_override_front_matter_and_are_checked():
     config = parse("---\nbudget: 60\n---\n").config
     assert override(config, budget=10, timeout=None).budget == 10
-    assert override(config, budget=900).timeout == 1800  # the timeout follows a larger budget
+    assert override(config, budget=900).timeout == 960  # the timeout follows the budget: budget + grace
     with pytest.raises(ProgramError, match="command line"):
         override(config, budget=-1)
 

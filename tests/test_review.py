@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import review
+from harness import report, review
 from harness.errors import HarnessError
 from harness.ledger import Experiment, Ledger
 
@@ -48,7 +48,7 @@ def _write(path: Path, night: list[tuple[str, float | None, float | None, str]] 
 
 def test_summary_counts_the_night_without_the_baseline(tmp_path: Path):
     ledger = _write(tmp_path / "experiments.log")
-    night = review.summarize(ledger.rows(), metric="val_bpb")
+    night = review.summarize(ledger.read(), metric="val_bpb")
     assert night.tag == "nov23"
     assert (night.experiments, night.kept) == (5, 2)
     assert night.keep_rate == pytest.approx(0.4)
@@ -65,29 +65,41 @@ def test_summary_counts_the_night_without_the_baseline(tmp_path: Path):
     assert night.rows[4].description == 'warmup of 200 steps, "cosine" decay'
 
 
-def test_reading_the_file_gives_the_same_night_and_only_other_rows_take_the_slow_path(tmp_path: Path):
+def test_reading_the_file_gives_the_same_night_and_lines_that_are_not_rows_are_passed_over(tmp_path: Path):
     ledger = _write(tmp_path / "experiments.log")
+    by_hand = {**ledger.experiments("nov23")[-1].to_json(), "id": 6, "status": "discard", "metric": 1.3}
     with open(ledger.path, "a") as f:
-        f.write('{"kind": "experiment", "tag": "nov23", "id": 6, "status": "discard", "metric": 1.3}\n')  # by hand
+        f.write(json.dumps(by_hand) + "\n")  # spaced, as a person's tool would write it: a row all the same
+        f.write('{"kind": "experiment", "tag": "nov23", "id": 7, "status": "discard"}\n')  # does not fit: no commit...
         f.write("not json\n")
-        f.write('{"kind":"experiment","tag":"nov23","id":7,"sta')  # a torn last line
-    assert review.summarize(ledger.path) == review.summarize(ledger.rows())
-    scan = review._scan_file(ledger.path)
-    assert scan.slow == 2  # the steer row and the hand-written row; every row Ledger wrote matched the fast pattern
-    assert len(scan.events) == 8
+        f.write('{"kind": "generation", "tag": "nov23", "generation": 1, "status": "accepted"}\n')  # a newer kind
+        f.write('{"kind":"experiment","tag":"nov23","id":8,"sta')  # a torn last line
+    night = review.summarize(ledger.path)
+    assert night == review.summarize(ledger.read())
+    assert [r.id for r in night.rows] == [0, 1, 2, 3, 4, 5, 6]
+    assert night.statuses["discard"] == 2
+
+
+def test_neither_spacing_nor_field_order_changes_the_night(tmp_path: Path):
+    compact = _write(tmp_path / "experiments.log")
+    spaced = tmp_path / "spaced.log"
+    rows = [json.loads(line) for line in compact.path.read_text().splitlines()]
+    spaced.write_text("".join(json.dumps(dict(reversed(r.items())), ensure_ascii=False) + "\n" for r in rows))
+    assert b'"kind": "experiment"}' in spaced.read_bytes()  # spaces after ':' and ',', and "kind" last
+    assert review.summarize(spaced, metric="val_bpb") == review.summarize(compact.path, metric="val_bpb")
 
 
 def test_since_keeps_later_rows_and_the_nights_baseline(tmp_path: Path):
     ledger = _write(tmp_path / "experiments.log")
-    night = review.summarize(ledger.rows(), since="2026-11-23T04:00:00Z")
+    night = review.summarize(ledger.read(), since="2026-11-23T04:00:00Z")
     assert [r.id for r in night.rows] == [3, 4, 5]
     assert (night.experiments, night.kept, night.baseline, night.best) == (3, 1, 1.10, 1.00)
     assert night.steers == ()  # the edit at 03:30 is before the cutoff
     now = datetime(2026, 11, 23, 6, 30, tzinfo=UTC)
-    assert [r.id for r in review.summarize(ledger.rows(), since="2h", now=now).rows] == [4, 5]
+    assert [r.id for r in review.summarize(ledger.read(), since="2h", now=now).rows] == [4, 5]
     assert review.parse_since("90m", now) == "2026-11-23T05:00:00Z"
     with pytest.raises(HarnessError, match="--since 'yesterday'"):
-        review.summarize(ledger.rows(), since="yesterday")
+        review.summarize(ledger.read(), since="yesterday")
 
 
 def test_the_latest_tag_is_the_default_and_an_unknown_tag_names_the_known_ones(tmp_path: Path):
@@ -101,14 +113,14 @@ def test_the_latest_tag_is_the_default_and_an_unknown_tag_names_the_known_ones(t
 
 def test_a_maximized_metric_is_inferred_and_its_gain_is_positive(tmp_path: Path):
     night = [("keep", 0.50, None, "baseline"), ("keep", 0.60, 0.10, "more trees"), ("discard", 0.55, -0.05, "less")]
-    summary = review.summarize(_write(tmp_path / "experiments.log", night).rows())
+    summary = review.summarize(_write(tmp_path / "experiments.log", night).read())
     assert summary.direction == "maximize"
     assert summary.change_pct == pytest.approx(20.0)
 
 
 def test_log_table_is_plain_aligned_text_with_the_last_rows_and_a_summary(tmp_path: Path):
     ledger = _write(tmp_path / "experiments.log")
-    text = review.log_table(review.summarize(ledger.rows(), metric="val_bpb", limit=3), console_width=100)
+    text = review.log_table(review.summarize(ledger.read(), metric="val_bpb", limit=3), console_width=100)
     assert "\x1b" not in text
     lines = text.splitlines()
     assert lines[0].split() == ["id", "status", "val_bpb", "delta", "seconds", "description"]
@@ -121,11 +133,12 @@ def test_log_table_is_plain_aligned_text_with_the_last_rows_and_a_summary(tmp_pa
     assert summary["experiments"].strip() == "5 (2 kept, 40.0%)"
     assert summary["best val_bpb"].strip() == "1.000000 (-0.100000, -9.1%; lower is better)"
     assert summary["steer events"].strip() == "1"
+    assert summary["statuses"].strip() == "evaluated 3 (keep 2, discard 1), failed 2 (crash 1, timeout 1)"
 
 
 def test_log_json_is_the_summary_the_steers_and_the_rows(tmp_path: Path):
     ledger = _write(tmp_path / "experiments.log")
-    data = json.loads(json.dumps(review.log_json(review.summarize(ledger.rows(), limit=2))))
+    data = json.loads(json.dumps(review.log_json(review.summarize(ledger.read(), limit=2))))
     assert set(data) == {"tag", "metric", "direction", "since", "summary", "steers", "rows", "hidden"}
     assert data["summary"]["kept"] == 2 and data["summary"]["baseline"] == 1.10
     assert data["hidden"] == 4
@@ -155,7 +168,7 @@ def test_report_writes_a_real_png_and_a_markdown_page_with_the_kept_experiments(
         else:
             night.append(("discard", 2.1 + (i % 5) / 50, 0.1, "no"))
     ledger = _write(tmp_path / "experiments.log", night)
-    path = review.write_report(ledger.rows(), tmp_path / "report", metric_name="val_bpb")
+    path = report.write_report(ledger.read(), tmp_path / "report", metric_name="val_bpb")
     png = tmp_path / "report" / "progress.png"
     assert png.stat().st_size > 10_000
     height, width, _ = matplotlib.image.imread(png).shape

@@ -32,7 +32,7 @@ def test_a_valid_edit_becomes_the_program_with_what_changed(tmp_path: Path):
         steering.stop()
     assert change is not None and not change.error
     assert change.changes["budget"] == [60, 90]
-    assert change.changes["timeout"] == [120, 180]
+    assert change.changes["timeout"] == [120, 150]  # budget + the 60 s grace
     assert "text" in change.changes
     assert steering.program.config.budget == 90
     assert steering.poll() is None  # nothing new

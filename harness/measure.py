@@ -1,0 +1,104 @@
+"""One measurement of the checked-out commit: its run in its jail, the guards around it, then the trusted evaluator."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import workspace
+from harness.config import Config
+from harness.evaluate import RunResult, evaluate, trusted_metric
+from harness.paths import LEDGER, RUNS
+from harness.session import Session
+
+REMOVED_SHOWN = 20  # of the files a run left in the tree, how many its ledger row names
+_HARNESS_FILES = frozenset({LEDGER, RUNS})  # the harness's own files beside the tree, never a run's leftovers
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A run's result, and what the guards around it found and undid."""
+
+    result: RunResult
+    removed: list[str] = field(default_factory=list)  # files it left in the working tree (no sandbox), now gone
+    control: list[str] = field(default_factory=list)  # .git control files it changed, now put back
+
+    def extra(self) -> dict[str, object]:
+        """What the ledger row keeps of it beside the standard fields."""
+        out: dict[str, object] = {}
+        if self.removed:
+            out["removed"] = self.removed
+        if self.result.claimed is not None:
+            out["claimed"] = self.result.claimed
+        if self.result.eval_seconds is not None:
+            out["eval_seconds"] = self.result.eval_seconds
+        if self.result.cpu_seconds is not None:
+            out["cpu_seconds"] = round(self.result.cpu_seconds, 3)
+        return out
+
+
+def measure(
+    session: Session, config: Config, exp_id: int, repeat: int = 0, started: Callable[[], None] = lambda: None
+) -> Measured:
+    """Run the checked-out tree once as experiment `exp_id` (the `repeat`-th time), sandboxed when the sandbox is in
+    force, and judge it; with `evaluate:` in program.md, the evaluator decides the metric. `started` is called just
+    before the run starts. Whatever the run did to .git's control files is undone (and makes it tampered); without
+    a sandbox, files it left in the working tree are removed, so the next run starts from the committed tree alone."""
+    repo, layout, tag, sb = session.repo, session.layout, session.tag, session.sandbox
+    root = repo.root
+    out = layout.run_out(tag, exp_id, repeat)
+    before = set() if sb.active else repo.untracked()
+    compiled = {} if sb.active else _compiled(root, workspace.guarded(config))
+    with workspace.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, session.devices) as jail:
+        started()
+        result = evaluate(
+            root, config.run, metric=config.metric, timeout=config.timeout,
+            log=layout.run_log(tag, exp_id, repeat), jail=jail, protected=workspace.guarded(config),
+        )  # fmt: skip
+    control = session.restore_control()
+    if control:
+        reason = "changed .git control files: " + ", ".join(control)
+        result = dataclasses.replace(result, outcome="tampered", metric=None, reason=reason)
+    removed: list[str] = []
+    if not sb.active:
+        left = repo.untracked() - before
+        removed = sorted(p for p in left if p.split("/")[0] not in _HARNESS_FILES)
+        repo.clean(removed)
+        removed += purge_compiled(root, workspace.guarded(config), compiled)
+    if config.evaluate and result.outcome != "tampered":
+        with workspace.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
+            result = trusted_metric(
+                result, jail, config.evaluate, metric=config.metric, timeout=config.evaluate_timeout,
+                log=layout.eval_log(tag, exp_id, repeat),
+            )  # fmt: skip
+    return Measured(result, removed[:REMOVED_SHOWN], control)
+
+
+def _compiled(root: Path, protected: Sequence[str]) -> dict[Path, tuple[int, int, int]]:
+    """Every compiled file (*.pyc) under the protected paths, with what identifies its version on disk."""
+    found: dict[Path, tuple[int, int, int]] = {}
+    for rel in protected:
+        top = root / rel
+        for path in top.rglob("*.pyc") if top.is_dir() else ():
+            with contextlib.suppress(OSError):
+                st = path.lstat()
+                found[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return found
+
+
+def purge_compiled(root: Path, protected: Sequence[str], before: dict[Path, tuple[int, int, int]]) -> list[str]:
+    """Remove every compiled file under the protected paths that appeared or changed since `before`; returns them.
+
+    Without a sandbox a run can write a .pyc into the harness's __pycache__ that would run the next time the harness
+    imports that module. A .pyc written by Python itself (an `autoresearch log` in another terminal) cannot be told
+    apart from a planted one cheaply, so both go: Python writes its own again from the source."""
+    purged = []
+    for path, identity in _compiled(root, protected).items():
+        if before.get(path) != identity:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            purged.append(str(path.relative_to(root)))
+    return sorted(purged)

@@ -1,0 +1,57 @@
+"""`autoresearch report`: report.md and progress.png for a night, readable without the tool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from harness.ledger import Row
+from harness.paths import branch
+from harness.review import Night, figures, num, repository, signed, summarize
+from harness.text import flat, short
+
+
+def write_report(rows: Iterable[Row] | Path, out_dir: Path, tag: str | None = None,
+                 metric_name: str = "metric", direction: str | None = None) -> Path:  # fmt: skip
+    """Write out_dir/report.md and out_dir/progress.png for a night; returns the path of report.md."""
+    night = summarize(rows, tag, metric=metric_name, direction=direction)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from harness.plot import progress_png  # matplotlib only for the report
+
+    progress_png(night, out_dir / "progress.png")
+    path = out_dir / "report.md"
+    path.write_text(_markdown(night, "progress.png"), encoding="utf-8")
+    return path
+
+
+def report_repo(root: Path, out_dir: Path, tag: str | None = None) -> Path:
+    """What `autoresearch report` writes for the repository at `root`; returns the path of report.md."""
+    ledger, metric, direction = repository(root)
+    return write_report(ledger, out_dir, tag, metric, direction)
+
+
+def _markdown(night: Night, image: str) -> str:
+    m, pct = night.metric, f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
+    out = [f"# autoresearch: night `{night.tag}`", "", f"{m}: baseline {num(night.baseline)} → best "
+           f"{num(night.best)}{pct}", "", f"![{m} over the experiments of {night.tag}]({image})", "",
+           "## Summary", "", "| | |", "|---|---|", *(f"| {k} | {cell(v)} |" for k, v in figures(night))]  # fmt: skip
+    out += ["", "## Kept experiments", "", f"Kept commits are on branch `{branch(night.tag)}`; every other commit "
+            "stays reachable (`git log --all`, `git show <commit>`).", "",
+            f"| id | commit | {m} | delta | description |", "|---:|---|---:|---:|---|"]  # fmt: skip
+    out += [f"| {r.id} | `{short(r.commit)}` | {num(r.metric)} | {signed(r.delta)} | {cell(flat(r.description))} |"
+            for r in night.rows if r.status == "keep"]  # fmt: skip
+    out += ["", "## Steer events", ""]
+    out += [f"- {s.time.replace('T', ' ')}, after experiment {'-' if s.after is None else s.after}: {s.summary()}"
+            for s in night.steers] or ["None: program.md did not change during the night."]  # fmt: skip
+    out += ["", "## Every experiment", "", "Kept ones in bold.", ""]
+    out += [f"| id | status | {m} | delta | seconds | commit | description |", "|---:|---|---:|---:|---:|---|---|"]
+    for r in night.rows:
+        cells = [str(r.id), r.status, num(r.metric), signed(r.delta), f"{r.seconds:.1f}", f"`{short(r.commit)}`"]
+        bold = "**" if r.status == "keep" else ""
+        out.append("| " + " | ".join(f"{bold}{c}{bold}" for c in cells) + f" | {cell(flat(r.description))} |")
+    return "\n".join(out) + "\n"
+
+
+def cell(text: str) -> str:
+    """Text fit for a Markdown table cell."""
+    return text.replace("|", "\\|")
