@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import loop
+from harness import runner
 from harness.agents import build_agent
 from harness.ledger import Experiment, Ledger
 from harness.program import load
@@ -289,7 +289,7 @@ def night(root: Path, n: int, model: FakeModel, clock: Clock, run_seconds: float
         secrets = {"ANTHROPIC_API_KEY": TEST_KEY, "ANTHROPIC_BASE_URL": server.url}
         options = Options(tag=TAG, agent="llm", max_experiments=n)
         screen = Quiet(clock, run_seconds)
-        outcome = loop.run(root, options, screen=screen, make_agent=build_agent, secrets=secrets)
+        outcome = runner.run(root, options, screen=screen, make_agent=build_agent, secrets=secrets)
     rows = Ledger(root / "experiments.log").experiments(TAG)
     if outcome.experiments < n:
         sys.exit(f"the loop ended after {outcome.experiments} of {n} experiments: {outcome.reason}")

@@ -69,7 +69,7 @@ def run(
 
     Example: autoresearch run --tag nov23 --max-experiments 20
     """
-    from harness import childenv, loop
+    from harness import childenv, runner
     from harness.agents import build_agent
     from harness.display import Display
     from harness.session import Options
@@ -84,7 +84,7 @@ def run(
     options = Options(tag=tag, agent=agent, max_experiments=max_experiments, hours=hours, overrides=overrides)
     display = Display(sys.stdout)
     try:
-        ending = loop.run(_root(), options, screen=display, make_agent=build_agent, secrets=secrets)
+        ending = runner.run(_root(), options, screen=display, make_agent=build_agent, secrets=secrets)
     finally:
         display.close()
     click.echo(f"{ending.reason}; see: autoresearch log --tag {tag}")

@@ -68,7 +68,13 @@ class Config:
     )
     network: bool = _key(False, "whether a run may use the network (agents never do)", bool, shown="false")
     min_delta: float = _key(0.0, "an improvement must beat this, and the measured noise", *_NUMBER)
-    baseline_runs: int = _key(1, "how often the baseline runs; the standard deviation of the repeats is the noise", int)
+    baseline_runs: int = _key(
+        1, "runs of the baseline before the first experiment (the champion then runs again until 3 runs back it)", int
+    )
+    remeasure_every: int = _key(
+        20, "the champion runs again after this many experiments, so its number stays current (0: only as needed)", int
+    )
+    confirm: int = _key(1, "re-runs a candidate that wins its first run must win again before it is kept", int)
     protected: tuple[str, ...] = _key(
         ("prepare.py", "program.md", "agent.py", "harness/"),
         "a run that changes one is `tampered` (program.md excepted: it is yours to edit mid-run)",
@@ -185,6 +191,9 @@ def _checked(values: dict[str, Any]) -> Config:
     for key in ("baseline_runs", "history"):
         if key in values and values[key] < 1:
             raise ValueError(f"'{key}' must be at least 1, not {values[key]!r}")
+    for key in ("remeasure_every", "confirm"):
+        if key in values and values[key] < 0:
+            raise ValueError(f"'{key}' must not be negative, not {values[key]!r}")
     if values.get("grace", 0) < 0:
         raise ValueError(f"'grace' must not be negative, not {values['grace']!r}")
     if values.get("min_delta", 0) < 0:

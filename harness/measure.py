@@ -41,7 +41,12 @@ class Measured:
 
 
 def measure(
-    session: Session, config: Config, exp_id: int, repeat: int = 0, started: Callable[[], None] = lambda: None
+    session: Session,
+    config: Config,
+    exp_id: int,
+    repeat: int = 0,
+    started: Callable[[], None] = lambda: None,
+    kind: str = "",
 ) -> Measured:
     """Run the checked-out tree once as experiment `exp_id` (the `repeat`-th time), sandboxed when the sandbox is in
     force, and judge it; with `evaluate:` in program.md, the evaluator decides the metric. `started` is called just
@@ -49,14 +54,14 @@ def measure(
     a sandbox, files it left in the working tree are removed, so the next run starts from the committed tree alone."""
     repo, layout, tag, sb = session.repo, session.layout, session.tag, session.sandbox
     root = repo.root
-    out = layout.run_out(tag, exp_id, repeat)
+    out = layout.run_out(tag, exp_id, repeat, kind)
     before = set() if sb.active else repo.untracked()
     compiled = {} if sb.active else _compiled(root, workspace.guarded(config))
     with workspace.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, session.devices) as jail:
         started()
         result = evaluate(
             root, config.run, metric=config.metric, timeout=config.timeout,
-            log=layout.run_log(tag, exp_id, repeat), jail=jail, protected=workspace.guarded(config),
+            log=layout.run_log(tag, exp_id, repeat, kind), jail=jail, protected=workspace.guarded(config),
         )  # fmt: skip
     control = session.restore_control()
     if control:
@@ -72,7 +77,7 @@ def measure(
         with workspace.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
             result = trusted_metric(
                 result, jail, config.evaluate, metric=config.metric, timeout=config.evaluate_timeout,
-                log=layout.eval_log(tag, exp_id, repeat),
+                log=layout.eval_log(tag, exp_id, repeat, kind),
             )  # fmt: skip
     return Measured(result, removed[:REMOVED_SHOWN], control)
 
