@@ -6,6 +6,7 @@ the context files and the archive's diffs at their commits, and digests of the r
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from dataclasses import replace
@@ -69,7 +70,13 @@ def build_task(night: Night, program_text: str, config: Config, content: str) ->
         reflection=reflection,
         reflect=since >= config.reflect_every,
         agent_steps=config.agent_steps,
+        hidden=config.hidden,
     )
+
+
+def is_hidden(path: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a path of the tree is `hidden:` data (matched as a glob, or lying under a hidden folder)."""
+    return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns)
 
 
 def _attempt(row: Experiment) -> Attempt:
@@ -143,7 +150,7 @@ class Evidence:
             kept=tuple(self._digested(a) for a in task.kept),
             champion_run=self._digested(task.champion_run) if task.champion_run else None,
             crash_tail=crash,
-            context=tuple(c for c in (self._context(task.champion, c.path) for c in task.context) if c.content),
+            context=tuple(c for c in (self._context(task, c.path) for c in task.context) if c.content),
             archive=self._pick(task.archive, task.mutable_path),
         )
 
@@ -182,7 +189,10 @@ class Evidence:
             self._digests[attempt.log] = digest.digest(self.log_text(attempt.log), DIGEST_CHARS)
         return replace(attempt, digest=self._digests[attempt.log] or attempt.digest)
 
-    def _context(self, champion: str, path: str) -> ContextFile:
+    def _context(self, task: Task, path: str) -> ContextFile:
+        champion = task.champion
+        if is_hidden(path, task.hidden):
+            return ContextFile(path)  # named in program.md by mistake: hidden data is never shown
         try:
             text = self.repo.show(champion, path)
         except RepoError:

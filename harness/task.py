@@ -77,6 +77,7 @@ class Task:
     reflection: str = ""  # the agent's latest reflection on the night (stands for the history beyond the window)
     reflect: bool = False  # True when this proposal should write a new reflection (every `reflect_every`)
     agent_steps: int = 0  # rounds of read-only tool use allowed before the answer
+    hidden: tuple[str, ...] = ()  # program.md's `hidden:` patterns: data no agent may see, not even through a tool
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

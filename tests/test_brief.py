@@ -10,7 +10,7 @@ import pytest
 from harness import digest, toolbox
 from harness.brief import ARCHIVE_CHARS, CRASH_CHARS, Evidence
 from harness.repo import Repo
-from harness.task import Attempt, Inspiration, Task
+from harness.task import Attempt, ContextFile, Inspiration, Task
 from harness.testing import git, make_repo
 
 TRAIN = "LR = 0.001\nDEPTH = 4\nWIDTH = 128\n\nprint('val_bpb: 1.0')\n"
@@ -125,3 +125,11 @@ def test_show_experiment_and_run_log_answer_for_the_experiments_the_task_knows(r
     assert not ok and "experiment 99 is not among" in text
     text, ok = toolbox.serve("rm_rf", {}, task, evidence)
     assert not ok and "no tool named 'rm_rf'" in text
+
+
+def test_hidden_data_is_never_shown_by_a_tool_or_as_context(repo: Path):
+    evidence = Evidence(Repo(repo), repo)
+    task = task_of(repo, hidden=("data/*.txt",), context=(ContextFile("data/x.txt"), ContextFile("prepare.py")))
+    text, ok = toolbox.serve("view_file", {"path": "data/x.txt"}, task, evidence)
+    assert not ok and "hidden data" in text
+    assert [c.path for c in evidence.attach(task).context] == ["prepare.py"]
