@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import digest, edits
+from harness import digest, edits, outline
 from harness.config import Config
 from harness.errors import RepoError
 from harness.ledger import Experiment
@@ -31,7 +31,8 @@ ARCHIVE_SHOWN = 6  # diffs in the archive, at most
 ARCHIVE_DIFF_CHARS = 2500  # of one diff
 ARCHIVE_CHARS = 9000  # of all its diffs together, about 2,300 tokens in the cached prefix
 SIMILAR = 0.6  # a diff whose changed names overlap a picked one's this much (Jaccard) adds nothing new
-CONTEXT_CHARS = 40_000  # of one context file, about 10,000 tokens in the cached prefix
+CONTEXT_CHARS = 16_000  # of one context file, about 4,000 tokens in the cached prefix; a longer Python file is
+# shown as its outline (docstring, constants, public signatures and docstrings), and view_file shows it whole
 CRASH_CHARS = 8000  # of a failed run's log: its last traceback and what came just before it
 DIGEST_CHARS = 900  # of one run's digest
 RAN = frozenset({"keep", "discard", "crash", "timeout", "tampered", "interrupted"})
@@ -199,6 +200,9 @@ class Evidence:
             return ContextFile(path)  # named in program.md but not in the tree: skipped
         if "\0" in text or text.startswith(f"tree {champion}:"):
             return ContextFile(path)  # binary, or a folder
+        short = outline.outline(text) if len(text) > CONTEXT_CHARS and path.endswith(".py") else ""
+        if short:
+            text = f"(its outline: the whole file is {len(text)} characters; view_file {path} shows any part)\n{short}"
         return ContextFile(path, edits.head(text, CONTEXT_CHARS, f"[... {path} cut at {CONTEXT_CHARS} characters]"))
 
     def _pick(self, candidates: tuple[Inspiration, ...], path: str) -> tuple[Inspiration, ...]:

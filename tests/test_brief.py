@@ -133,3 +133,18 @@ def test_hidden_data_is_never_shown_by_a_tool_or_as_context(repo: Path):
     text, ok = toolbox.serve("view_file", {"path": "data/x.txt"}, task, evidence)
     assert not ok and "hidden data" in text
     assert [c.path for c in evidence.attach(task).context] == ["prepare.py"]
+
+
+def test_a_long_python_context_file_is_shown_as_its_outline(tmp_path: Path):
+    body = "".join(f"    x{i} = {i}  # a line of the body\n" for i in range(800))
+    source = (
+        '"""The fixed evaluation."""\n\nEVAL_TOKENS = 4096  # bytes scored\n_PRIVATE = 1\n\n\n'
+        f'def evaluate_bpb(model, device) -> float:\n    """Bits per byte of `model`."""\n{body}\n\n'
+        f"def _helper():\n{body}"
+    )
+    repo = make_repo(tmp_path / "o", {"train.py": TRAIN, "prepare.py": source})
+    [shown] = Evidence(Repo(repo), repo).attach(task_of(repo, context=(ContextFile("prepare.py"),))).context
+    assert shown.content.startswith("(its outline: the whole file is")
+    assert "EVAL_TOKENS = 4096  # bytes scored" in shown.content and "_PRIVATE" not in shown.content
+    assert 'def evaluate_bpb(model, device) -> float:\n    """Bits per byte of `model`."""' in shown.content
+    assert "x799" not in shown.content and "_helper" not in shown.content
