@@ -70,6 +70,7 @@ Send edit blocks that fix it, against the file as it is now (your edits applied)
 MAX_TOKENS = 8000  # one reply; the edit blocks of a small change fit easily
 THINKING = None  # e.g. {"type": "enabled", "budget_tokens": 4000} for extended thinking (below MAX_TOKENS)
 DIGESTS = 3  # the latest runs are shown with the digest of their log; older ones as one line each
+DIGEST_LINES = 5  # of one run's digest, what differs from the champion's
 NOTES_CHARS = 1500  # the notes carried to the next experiment, cut at the end
 REFLECTION_CHARS = 1500
 REASON_CHARS = 200  # of each failure's reason in the review
@@ -99,7 +100,8 @@ def _answer(task, llm, blocks, situation, content, path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The prompt: three cached blocks (the setup all night; the champion until a keep; the archive) and the situation
+# The prompt: three cached blocks (the setup, all night; the champion, until a keep; the archive and the reflection)
+# and the situation, which changes every time
 
 
 def _setup(task):
@@ -120,34 +122,35 @@ def _champion(task, path, content):
     run = task.champion_run
     if run and path == task.mutable_path:
         text += f"\n# The champion's own run (#{run.id}): {_run(run)}\n{run.digest}"
+    if task.kept:  # changes with the champion, so it is cached with it
+        text += "\n# Kept so far (these made the champion)\n"
+        text += "\n".join(f"  #{a.id} {_f(a.metric)} {_d(a.delta)} {a.description}" for a in task.kept)
     return text
 
 
 def _archive(task):
-    if not task.archive:
-        return ""
-    lines = ["# Code of earlier experiments (kept ones and near misses), as diffs against their champion"]
-    for i in task.archive:
-        lines.append(f"## #{i.id} {i.status} {_f(i.metric)} {_d(i.delta)}: {i.description}\n{i.diff}")
+    lines = []
+    if task.archive:
+        lines.append("# Code of earlier experiments (kept ones and near misses), as diffs against their champion")
+        for i in task.archive:
+            lines.append(f"## #{i.id} {i.status} {_f(i.metric)} {_d(i.delta)}: {i.description}\n{i.diff}")
+    if task.reflection:  # changes every few experiments, so it is cached too
+        lines.append(f"# Your reflection on the earlier experiments\n{task.reflection}")
     return "\n".join(lines)
 
 
 def _situation(task):
     """The changing part: where the night stands, the evidence of recent runs, and the agent's own memory."""
     lines = [f"The night so far: baseline {_f(task.baseline)}, champion {_f(task.best)}."]
-    if task.reflection:
-        lines.append(f"Your reflection on the earlier experiments:\n{task.reflection}")
-    if task.kept:
-        lines.append("Kept so far (these made the champion):")
-        lines += [f"  #{a.id} {_f(a.metric)} {_d(a.delta)} {a.description}" for a in task.kept]
     recent = task.history  # already bounded by program.md's `history`
     if recent:
         lines.append("Recent experiments, oldest first (id, status, metric, delta, run, description):")
         lines += [f"  #{a.id} {a.status} {_f(a.metric)} {_d(a.delta)} {_run(a)} {a.description}" for a in recent]
-    digests = [a for a in recent if a.digest][-DIGESTS:]
-    if digests:
-        lines.append("The logs of the latest runs, in short:")
-        lines += [f"  #{a.id}:\n" + "\n".join(f"    {line}" for line in a.digest.splitlines()) for a in digests]
+    known = set(task.champion_run.digest.splitlines()) if task.champion_run else set()
+    digests = [(a.id, _news(a.digest, known)) for a in recent if a.digest][-DIGESTS:]
+    if any(news for _, news in digests):
+        lines.append("The logs of the latest runs, where they differ from the champion's run:")
+        lines += [f"  #{n}:\n" + "\n".join(f"    {line}" for line in news) for n, news in digests if news]
     review = [_review(a) for a in recent[-5:] if a.status != "keep"]
     if review:
         lines.append("Review of the latest failures (issue / evidence / suggested fix):")
@@ -172,6 +175,12 @@ def _review(a):
     if a.status == "duplicate":
         return f"#{a.id} duplicate / {why} / propose something not tried yet"
     return f"#{a.id} {a.status} / {why or 'rejected before running'} / follow the reply format and rules"
+
+
+def _news(digest, known):
+    """The lines of a run's digest that the champion's run did not print: its start and its end when many."""
+    new = [line for line in digest.splitlines() if line not in known]
+    return new if len(new) <= DIGEST_LINES else new[:2] + new[2 - DIGEST_LINES :]
 
 
 def _run(a):

@@ -108,10 +108,12 @@ def test_prompt_has_cached_blocks_for_the_setup_the_champion_and_the_archive():
     assert "more than 0.002" in setup["text"] and "2 CPU cores" in setup["text"]
     assert SOURCE in champ["text"] and "steps: 812" in champ["text"] and "(299 s)" in champ["text"]
     assert "+B = 2" in arch["text"] and "#3 keep" in arch["text"]
+    assert "LR matters; depth does not" in arch["text"]  # the reflection changes seldom: it is cached too
     text = situation["text"]
     assert "idea 59" in text and "idea 40" in text and "(301 s, 2048 MB)" in text
     assert "loss 2.59" in text and "loss 2.57" in text and "loss 2.56" not in text  # digests of the latest three
-    assert "try B next" in text and "LR matters; depth does not" in text
+    assert "val_bpb: 1.1" in text  # what the champion's run did not print
+    assert "try B next" in text
     assert "issue / evidence / suggested fix" in text
     assert "REFLECTION" not in text
 

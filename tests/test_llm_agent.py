@@ -125,7 +125,9 @@ def test_the_request_holds_the_evidence_the_context_file_and_the_archive(night: 
     # The situation: each attempt's run and the digests of the latest logs.
     text = situation["text"]
     assert re.search(r"#3 discard \S+ \+0\.\d+ \(\d+ s, \d+ MB\) X a little up", text)
-    assert "step    0 | loss" in text and "steps:   60" in text
+    assert "The logs of the latest runs, where they differ from the champion's run:" in text
+    assert "    step    0 | loss 2.7225 | 41000 tok/s" in text and "    val_bpb: 1.622500" in text
+    assert "steps:   60" in champion["text"] and "steps:   60" not in text  # said once, in the cached block
     assert "Propose experiment #4." in text
 
 
@@ -213,11 +215,10 @@ def test_reflections_appear_every_k_experiments(tmp_path: Path, fake_anthropic: 
     rows = experiments(repo)
     assert [r["id"] for r in rows if r["extra"].get("reflection")] == [3, 5]
     assert rows[3]["extra"]["reflection"] == "after #2, X is the lever"
-    prompts = {int(re.search(r"#(\d+)\.$", p).group(1)): p for p in
-               (r.json["messages"][0]["content"][-1]["text"] for r in fake_anthropic.requests[1:])}  # fmt: skip
+    prompts = {int(re.search(r"#(\d+)\.$", p).group(1)): p for p in (said(r) for r in fake_anthropic.requests[1:])}
     assert [n for n, p in sorted(prompts.items()) if "also write REFLECTION" in p] == [3, 5]
-    assert "Your reflection on the earlier experiments:\nafter #2, X is the lever" in prompts[4]
-    assert "after #4, X is the lever" in prompts[6]
+    assert "# Your reflection on the earlier experiments\nafter #2, X is the lever" in prompts[4]
+    assert "after #4, X is the lever" in prompts[6] and "after #2" not in prompts[6]  # the latest stands
 
 
 def test_each_repair_re_asks_once_then_records_why(night: Path, fake_anthropic: FakeAnthropic):
