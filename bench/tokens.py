@@ -438,7 +438,7 @@ def report(rows: list[Experiment], model: FakeModel, window: int, seconds: float
 # The headers agent.py starts the sections of its prompt with (a line that starts with one starts a section).
 SECTIONS = (
     "# program.md", "# The setup", "# prepare.py", "# train.py (current champion)", "# The champion's own run",
-    "# Code of earlier", "The night so far", "Your reflection", "Kept so far", "Recent experiments",
+    "# Kept so far", "# Code of earlier", "## #", "# Your reflection", "The night so far", "Recent experiments",
     "The logs of the latest runs", "Review of the latest failures", "The last run failed", "Your notes",
     "Before the DESCRIPTION, also write REFLECTION", "Propose experiment",
 )  # fmt: skip
@@ -460,10 +460,11 @@ def show_prompt(request: dict[str, Any], n: int) -> None:
         print(f"          block {b + 1} ({where}):")
         name, chunk = "(start)", []
         for line in [*block["text"].splitlines(), SECTIONS[-1] + " (end)"]:
-            if line.startswith(SECTIONS) and chunk:
-                tokens = estimate_tokens("\n".join(chunk))
-                total += tokens
-                print(f"  {tokens:6d}    {name[:70]}")
+            if line.startswith(SECTIONS):
+                if chunk:
+                    tokens = estimate_tokens("\n".join(chunk))
+                    total += tokens
+                    print(f"  {tokens:6d}    {name[:70]}")
                 name, chunk = line, []
             chunk.append(line)
     print(f"  {total:6d}  in all")
