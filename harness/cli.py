@@ -153,7 +153,7 @@ def report(tag: str | None, out: Path) -> None:
 @click.option("--metric", required=True, help="The name in the run's last '<metric>: <float>' line.")
 @click.option("--direction", type=click.Choice(["minimize", "maximize"]), default="minimize", show_default=True)
 @click.option("--budget", type=float, default=300, show_default=True, help="Seconds each run is told it has.")
-@click.option("--timeout", type=float, default=None, help="Hard limit per run. [default: 2 x budget]")
+@click.option("--timeout", type=float, default=None, help="Hard limit per run. [default: budget + 60 s grace]")
 @click.option("--force", is_flag=True, help="Overwrite program.md and agent.py if they exist.")
 def init(
     directory: Path,
