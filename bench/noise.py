@@ -150,7 +150,7 @@ def new_night(steps: list[float], machine: Machine, spoiled: bool, max_runs: int
         truths[commit] = truths[champion] + step * sigma
         lowest = min(lowest, truths[commit])
         referee.add(measure(commit, "candidate"))
-        verdict = settle(referee, commit, champion, measure, "minimize")
+        verdict = settle(referee, commit, champion, lambda c, p: added(referee, measure(c, p)), "minimize")
         kept = verdict.action == "keep"
         _count(tally, kept, truths[commit], truths[champion], sigma)
         if kept:
@@ -246,3 +246,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def added(referee: Referee, m: Measurement | None) -> Measurement | None:
+    """What the loop does with a run settle() asked for: record it, then hand it back."""
+    if m is not None:
+        referee.add(m)
+    return m

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import process, sandbox
+from harness import process, sandbox, workspace
 
 GOAL_MS = 30.0  # the sandbox's whole added cost per experiment on a 2-core machine
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,8 +58,8 @@ def main() -> None:
         out = Path(tmp, "out")
         out.mkdir()
         sandbox.own(sb, out)
-        tree = sandbox.scratch(sb, ROOT, Path(tmp, "tree"), files)
-        view = sandbox.repo_view(ROOT, tree, protected=["harness/"], writable=[out])
+        tree = workspace.scratch(sb, ROOT, Path(tmp, "tree"), files)
+        view = workspace.repo_view(ROOT, tree, protected=["harness/"], writable=[out])
         true = shutil.which("true") or "/bin/true"
 
         def plain() -> None:
@@ -72,8 +72,8 @@ def main() -> None:
         removals = iter(range(n))
 
         def prepare() -> None:
-            copy = sandbox.scratch(sb, ROOT, Path(tmp, f"copy-{next(copies)}"), files)
-            sandbox.command(sb, sandbox.repo_view(ROOT, copy, protected=["harness/"], writable=[out]), [true])
+            copy = workspace.scratch(sb, ROOT, Path(tmp, f"copy-{next(copies)}"), files)
+            sandbox.command(sb, workspace.repo_view(ROOT, copy, protected=["harness/"], writable=[out]), [true])
 
         def remove() -> None:
             shutil.rmtree(Path(tmp, f"copy-{next(removals)}"))

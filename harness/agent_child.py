@@ -1,8 +1,9 @@
 """The child side of the agent host: load an agent file, call one entry, and proxy its LLM calls to the harness.
 
 The harness starts `python -I -m harness.agent_child` with a scrubbed environment. One JSON request comes on stdin;
-each LLM call goes out on the protocol pipe (the original stdout) and its answer comes back on stdin; the last line
-out is the proposal or the error. Whatever the agent prints goes to stderr, which the harness keeps in a log.
+each LLM call and each read-only tool call goes out on the protocol pipe (the original stdout) and its answer comes
+back on stdin; the last line out is the proposal or the error. Whatever the agent prints goes to stderr, which the
+harness keeps in a log.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import traceback
 from typing import IO, Any
 
+from harness.dialogue import NoProposal
 from harness.task import Proposal, Reply, Spend, Task
 
 
@@ -22,7 +24,8 @@ class LLMUnavailable(RuntimeError):
 
 
 class LLMProxy:
-    """The `llm` an agent receives: every call is made by the harness process, which holds the key."""
+    """The `llm` an agent receives: every call is made by the harness process, which holds the key, and every tool
+    is answered by it from the repository."""
 
     def __init__(self, inbox: IO[str], outbox: IO[str]) -> None:
         self._inbox = inbox
@@ -31,22 +34,35 @@ class LLMProxy:
 
     def complete(
         self, *, system: str | list[dict[str, Any]], messages: list[dict[str, Any]], max_tokens: int = 8000,
-        temperature: float | None = None,
+        temperature: float | None = None, tools: list[dict[str, Any]] | None = None,
+        tool_choice: dict[str, Any] | None = None, thinking: dict[str, Any] | None = None,
     ) -> Reply:  # fmt: skip
-        """One Messages API call; `system` and `messages` are in the API's own shape (cache_control allowed)."""
+        """One Messages API call; `system`, `messages`, `tools`, `tool_choice` and `thinking` are in the API's own
+        shape (cache_control allowed). The Reply has the text, the content blocks and the stop reason."""
         self.calls += 1
-        request = {"op": "llm", "system": system, "messages": messages, "max_tokens": max_tokens}
-        if temperature is not None:
-            request["temperature"] = temperature
+        request: dict[str, Any] = {"op": "llm", "system": system, "messages": messages, "max_tokens": max_tokens}
+        extra = {"temperature": temperature, "tools": tools, "tool_choice": tool_choice, "thinking": thinking}
+        request.update({k: v for k, v in extra.items() if v is not None})
+        answer = self._ask(request)
+        if not answer.get("ok"):
+            raise LLMUnavailable(answer.get("error", "the LLM call failed"))
+        content = tuple(b for b in answer.get("content") or () if isinstance(b, dict))
+        usage = Spend.from_json(answer.get("usage"))
+        model = str(answer.get("model", ""))
+        return Reply(str(answer.get("text", "")), answer.get("stop_reason"), model, usage, content)
+
+    def tool(self, name: str, args: dict[str, Any]) -> tuple[str, bool]:
+        """A read-only tool (harness.toolbox.TOOLS) answered by the harness: (its text, whether it worked)."""
+        answer = self._ask({"op": "tool", "name": name, "input": args})
+        return str(answer.get("text", "")), bool(answer.get("ok"))
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         _send(self._outbox, request)
         line = self._inbox.readline()
         if not line:
             raise LLMUnavailable("the harness closed the connection")
         answer = json.loads(line)
-        if not answer.get("ok"):
-            raise LLMUnavailable(answer.get("error", "the LLM call failed"))
-        usage = Spend.from_json(answer.get("usage"))
-        return Reply(str(answer.get("text", "")), answer.get("stop_reason"), str(answer.get("model", "")), usage)
+        return answer if isinstance(answer, dict) else {}
 
 
 def _send(out: IO[str], message: dict[str, Any]) -> None:
@@ -71,7 +87,8 @@ def as_proposal(value: Any) -> Proposal:
     if isinstance(value, dict):
         return Proposal.from_json(value)
     if hasattr(value, "description") and hasattr(value, "content"):
-        return Proposal(str(value.description), str(value.content), str(getattr(value, "notes", "") or ""))
+        notes, reflection = (str(getattr(value, name, "") or "") for name in ("notes", "reflection"))
+        return Proposal(str(value.description), str(value.content), notes, reflection)
     raise TypeError(f"the agent returned {type(value).__name__}, not a Proposal")
 
 
@@ -87,6 +104,8 @@ def main() -> None:
         entry = getattr(module, request["entry"])
         proposal = as_proposal(entry(Task.from_json(request["task"]), LLMProxy(inbox, protocol)))
         _send(protocol, {"op": "result", "proposal": proposal.to_json()})
+    except NoProposal as e:  # the exchange gave up, for the reason it says: the ledger's invalid reason
+        _send(protocol, {"op": "error", "kind": "no_proposal", "error": str(e)})
     except Exception as e:  # the agent's failure is data for the harness, sent back whole
         detail = "".join(traceback.format_exception(e))[-4000:]
         _send(protocol, {"op": "error", "error": f"{type(e).__name__}: {e}", "traceback": detail})

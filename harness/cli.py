@@ -69,7 +69,7 @@ def run(
 
     Example: autoresearch run --tag nov23 --max-experiments 20
     """
-    from harness import childenv, loop
+    from harness import childenv, runner
     from harness.agents import build_agent
     from harness.display import Display
     from harness.session import Options
@@ -84,7 +84,7 @@ def run(
     options = Options(tag=tag, agent=agent, max_experiments=max_experiments, hours=hours, overrides=overrides)
     display = Display(sys.stdout)
     try:
-        ending = loop.run(_root(), options, screen=display, make_agent=build_agent, secrets=secrets)
+        ending = runner.run(_root(), options, screen=display, make_agent=build_agent, secrets=secrets)
     finally:
         display.close()
     click.echo(f"{ending.reason}; see: autoresearch log --tag {tag}")
@@ -153,7 +153,7 @@ def report(tag: str | None, out: Path) -> None:
 @click.option("--metric", required=True, help="The name in the run's last '<metric>: <float>' line.")
 @click.option("--direction", type=click.Choice(["minimize", "maximize"]), default="minimize", show_default=True)
 @click.option("--budget", type=float, default=300, show_default=True, help="Seconds each run is told it has.")
-@click.option("--timeout", type=float, default=None, help="Hard limit per run. [default: 2 x budget]")
+@click.option("--timeout", type=float, default=None, help="Hard limit per run. [default: budget + 60 s grace]")
 @click.option("--force", is_flag=True, help="Overwrite program.md and agent.py if they exist.")
 def init(
     directory: Path,

@@ -68,7 +68,15 @@ class Config:
     )
     network: bool = _key(False, "whether a run may use the network (agents never do)", bool, shown="false")
     min_delta: float = _key(0.0, "an improvement must beat this, and the measured noise", *_NUMBER)
-    baseline_runs: int = _key(1, "how often the baseline runs; the standard deviation of the repeats is the noise", int)
+    baseline_runs: int = _key(
+        1, "runs of the baseline before the first experiment (the champion then runs again until 3 runs back it)", int
+    )
+    remeasure_every: int = _key(
+        20,
+        "the champion runs again after this many experiments, keeping its number current (0: until 3 runs back it)",
+        int,
+    )
+    confirm: int = _key(1, "re-runs a candidate that wins its first run must win again before it is kept", int)
     protected: tuple[str, ...] = _key(
         ("prepare.py", "program.md", "agent.py", "harness/"),
         "a run that changes one is `tampered` (program.md excepted: it is yours to edit mid-run)",
@@ -80,6 +88,11 @@ class Config:
     )
     patience: float = _key(6 * 3600, "seconds an API outage is waited out before the loop stops", *_NUMBER)
     history: int = _key(20, "how many recent experiments the agent sees", int)
+    context: tuple[str, ...] = _key(
+        ("prepare.py",), "read-only files the LLM agent sees beside the mutable file (a missing one is skipped)", list
+    )
+    reflect_every: int = _key(10, "experiments between the LLM agent's reflections on the night so far", int)
+    agent_steps: int = _key(3, "rounds of read-only tools (view a file, an experiment, a log) before each answer", int)
     search: tuple[Param, ...] = _key(
         (),
         "the offline agent's search space: `NAME: {low, high, log, step}` or `NAME: {choices: [...]}`",
@@ -188,16 +201,21 @@ def _checked(values: dict[str, Any]) -> Config:
     for key in ("budget", "timeout", "patience", "max_cost_usd", "evaluate_timeout"):
         if key in values and not (values[key] > 0 and math.isfinite(values[key])):
             raise ValueError(f"'{key}' must be a positive number, not {values[key]!r}")
-    for key in ("baseline_runs", "history"):
+    for key in ("baseline_runs", "history", "reflect_every"):
         if key in values and values[key] < 1:
             raise ValueError(f"'{key}' must be at least 1, not {values[key]!r}")
     if not 0 <= values.get("override_share", 0) <= 1:
         raise ValueError(f"'override_share' must be between 0 and 1, not {values['override_share']!r}")
+    for key in ("remeasure_every", "confirm"):
+        if key in values and values[key] < 0:
+            raise ValueError(f"'{key}' must not be negative, not {values[key]!r}")
     if values.get("grace", 0) < 0:
         raise ValueError(f"'grace' must not be negative, not {values['grace']!r}")
+    if values.get("agent_steps", 0) < 0:
+        raise ValueError(f"'agent_steps' must not be negative, not {values['agent_steps']!r}")
     if values.get("min_delta", 0) < 0:
         raise ValueError(f"'min_delta' must not be negative, not {values['min_delta']!r}")
-    for key in ("protected", "hidden"):
+    for key in ("protected", "hidden", "context"):
         if key in values:
             if not all(isinstance(p, str) and p for p in values[key]):
                 raise ValueError(f"'{key}' must be a list of paths")

@@ -56,6 +56,8 @@ class Display:
         phase, exp, description = state.get("phase"), state.get("experiment"), flat(state.get("description") or "")
         if phase == "baseline":
             self._plain(f"baseline evaluating: {description}")
+        elif phase == "remeasuring":
+            self._plain(f"champion measured again (before exp {exp})")
         elif phase == "evaluating":
             self._plain(f"exp {exp} evaluating: {description}")
         elif phase == "stopping":
@@ -102,7 +104,7 @@ class Display:
         grid.add_row(Text(doing(s, now, elapsed=False), style="bold"))
         started, budget, timeout = s.get("started"), s.get("budget"), s.get("timeout")
         phase = s.get("phase")
-        if phase in ("baseline", "evaluating") and isinstance(started, int | float) and budget:
+        if phase in ("baseline", "remeasuring", "evaluating") and isinstance(started, int | float) and budget:
             spent = max(0.0, now - started)
             over = spent > budget
             style = "red" if over else "bar.finished"

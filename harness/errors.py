@@ -31,6 +31,11 @@ class LLMError(HarnessError):
     exit_code = 2
 
 
+class RequestRefused(LLMError):
+    """The API refused this one request (a 400 or 413 for this prompt), not the key or the account: the experiment
+    it was for is invalid, and the next request may pass."""
+
+
 class SandboxError(HarnessError):
     """`sandbox: required`, and the OS sandbox cannot start on this machine; the message says why."""
 

@@ -1,4 +1,5 @@
-"""The agent host: runs an agent file in a child process with a scrubbed environment and serves its LLM calls."""
+"""The agent host: runs an agent file in a child process with a scrubbed environment and serves its LLM calls and
+its read-only tools (from the repository; the child has no access of its own)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,28 @@ import select
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from harness import childenv, process
+from harness import process, sandbox, toolbox, workspace
+from harness.brief import Evidence
 from harness.config import Config
-from harness.errors import AgentError, BudgetExceeded, LLMError
+from harness.errors import AgentError, BudgetExceeded, LLMError, RequestRefused
 from harness.paths import Layout
+from harness.repo import Repo
 from harness.task import Proposal, Proposed, Result, Spend, Task
+from harness.workspace import Jail
 
 if TYPE_CHECKING:
     from harness.llm import LLMClient
 
 TIME_LIMIT = 900.0  # seconds an agent may think on its own per proposal; time waiting on the LLM does not count
 MAX_LINE = 16 * 2**20  # a protocol line larger than this is a runaway agent, not a proposal
+REFUSALS = 3  # proposals in a row whose request the API refused: then it is not the prompt, and the night ends
+TOOLS_KEPT = 20  # tool calls of one proposal named in its ledger row
+# What a child's call may carry to the API besides the messages; anything else in its request is not sent.
+_PASSED = ("temperature", "tools", "tool_choice", "thinking")
 
 
 class HostedAgent:
@@ -35,18 +44,21 @@ class HostedAgent:
         *,
         name: str,
         root: Path,
-        workdir: Path,
+        jail: Callable[[], AbstractContextManager[Jail]],
         log_dir: Path,
+        evidence: Evidence,
         time_limit: float = TIME_LIMIT,
     ) -> None:
         self.path = path.resolve()
         self.client = client
         self.name = name
         self.root = root
-        self.workdir = workdir
+        self.jail = jail  # where each call's child runs: in the OS sandbox when it works, with no network ever
         self.log_dir = log_dir
+        self.evidence = evidence
         self.time_limit = time_limit
         self.sha = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        self._refused = 0  # proposals in a row refused by the API
 
     @classmethod
     def start(
@@ -78,12 +90,37 @@ class HostedAgent:
                 on_wait=say,
             )
             client.check()
-        return cls(path, client, name=name, root=layout.root, workdir=layout.scratch(tag), log_dir=layout.tag_dir(tag))
+        repo = Repo(layout.root)
+        sb = sandbox.probe(config.sandbox)
+        resolved = path.resolve()
+
+        def jail() -> AbstractContextManager[Jail]:
+            return workspace.agent_jail(sb, repo, config, layout.work(tag, "agent"), readable=[resolved])
+
+        return cls(
+            path, client, name=name, root=layout.root, jail=jail, log_dir=layout.tag_dir(tag),
+            evidence=Evidence(repo, layout.root),
+        )  # fmt: skip
 
     # --- the Agent protocol ---------------------------------------------------------------------------------
 
     def propose(self, task: Task) -> Proposed:
-        return Proposed(self.call("propose", task, log_name=f"{task.experiment}.agent.log"))
+        """The agent's proposal for `task`, told what the files say (Evidence); its reflection and tool calls go
+        beside it in the ledger. A request the API refused makes the proposal invalid, unless it keeps happening."""
+        task = self.evidence.attach(task)
+        tools: list[str] = []
+        try:
+            proposal = self.call("propose", task, log_name=f"{task.experiment}.agent.log", tools=tools)
+        except RequestRefused as e:
+            self._refused += 1
+            if self._refused >= REFUSALS:
+                raise LLMError(f"the API refused the requests of {self._refused} proposals in a row ({e})") from None
+            raise AgentError(f"the API refused this proposal's request: {e}") from None
+        self._refused = 0
+        extra: dict[str, Any] = {"reflection": proposal.reflection} if proposal.reflection else {}
+        if tools:
+            extra["tools"] = tools[:TOOLS_KEPT]
+        return Proposed(proposal, extra)
 
     def observe(self, result: Result) -> None:
         """Nothing to do: the agent reads the night from its Task, rebuilt from the ledger each time."""
@@ -96,21 +133,17 @@ class HostedAgent:
 
     # --- one call in a child process ------------------------------------------------------------------------
 
-    def call(self, entry: str, task: Task, *, log_name: str) -> Proposal:
-        """Run `entry(task, llm)` of the agent file in a fresh child; AgentError when it gives no proposal."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def call(self, entry: str, task: Task, *, log_name: str, tools: list[str] | None = None) -> Proposal:
+        """Run `entry(task, llm)` of the agent file in a fresh child, its tools answered from `task`; AgentError
+        when it gives no proposal. The tool calls it made are added to `tools`."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / log_name
         request = {"entry": entry, "path": str(self.path), "task": task.to_json()}
         refused: BaseException | None = None
-        with open(log_path, "wb") as log:
-            child = process.spawn(
-                [sys.executable, "-I", "-m", "harness.agent_child"],
-                cwd=self.workdir,
-                env=childenv.agent_env(self.root),
-                stdin=process.PIPE,
-                stdout=process.PIPE,
-                stderr=log,
+        seen = tools if tools is not None else []
+        with open(log_path, "wb") as log, self.jail() as jail:
+            child = jail.spawn(
+                [sys.executable, "-I", "-m", "harness.agent_child"], stdin=process.PIPE, stdout=process.PIPE, stderr=log
             )
             try:
                 child.stdin.write((json.dumps(request) + "\n").encode())
@@ -127,10 +160,15 @@ class HostedAgent:
                             raise AgentError(f"the agent took longer than {self.time_limit:g} s; see {log_path}")
                         raise AgentError(f"the agent process ended (status {code}) without a proposal; see {log_path}")
                     message = json.loads(line)
+                    if not isinstance(message, dict):
+                        raise ValueError(f"a message that is not a JSON object: {line[:80]!r}")
                     op = message.get("op")
-                    if op == "llm":
-                        answer, error = self._serve(message)
-                        refused = refused or error
+                    if op in ("llm", "tool"):
+                        if op == "llm":
+                            answer, error = self._serve(message)
+                            refused = refused or error
+                        else:
+                            answer = self._serve_tool(message, task, log, seen)
                         child.stdin.write((json.dumps(answer) + "\n").encode())
                         child.stdin.flush()
                     elif op == "result":
@@ -139,6 +177,8 @@ class HostedAgent:
                     else:
                         if refused is not None:
                             raise refused
+                        if message.get("kind") == "no_proposal":
+                            raise AgentError(f"no proposal: {message.get('error', '')}")
                         raise AgentError(f"agent {entry}() raised {message.get('error', 'an error')}")
             except (BrokenPipeError, ValueError) as e:
                 if refused is not None:
@@ -159,12 +199,22 @@ class HostedAgent:
                 system=message.get("system", ""),
                 messages=message.get("messages", []),
                 max_tokens=int(message.get("max_tokens", 8000)),
-                temperature=message.get("temperature"),
+                **{k: message[k] for k in _PASSED if message.get(k) is not None},
             )
         except (BudgetExceeded, LLMError) as e:
             return {"ok": False, "error": str(e)}, e
         reply_json = {"text": reply.text, "stop_reason": reply.stop_reason, "model": reply.model}
-        return {"ok": True, **reply_json, "usage": reply.usage.to_json()}, None
+        return {"ok": True, **reply_json, "content": list(reply.content), "usage": reply.usage.to_json()}, None
+
+    def _serve_tool(self, message: dict[str, Any], task: Task, log: IO[bytes], seen: list[str]) -> dict[str, Any]:
+        """Answer one read-only tool call from the repository, and note it in the agent's log."""
+        name, args = str(message.get("name", "")), message.get("input")
+        text, ok = toolbox.serve(name, args, task, self.evidence)
+        line = toolbox.describe(name, args)
+        seen.append(line)
+        log.write(f"[autoresearch] tool {line}: {len(text)} characters{'' if ok else ' (refused)'}\n".encode())
+        log.flush()
+        return {"ok": ok, "text": text}
 
 
 class _Lines:

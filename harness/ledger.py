@@ -66,6 +66,7 @@ class Experiment(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="e
     tail: str = ""  # the tail of the run's log for crash and timeout
     notes: str = ""  # the agent's notes, its memory across experiments
     extra: dict[str, Any] = msgspec.field(default_factory=dict)  # e.g. repeated baseline metrics, proposal params
+    sandbox: str = ""  # what protected its run: "bwrap", or "none (<mode>)" when the OS sandbox was not in force
     time: str = msgspec.field(default_factory=now)
 
     def to_json(self) -> dict[str, Any]:
@@ -98,10 +99,30 @@ class Note(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="note"):
     time: str = msgspec.field(default_factory=now)
 
 
+class MeasurementRow(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="measurement"):
+    """One run of one version of the mutable file (kind "measurement"): every run the keep rule weighed, the
+    baseline's, a candidate's, a confirmation's and the champion's re-measures alike; never an experiment itself."""
+
+    tag: str
+    file_sha: str  # git blob sha of the mutable file that ran: the version measured, whatever commit carried it
+    value: float | None  # the metric; None when the run failed
+    purpose: str  # "baseline", "candidate", "confirm" or "remeasure"
+    experiment: int  # the experiment it served (the one under way, or the next one for a re-measure)
+    outcome: str = "ok"  # ok, crash, timeout or tampered
+    seconds: float = 0.0
+    cpu_seconds: float | None = None  # CPU time of the run's processes; None when not measured
+    load: float | None = None  # the machine's 1-minute load average per core when the run ended
+    contended: bool = False  # measured while the machine was clearly busy: not trusted alone
+    log: str = ""
+    time: str = msgspec.field(default_factory=now)
+
+
 # Every kind this version reads. A kind it does not know (one a newer version added) is passed over, so a new kind
 # is one more type here, and older readers keep working on a ledger that has it.
-Row = Experiment | Steer | Note
-KINDS: dict[str, type[msgspec.Struct]] = {str(t.__struct_config__.tag): t for t in (Experiment, Steer, Note)}
+Row = Experiment | Steer | Note | MeasurementRow
+KINDS: dict[str, type[msgspec.Struct]] = {
+    str(t.__struct_config__.tag): t for t in (Experiment, Steer, Note, MeasurementRow)
+}
 
 # strict=False: a hand edit that writes 2.0 for an int or "1.5" for a float still reads as the number it means.
 _TYPED = msgspec.json.Decoder(Row, strict=False)
@@ -193,6 +214,11 @@ class Ledger:
     def experiments(self, tag: str) -> list[Experiment]:
         """The experiment rows of one tag, in order."""
         return [r for r in self.read() if type(r) is Experiment and r.tag == tag]
+
+    def night(self, tag: str) -> tuple[list[Experiment], list[MeasurementRow]]:
+        """The experiment rows and the measurement rows of one tag, each in order, from one read of the file."""
+        rows = [r for r in self.read() if r.tag == tag]
+        return [r for r in rows if type(r) is Experiment], [r for r in rows if type(r) is MeasurementRow]
 
     def tags(self) -> list[str]:
         """Tags in the order they first appear."""

@@ -15,15 +15,21 @@ from typing import Any
 
 import anthropic
 
-from harness.errors import BudgetExceeded, LLMError
-from harness.pricing import price
+from harness.errors import BudgetExceeded, LLMError, RequestRefused
+from harness.reply import MalformedReply, asks_one_hour, read_reply
 from harness.task import Reply, Spend
+
+try:  # the SDK's HTTP layer: httpx2 from anthropic 2.x on, httpx before; its errors surface while a body streams
+    import httpx2 as _http
+except ImportError:  # pragma: no cover - an older SDK
+    import httpx as _http  # type: ignore[no-redef]
 
 log = logging.getLogger(__name__)
 
 # Our own loop does the retrying so that an outage of hours is survived and every wait is visible; the SDK's
 # built-in retries (a few tries over seconds) would only hide the first part of an outage.
 _SDK_MAX_RETRIES = 0
+TIME_SCALE_ENV = "AUTORESEARCH_LLM_TIME_SCALE"
 _FIRST_BACKOFF_S = 2.0
 _MAX_BACKOFF_S = 120.0
 # A server asking for a longer pause than this is most likely misconfigured; we would rather ask again.
@@ -32,10 +38,15 @@ _MAX_RETRY_AFTER_S = 600.0
 # the API is broken, and waiting six hours will not fix it.
 _MAX_MALFORMED = 5
 _CONNECT_TIMEOUT_S = 10.0
+# The SDK's timeouts are per read, so a server that trickles a byte a second never trips them; the body is read in
+# chunks against this deadline for the whole request instead, and a request past it is retried like a timeout.
+_DEADLINE_S = 900.0
 # Long enough for a short, one-line error message, short enough to keep that message on one line.
 _MAX_DETAIL_CHARS = 300
 
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
+_ONE_REQUEST = frozenset({400, 413, 422})  # statuses that refuse this request, not the account
+_ACCOUNT_WORDS = ("credit balance", "billing", "model:")
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ class _Failure:
     malformed: bool = False
 
 
-class _MalformedReply(Exception):
+class _DeadlinePassed(Exception):
     pass
 
 
@@ -65,13 +76,20 @@ class LLMClient:
         patience: float = 6 * 3600,
         max_cost_usd: float | None = None,
         request_timeout: float = 600,
+        request_deadline: float = _DEADLINE_S,
         on_wait: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        time_scale: float | None = None,
     ) -> None:
         self.model = model
         self.patience = patience
         self.max_cost_usd = max_cost_usd
-        self.request_timeout = request_timeout
+        # Every wait of the client (backoff, retry-after, the read timeout and the request deadline) times this:
+        # 1 in earnest; a drill or a test compresses an hour of faults into seconds with $AUTORESEARCH_LLM_TIME_SCALE.
+        self.scale = time_scale if time_scale is not None else float(os.environ.get(TIME_SCALE_ENV) or 1.0)
+        self.request_deadline = request_deadline * self.scale
+        # No single read may wait longer than the whole request may take.
+        self.request_timeout = min(request_timeout * self.scale, self.request_deadline)
         self._on_wait = on_wait or log.warning
         self._sleep = sleep
         default_name = "ANTHROPIC_API_KEY" if api_key is None else "the API key given to the harness"
@@ -136,12 +154,19 @@ class LLMClient:
         messages: list[dict[str, Any]],
         max_tokens: int = 8000,
         temperature: float | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: dict[str, Any] | None = None,
+        thinking: dict[str, Any] | None = None,
     ) -> Reply:
-        """One Messages API call, retried through outages for up to `patience` seconds."""
+        """One Messages API call, retried through outages for up to `patience` seconds; `tools`, `tool_choice` and
+        `thinking` go to the API as they are, and the Reply carries the content blocks and the stop reason."""
         self._check_budget()
         params: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "messages": messages}
         if system:
             params["system"] = system
+        for name, value in (("tools", tools), ("tool_choice", tool_choice), ("thinking", thinking)):
+            if value:
+                params[name] = value
         if temperature is not None:
             # Sent as a raw body field: SDK 2.x dropped the `temperature` argument from messages.create, while the
             # API still reads it for the models that support it (others answer 400, which we report at once).
@@ -192,26 +217,34 @@ class LLMClient:
 
     def _attempt(self, params: dict[str, Any], *, retries_taken: int) -> Reply | _Failure:
         """One request: a Reply, a _Failure worth retrying, or LLMError for a refusal that waiting will not fix."""
+        deadline = time.monotonic() + self.request_deadline
         try:
-            message = self._client.messages.create(
+            with self._client.messages.with_streaming_response.create(
                 **params,
                 # Passed per call so the SDK does not swap in its own timeout or refuse a large max_tokens outright.
                 timeout=self._timeout(),
                 # The SDK counts only its own retries (none); this tells the server how many of ours came before.
                 extra_headers={"x-stainless-retry-count": str(retries_taken)},
-            )
-            return self._reply(message)
+            ) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():  # as the bytes come, not in fixed sizes, so no wait is hidden
+                    body += chunk
+                    if time.monotonic() > deadline:
+                        raise _DeadlinePassed
+            return read_reply(json.loads(bytes(body)), self.model, one_hour_asked=asks_one_hour(params))
         except anthropic.APIStatusError as err:
             return self._status_failure(err)
-        except anthropic.APITimeoutError:
-            timed_out = f"API request timed out after {_seconds(self.request_timeout)} s"
+        except (anthropic.APITimeoutError, _http.TimeoutException, _DeadlinePassed) as err:
+            limit = self.request_deadline if isinstance(err, _DeadlinePassed) else self.request_timeout
+            timed_out = f"API request timed out after {_seconds(limit)} s"
             return _Failure(timed_out, timed_out)
-        except anthropic.APIConnectionError as err:
-            cause = err.__cause__ or err.__context__
+        except (anthropic.APIConnectionError, _http.TransportError) as err:
+            # The SDK wraps the transport's error; one raised while the body streams comes bare.
+            cause = (err.__cause__ or err.__context__) if isinstance(err, anthropic.APIConnectionError) else err
             reason = _one_line(f"{type(cause).__name__}: {cause}" if cause is not None else str(err))
             where = self.base_url or "the default endpoint"
             return _Failure(f"API unreachable ({reason})", f"cannot connect to {where} ({reason})")
-        except (anthropic.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError, _MalformedReply) as err:
+        except (anthropic.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError, MalformedReply) as err:
             # A 200 we cannot read: most likely a proxy cut the body short; asking again usually works.
             reason = f"{type(err).__name__}: {_one_line(str(err))}"
             return _Failure(f"API reply unreadable ({reason})", f"unreadable reply ({reason})", malformed=True)
@@ -231,46 +264,12 @@ class LLMClient:
             # A monthly spend limit does not lift in hours; retrying all night would only hide it.
             raise LLMError(self._redact(f"The organisation's API spend limit was reached ({detail})")) from err
         if status not in _TRANSIENT_STATUSES and status < 500:
-            raise LLMError(
-                self._redact(f"The API refused the request to model {self.model!r} ({detail}){_hint(status)}")
-            ) from err
+            refused = f"The API refused the request to model {self.model!r} ({detail}){_hint(status)}"
+            # A 400 or 413 is about this prompt (too long, a malformed block): the next one may well pass. Billing
+            # and a missing model are not, whatever the status says.
+            persistent = status not in _ONE_REQUEST or any(w in message.lower() for w in _ACCOUNT_WORDS)
+            raise (LLMError if persistent else RequestRefused)(self._redact(refused)) from err
         return _Failure(f"API {_status_label(status)} ({status})", detail, retry_after=_retry_after(err))
-
-    def _reply(self, message: object) -> Reply:
-        # The SDK hands back whatever a 200 contained (even a bare string when the body was not JSON), so a reply
-        # is checked for the parts we use before it is trusted.
-        content = _field(message, "content")
-        if not isinstance(content, list):
-            raise _MalformedReply(f"the reply has no content list (got {type(message).__name__})")
-        text = "".join(str(_field(block, "text") or "") for block in content if _field(block, "type") == "text")
-        usage = _field(message, "usage")
-        tokens = {
-            name: int(_field(usage, name) or 0)
-            for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        }
-        model = str(_field(message, "model") or self.model)
-        one_hour = int(_field(_field(usage, "cache_creation"), "ephemeral_1h_input_tokens") or 0)
-        # Priced by the model we asked for: an endpoint that reports another name must not make the call look cheap.
-        cost = price(
-            self.model,
-            tokens["input_tokens"],
-            tokens["output_tokens"],
-            tokens["cache_creation_input_tokens"],
-            tokens["cache_read_input_tokens"],
-            one_hour,
-        )
-        return Reply(
-            text=text,
-            usage=Spend(
-                input_tokens=tokens["input_tokens"],
-                output_tokens=tokens["output_tokens"],
-                cache_write_tokens=tokens["cache_creation_input_tokens"],
-                cache_read_tokens=tokens["cache_read_input_tokens"],
-                cost_usd=cost,
-            ),
-            stop_reason=_field(message, "stop_reason"),
-            model=model,
-        )
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -279,21 +278,14 @@ class LLMClient:
 
     def _delay(self, failures: int, retry_after: float | None) -> float:
         if retry_after is not None and retry_after > 0:
-            return min(retry_after, _MAX_RETRY_AFTER_S)
-        ceiling = min(_FIRST_BACKOFF_S * 2 ** min(failures - 1, 32), _MAX_BACKOFF_S)
+            return min(retry_after, _MAX_RETRY_AFTER_S) * self.scale
+        ceiling = min(_FIRST_BACKOFF_S * 2 ** min(failures - 1, 32), _MAX_BACKOFF_S) * self.scale
         # Half fixed, half random: waits still grow, but many clients hit by one outage do not return in step.
         return ceiling / 2 + self._random.uniform(0, ceiling / 2)
 
     def _redact(self, text: str) -> str:
         # Our messages are built from server text; a proxy echoing the key back must not carry it into a log.
         return text.replace(self._key, "[redacted]") if len(self._key) >= 8 else text
-
-
-def _field(obj: object, name: str) -> Any:
-    """An attribute of an SDK object or a key of a plain dict; None when absent (the SDK does not validate)."""
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 def _error_fields(err: anthropic.APIStatusError) -> tuple[str, str, str | None]:

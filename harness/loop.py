@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import statistics
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-from harness import crash, outcome, recovery
+from harness import crash, judge, outcome, recovery
 from harness.brief import build_task
 from harness.config import Config
 from harness.errors import (
@@ -29,93 +25,15 @@ from harness.errors import (
 from harness.evaluate import RunResult
 from harness.gates import check_proposal
 from harness.ledger import Status
-from harness.measure import measure
-from harness.night import Night, result_of
+from harness.night import result_of
 from harness.outcome import Author, Finished
-from harness.paths import PROGRAM, Layout, branch, discarded_ref
-from harness.repo import Repo, blob_sha, with_trailers
-from harness.session import Options, Session, open_session
-from harness.status import Screen, snapshot, write_status
+from harness.paths import PROGRAM, branch, discarded_ref
+from harness.repo import blob_sha, with_trailers
+from harness.session import Session
+from harness.status import Screen, write_status
 from harness.task import Agent, Proposed, Spend, Task
 from harness.text import one_line
 from harness.workspace import guarded
-
-AgentFactory = Callable[[str, Config, Night, Layout, Repo, Callable[[str], None], Mapping[str, str]], Agent]
-
-
-@dataclass(frozen=True)
-class Ending:
-    """How the night ended: the reason (also in the ledger and the status), the exit status, and where it stands."""
-
-    reason: str
-    exit_code: int
-    experiments: int  # run in this invocation
-    best: float | None
-    baseline: float | None
-
-
-def run(
-    root: Path,
-    options: Options,
-    *,
-    screen: Screen,
-    make_agent: AgentFactory,
-    secrets: Mapping[str, str] | None = None,
-) -> Ending:
-    """Open the night, build its agent, and loop until something ends it; the tree is left clean at the champion.
-
-    Whatever ends it, its reason goes to the ledger, the status file and the screen before the lock is let go; a
-    person's mistake (HarnessError) is then raised, a bug leaves a crash log."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    agent: Agent | None = None
-    try:
-        session = open_session(root, options)
-        try:
-            session.steering.start()
-            args = (session.config, session.night, session.layout, session.repo, screen.info, secrets or {})
-            agent = make_agent(options.agent, *args)
-            _announce(session, screen)
-            loop = Loop(session, agent, screen)
-            end = loop.until_end()
-            _record_end(session, screen, str(end), type(end).__name__, agent.name)
-        except HarnessError as e:
-            _record_end(session, screen, f"stopped: {e}", type(e).__name__, agent.name if agent else options.agent)
-            raise
-        finally:
-            if agent is not None:
-                agent.close()
-            session.close()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return Ending(str(end), end.exit_code, loop.count, session.night.best, session.night.baseline)
-
-
-def _announce(session: Session, screen: Screen) -> None:
-    """Say at the start what protects the night and where its metric comes from: on the screen and in the ledger."""
-    config, sb = session.config, session.sandbox
-    guard = "runs and agents in the OS sandbox (bubblewrap)" if sb.active else sb.missing
-    if sb.active and sb.user is not None:
-        guard += f", as uid {sb.user[0]}"
-    if sb.active:
-        guard += ", network on for runs" if config.network else ", no network"
-    source = f"from the evaluator '{config.evaluate}'" if config.evaluate else "self-reported by the run"
-    if config.hidden and not sb.active:
-        source += f"; the hidden data ({', '.join(config.hidden)}) is NOT hidden without the sandbox"
-    screen.info(f"sandbox: {config.sandbox}: {guard}")
-    screen.info(f"metric: {config.metric}, {source}")
-    session.ledger.note(session.tag, "night started", sandbox=config.sandbox, sandboxed=sb.active, protection=guard,
-                        metric_source=source)  # fmt: skip
-
-
-def _record_end(session: Session, screen: Screen, reason: str, kind: str, agent: str) -> None:
-    """Whatever ended the night: one ledger note, the status file, and a line on the screen (the lock is still held)."""
-    session.ledger.note(session.tag, f"loop ended: {reason}", ending=kind)
-    write_status(session.layout.status, _state(session, agent, "stopped", -1, reason))
-    screen.info(f"loop ended: {reason}")
-
-
-def _state(session: Session, agent: str, phase: str, exp_id: int, description: str) -> dict[str, Any]:
-    return snapshot(session.tag, agent, phase, exp_id, description, session.config, session.night, session.started)
 
 
 class Loop:
@@ -128,6 +46,7 @@ class Loop:
         self.agent = agent
         self.screen = screen
         self.count = 0  # experiments run in this invocation
+        self.failed_remeasures = 0  # champion re-runs that failed in a row
 
     def until_end(self) -> LoopEnd:
         """Run until something ends the night, and say what: a stop, a limit, Ctrl-C, or a bug (with a crash log).
@@ -165,35 +84,49 @@ class Loop:
     # --- the baseline and one experiment -----------------------------------------------------------------------
 
     def baseline(self) -> None:
-        """Experiment 0: the unmodified champion, `baseline_runs` times; their spread is the noise."""
+        """Experiment 0: the unmodified champion, `baseline_runs` times; the keep rule re-runs it as it needs."""
         config = self.s.config
         head = self.night.champion
         content = (self.repo.root / config.mutable).read_text(encoding="utf-8")
         metrics: list[float] = []
         for repeat in range(config.baseline_runs):
             self._mark(0, head, "baseline")
-            phase = ("baseline", f"baseline run {repeat + 1} of {config.baseline_runs}")
-            result, kept = self._evaluate(config, 0, phase, repeat)
-            if result.outcome != "ok" or result.metric is None:
+            text = f"baseline run {repeat + 1} of {config.baseline_runs}"
+            run = judge.run_version(
+                self.s, config, 0, "baseline", started=lambda t=text: self._status("baseline", 0, t)
+            )
+            result = run.measured.result
+            if run.measurement is None:
                 break
-            metrics.append(result.metric)
+            metrics.append(run.measurement.value)
         ok = len(metrics) == config.baseline_runs
         status = "keep" if ok else self._failure(result, config)
-        noise = statistics.stdev(metrics) if ok and len(metrics) > 1 else 0.0
-        metric = statistics.fmean(metrics) if ok else None
-        extra = {"repeats": metrics, "noise": noise, **kept}
-        self._finish(Finished(0, status, "baseline", head, metric, result, file_sha=blob_sha(content), extra=extra))
+        sha = blob_sha(content)
+        metric = self.night.referee.value(sha) if ok else None
+        extra = {"repeats": metrics, "noise": self.night.noise, **run.measured.extra()}
+        self._finish(Finished(0, status, "baseline", head, metric, result, file_sha=sha, extra=extra))
         if not ok:
             raise HarnessError(
                 f"the baseline failed ({status}: {result.reason}); see {result.log} and fix {config.mutable} "
                 f"or the run command, then start again"
             )
 
+    def remeasure(self, config: Config, exp_id: int) -> None:
+        """Run the champion again while the keep rule asks for it (too few clean runs, the noise not yet trusted, or
+        `remeasure_every` experiments since); each run is a measurement row, never an experiment."""
+        while judge.remeasure_due(self.s, config, self.failed_remeasures):
+            run = judge.run_version(
+                self.s, config, exp_id, "remeasure",
+                started=lambda: self._status("remeasuring", exp_id, ""),
+            )  # fmt: skip
+            self.failed_remeasures = 0 if run.measurement is not None else self.failed_remeasures + 1
+
     def experiment(self) -> None:
         """One proposal, checked, committed, evaluated, and kept or reset."""
         self._steer()
         config, night = self.s.config, self.night
         exp_id = night.next_id()
+        self.remeasure(config, exp_id)
         champion = self.repo.show(night.champion, config.mutable)
         task = build_task(night, self.s.program.text, config, champion)
         self._status("proposing", exp_id, "")
@@ -229,17 +162,26 @@ class Loop:
         tried = Finished(exp_id, "interrupted", description, commit, proposed=proposed, spend=spend, file_sha=sha)
         started = time.monotonic()
         try:
-            result, kept = self._evaluate(config, exp_id, ("evaluating", description))
+            run = judge.run_version(
+                self.s, config, exp_id, "candidate", started=lambda: self._status("evaluating", exp_id, description)
+            )
+            result = run.measured.result
+            tried = replace(tried, result=result, extra=run.measured.extra())
+            # A metric counts only from a run that ended well; a crash's or a cheat's number is not a result.
+            if run.measurement is None:
+                self._finish(replace(tried, status=self._failure(result, config)))
+                return
+            verdict = judge.settle(
+                self.s, config, exp_id, proposed.proposal.content, champion,
+                started=lambda purpose: self._status("evaluating", exp_id, f"{description} (confirming)"),
+            )  # fmt: skip
         except KeyboardInterrupt:
-            self._finish(replace(tried, seconds=time.monotonic() - started))
+            self._finish(replace(tried, result=None, seconds=time.monotonic() - started))
             raise
-        tried = replace(tried, extra=kept)
-        # A metric counts only from a run that ended well; a crash's or a cheat's number is not a result.
-        if result.outcome != "ok" or result.metric is None:
-            self._finish(replace(tried, status=self._failure(result, config), result=result))
-            return
-        status: Status = "keep" if night.beats(result.metric, config) else "discard"
-        self._finish(replace(tried, status=status, metric=result.metric, result=result))
+        runs = len(night.referee.runs(sha))
+        extra = {**tried.extra, "noise": night.noise, "margin": verdict.margin, "runs": runs}
+        status: Status = "keep" if verdict.action == "keep" else "discard"
+        self._finish(replace(tried, status=status, metric=verdict.value, reason=verdict.reason, extra=extra))
 
     # --- steps -------------------------------------------------------------------------------------------------
 
@@ -263,13 +205,6 @@ class Loop:
             if isinstance(e, BudgetExceeded):
                 raise
             raise ServiceFailed(f"the LLM service failed: {e}") from None
-
-    def _evaluate(
-        self, config: Config, exp_id: int, phase: tuple[str, str], repeat: int = 0
-    ) -> tuple[RunResult, dict[str, Any]]:
-        """Measure the checked-out tree; the result and what its row keeps beside it."""
-        measured = measure(self.s, config, exp_id, repeat, started=lambda: self._status(phase[0], exp_id, phase[1]))
-        return measured.result, measured.extra()
 
     def _failure(self, result: RunResult, config: Config) -> Status:
         """The status of a run that did not end well; a tampered tree is put back first."""
@@ -304,7 +239,10 @@ class Loop:
         if finished.commit and finished.id != 0:
             message = with_trailers(finished.description, outcome.trailers(finished, night, config))
             finished = replace(finished, commit=self.repo.amend_message(finished.commit, message, night.champion))
-        author = Author(self.agent.name, self.agent.sha, self.s.program.sha)
+        sb = self.s.sandbox
+        author = Author(
+            self.agent.name, self.agent.sha, self.s.program.sha, "bwrap" if sb.active else f"none ({sb.mode})"
+        )
         row = outcome.row(finished, night, config, author, self.repo.root)
         # The ledger row first (fsynced), then the git state it describes, then the marker goes.
         self.s.ledger.append(row)
@@ -348,13 +286,9 @@ class Loop:
         recovery.write_marker(layout.inflight(tag), data)
 
     def _status(self, phase: str, exp_id: int, description: str) -> None:
-        state = _state(self.s, self.agent.name, phase, exp_id, description)
+        state = self.s.state(self.agent.name, phase, exp_id, description)
         write_status(self.s.layout.status, state)
         self.screen.update(state)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-__all__ = ["Ending", "Loop", "Options", "run"]
+__all__ = ["Loop"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,12 @@ class Measured:
 
 
 def measure(
-    session: Session, config: Config, exp_id: int, repeat: int = 0, started: Callable[[], None] = lambda: None
+    session: Session,
+    config: Config,
+    exp_id: int,
+    repeat: int = 0,
+    started: Callable[[], None] = lambda: None,
+    kind: str = "",
 ) -> Measured:
     """Run the checked-out tree once as experiment `exp_id` (the `repeat`-th time), sandboxed when the sandbox is in
     force, and judge it; with `evaluate:` in program.md, the evaluator decides the metric. `started` is called just
@@ -49,18 +55,22 @@ def measure(
     a sandbox, files it left in the working tree are removed, so the next run starts from the committed tree alone."""
     repo, layout, tag, sb = session.repo, session.layout, session.tag, session.sandbox
     root = repo.root
-    out = layout.run_out(tag, exp_id, repeat)
+    out = layout.run_out(tag, exp_id, repeat, kind)
     before = set() if sb.active else repo.untracked()
     compiled = {} if sb.active else _compiled(root, workspace.guarded(config))
+    ledger = b"" if sb.active else _read(layout.ledger)  # without a sandbox a run could write rows of its own
     with workspace.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, session.devices) as jail:
         started()
         result = evaluate(
             root, config.run, metric=config.metric, timeout=config.timeout,
-            log=layout.run_log(tag, exp_id, repeat), jail=jail, protected=workspace.guarded(config),
+            log=layout.run_log(tag, exp_id, repeat, kind), jail=jail, protected=workspace.guarded(config),
         )  # fmt: skip
     control = session.restore_control()
+    if not sb.active and _read(layout.ledger) != ledger:
+        _write(layout.ledger, ledger)
+        control.append(layout.ledger.name)
     if control:
-        reason = "changed .git control files: " + ", ".join(control)
+        reason = "changed harness files (put back): " + ", ".join(control)
         result = dataclasses.replace(result, outcome="tampered", metric=None, reason=reason)
     removed: list[str] = []
     if not sb.active:
@@ -72,9 +82,24 @@ def measure(
         with workspace.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
             result = trusted_metric(
                 result, jail, config.evaluate, metric=config.metric, timeout=config.evaluate_timeout,
-                log=layout.eval_log(tag, exp_id, repeat),
+                log=layout.eval_log(tag, exp_id, repeat, kind),
             )  # fmt: skip
     return Measured(result, removed[:REMOVED_SHOWN], control)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Put the ledger back as the harness wrote it: whole, by a rename, never through a link a run put there."""
+    tmp = path.with_name(f".{path.name}.restore")
+    tmp.unlink(missing_ok=True)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _compiled(root: Path, protected: Sequence[str]) -> dict[Path, tuple[int, int, int]]:

@@ -1,60 +1,82 @@
-"""The night's state: the experiment rows of one tag, the champion and its metric, the noise, what already ran."""
+"""The night's state: the experiment rows of one tag, the champion and every measurement of it, what already ran."""
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 from harness.config import Config
-from harness.ledger import Experiment
+from harness.ledger import FAILED, Experiment, MeasurementRow
+from harness.noise import Measurement, Purpose, Referee
 from harness.task import Result
 
 # Content that really ran: a later proposal of the same file is a duplicate of it. An interrupted experiment never
 # finished its run, so its content may be proposed (and run) again.
-RAN = frozenset({"keep", "discard", "crash", "timeout", "tampered"})
+RAN = frozenset({"keep", "discard", *FAILED})
+PURPOSES: tuple[Purpose, ...] = ("baseline", "candidate", "confirm", "remeasure")
 
 
 @dataclass
 class Night:
-    """Everything the loop knows of one tag's night; `record` is the one place that changes it."""
+    """Everything the loop knows of one tag's night; `record` and `measured` are the only places that change it."""
 
     tag: str
     champion: str  # the commit the next experiment is tried against (the branch head)
+    champion_sha: str = ""  # the champion's version of the mutable file (its blob sha): what its runs are keyed by
     rows: list[Experiment] = field(default_factory=list)
-    best: float | None = None  # the champion's metric; None until the baseline ran
     baseline: float | None = None
-    noise: float = 0.0  # what a gain must beat besides min_delta
     seen: dict[str, Experiment] = field(default_factory=dict)  # file sha -> the row that ran that content
+    referee: Referee = field(default_factory=Referee)  # every measurement, and the keep rule over them
+    runs: Counter[tuple[int, str]] = field(default_factory=Counter)  # (experiment, "" or "remeasure") -> runs so far
+    last_best: float | None = None  # the champion's number as the last row said, for ledgers without measurements
 
     @classmethod
-    def load(cls, tag: str, rows: list[Experiment], head: str) -> Night:
-        """The night as the ledger tells it; `head` is the champion until a row keeps something."""
+    def load(cls, tag: str, rows: list[Experiment], measurements: list[MeasurementRow], head: str) -> Night:
+        """The night as the ledger tells it; `head` is the champion until a row keeps something. A ledger written
+        before measurements had rows of their own gives its experiments' numbers as the measurements."""
         night = cls(tag, head)
+        for m in measurements or _from_rows(rows):
+            night.measured(m)
         for row in rows:
             night.record(row)
         return night
 
     def record(self, row: Experiment) -> None:
-        """Take in one finished row: the champion, its metric, the baseline and the content map follow it."""
+        """Take in one finished row: the champion, the baseline and the content map follow it."""
         self.rows.append(row)
         if row.status == "keep" and row.commit:
             self.champion = row.commit
-            self.best = row.metric
+            self.champion_sha = row.file_sha
+            self.last_best = row.metric
             if row.id == 0:
                 self.baseline = row.metric
-                self.noise = float(row.extra.get("noise", 0.0) or 0.0)
         if row.file_sha and row.status in RAN:
             self.seen.setdefault(row.file_sha, row)
 
-    def beats(self, metric: float, config: Config) -> bool:
-        """True when `metric` improves on the champion by more than max(min_delta, the measured noise)."""
-        if self.best is None or not math.isfinite(metric):
-            return False
-        return config.sign * (metric - self.best) > self.margin(config)
+    def measured(self, m: MeasurementRow) -> Measurement | None:
+        """Take in one run's row; the measurement the keep rule weighs, or None for a failed run."""
+        self.runs[m.experiment, "remeasure" if m.purpose == "remeasure" else ""] += 1
+        if m.value is None or m.purpose not in PURPOSES:
+            return None
+        purpose: Purpose = m.purpose  # type: ignore[assignment]
+        found = Measurement(m.file_sha, m.value, m.seconds, m.cpu_seconds, m.load, m.contended, purpose)
+        self.referee.add(found)
+        return found
+
+    @property
+    def best(self) -> float | None:
+        """The champion's number: the median of its trusted runs, not its first run's."""
+        value = self.referee.value(self.champion_sha) if self.champion_sha else None
+        return value if value is not None else self.last_best
+
+    @property
+    def noise(self) -> float:
+        """The night's noise: the spread of one run, from repeated runs of the same versions."""
+        return self.referee.noise()
 
     def margin(self, config: Config) -> float:
-        """What a gain must beat to be kept."""
-        return max(config.min_delta, self.noise)
+        """What a gain must beat to be kept, from one run against the champion's."""
+        return self.referee.margin(config.min_delta) if self.champion_sha else config.min_delta
 
     def next_id(self) -> int:
         return max((r.id for r in self.rows), default=-1) + 1
@@ -84,3 +106,16 @@ class Night:
 def result_of(row: Experiment) -> Result:
     """What an agent learns from a row."""
     return Result(row.id, row.status, row.metric, dict(row.extra) if isinstance(row.extra, dict) else {})
+
+
+def _from_rows(rows: list[Experiment]) -> list[MeasurementRow]:
+    """The measurements an older ledger's experiment rows stand for: the baseline's repeats, each run's number."""
+    out = []
+    for row in rows:
+        if row.id == 0 and row.status == "keep":
+            for value in row.extra.get("repeats") or [row.metric]:
+                if isinstance(value, int | float):
+                    out.append(MeasurementRow(row.tag, row.file_sha, float(value), "baseline", 0, seconds=row.seconds))
+        elif row.metric is not None and row.status in ("keep", "discard"):
+            out.append(MeasurementRow(row.tag, row.file_sha, row.metric, "candidate", row.id, seconds=row.seconds))
+    return out

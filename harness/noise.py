@@ -248,10 +248,12 @@ class Referee:
         return verdict("discard", f"discarded, not confirmed: {why}", margin)
 
     def remeasure_due(self, champion: str, every: int = REMEASURE_EVERY) -> bool:
-        """True when the champion should run again before the next experiment: it has too few clean runs, or `every`
-        experiments ran since its last run (0: never for that reason)."""
+        """True when the champion should run again before the next experiment: it has too few clean runs, or the
+        noise is not yet trusted, or `every` experiments ran since its last run (0: only for too few clean runs)."""
         if self._short(champion):
             return True
+        if every <= 0:
+            return False  # re-measures switched off: the champion runs only until it has its clean runs
         if self.repeats() < MIN_REPEATS:
             every = 1  # until the noise is trusted, one champion run per experiment gets it there soonest
         return every > 0 and self._experiments - self._last[champion] >= every
@@ -272,8 +274,9 @@ def settle(
     min_delta: float = 0.0,
     confirm: int = CONFIRM,
 ) -> Verdict:
-    """Judge a measured candidate to the end, calling `measure(commit, "confirm")` for every run a verdict asks for
-    (it returns None when that run failed); returns the final keep or discard."""
+    """Judge a measured candidate to the end, calling `measure(commit, "confirm")` for every run a verdict asks for;
+    `measure` runs it and adds it to `referee` (the loop records it in the ledger first), and returns it, or None
+    when that run failed. Returns the final keep or discard."""
     pair = True
     # Each round adds runs the judge counts against fixed caps, so rounds are few; the bound only guards that.
     for _ in range(2 * (1 + confirm + CONTENDED_RETRIES + MIN_CHAMPION_RUNS)):
@@ -282,14 +285,12 @@ def settle(
             return verdict
         for commit in verdict.measure:
             m = measure(commit, "confirm")
-            if m is not None:
-                referee.add(m)
-            elif commit == candidate:
+            if m is None and commit == candidate:
                 why = "discarded, not confirmed: its re-run failed"
                 return Verdict(
                     "discard", why, value=verdict.value, champion_value=verdict.champion_value, margin=verdict.margin
                 )
-            else:
+            elif m is None:
                 pair = False  # the champion's own re-run failed: judge on the runs it has
     raise AssertionError(f"judging {candidate[:10]} against {champion[:10]} did not settle")
 

@@ -31,8 +31,11 @@ def seed_agent_tag(tag: str) -> str:
     return f"autoresearch/{tag}/seed-agent"
 
 
-def _stem(exp_id: int, repeat: int) -> str:
-    return f"{exp_id}" if repeat == 0 else f"{exp_id}.{repeat}"
+def _stem(exp_id: int, repeat: int, kind: str = "") -> str:
+    """<id>, then <id>.<n> for its later runs; a kind of run of its own (the champion re-measured) says so:
+    <id>.<kind>, <id>.<kind>.<n>."""
+    base = f"{exp_id}.{kind}" if kind else f"{exp_id}"
+    return base if repeat == 0 else f"{base}.{repeat}"
 
 
 @dataclass(frozen=True)
@@ -77,17 +80,17 @@ class Layout:
     def tag_dir(self, tag: str) -> Path:
         return self.runs / tag
 
-    def run_log(self, tag: str, exp_id: int, repeat: int = 0) -> Path:
+    def run_log(self, tag: str, exp_id: int, repeat: int = 0, kind: str = "") -> Path:
         """runs/<tag>/<id>.log; repeated runs get <id>.<n>.log."""
-        return self.tag_dir(tag) / f"{_stem(exp_id, repeat)}.log"
+        return self.tag_dir(tag) / f"{_stem(exp_id, repeat, kind)}.log"
 
-    def eval_log(self, tag: str, exp_id: int, repeat: int = 0) -> Path:
+    def eval_log(self, tag: str, exp_id: int, repeat: int = 0, kind: str = "") -> Path:
         """runs/<tag>/<id>.eval.log: what the trusted evaluator said of that run."""
-        return self.tag_dir(tag) / f"{_stem(exp_id, repeat)}.eval.log"
+        return self.tag_dir(tag) / f"{_stem(exp_id, repeat, kind)}.eval.log"
 
-    def run_out(self, tag: str, exp_id: int, repeat: int = 0) -> Path:
+    def run_out(self, tag: str, exp_id: int, repeat: int = 0, kind: str = "") -> Path:
         """runs/<tag>/<id>.out/: $AUTORESEARCH_OUT, what a run keeps (a model for the evaluator, say)."""
-        return self.tag_dir(tag) / f"{_stem(exp_id, repeat)}.out"
+        return self.tag_dir(tag) / f"{_stem(exp_id, repeat, kind)}.out"
 
     def work(self, tag: str, name: str) -> Path:
         """runs/<tag>/work/<name>/: a scratch folder of a sandboxed process, removed when it ends."""

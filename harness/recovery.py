@@ -44,11 +44,11 @@ def reconcile(repo: Repo, ledger: Ledger, marker: Path, tag: str, reset_branch: 
         inflight = json.loads(marker.read_text())
     except ValueError:
         inflight = {}
-    rows = ledger.experiments(tag)
+    rows, measurements = ledger.night(tag)
     by_id = {r.id: r for r in rows}
     exp_id = inflight.get("id")
     parent = inflight.get("parent") or ""
-    night = Night.load(tag, rows, parent)
+    night = Night.load(tag, rows, measurements, parent)
     if exp_id == 0 and 0 not in by_id:
         # The baseline has id 0 whatever happens; an interrupted one is a note, and it runs again on this start.
         ledger.note(tag, "the baseline was interrupted (killed, power cut or Ctrl-C); it runs again", baseline=True)

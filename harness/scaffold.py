@@ -17,11 +17,18 @@ IGNORED = (LEDGER, f"{RUNS}/")  # the ledger must survive every reset, and runs/
 
 HEADER = """\
 # autoresearch reads this front matter before every experiment; an edit applies from the next one.
-# Other keys: min_delta, baseline_runs, protected, model, max_cost_usd, patience, history, search.
+# Other keys: min_delta, baseline_runs, protected, model, max_cost_usd, patience, history, search, sandbox, network.
 # search (for the offline optuna agent) names constants of the mutable file and their ranges, e.g.
 #   search:
 #     LEARNING_RATE: {low: 1.0e-4, high: 1.0e-2, log: true}
 #     DEPTH: {low: 2, high: 8}
+#
+# The metric below is what the run prints about itself: code an agent rewrites all night can learn to print a
+# better number than it earns. Let a trusted command of yours decide it instead. After each run that ends well
+# it runs in its own sandbox, sees the run's $AUTORESEARCH_OUT (where the run leaves what it made) and the
+# `hidden:` files, which the run never sees, and prints `<metric>: <float>` last:
+#   evaluate: python evaluate.py
+#   hidden: [data/test/]
 """
 
 BODY = """\
@@ -72,7 +79,7 @@ def init(
         if path.exists() and not force:
             raise HarnessError(f"{path} exists; --force to overwrite")
     front = {"mutable": mutable, "run": run, "metric": metric, "direction": direction, "budget": _plain(budget),
-             "timeout": _plain(timeout if timeout is not None else 2 * budget)}  # fmt: skip
+             **({"timeout": _plain(timeout)} if timeout is not None else {})}  # fmt: skip
     space = search_space(target / mutable)
     if space:
         front["search"] = space

@@ -17,6 +17,7 @@ from harness.lock import LoopLock
 from harness.night import Night
 from harness.program import Program, load
 from harness.repo import Repo
+from harness.status import snapshot
 from harness.steer import Steering
 from harness.text import short
 
@@ -64,6 +65,10 @@ class Session:
     def sandbox(self) -> sandbox.Sandbox:
         """The sandbox in force for the program in force (probed once per mode)."""
         return sandbox.probe(self.config.sandbox, devices=self.devices)
+
+    def state(self, agent: str, phase: str, exp_id: int, description: str) -> dict[str, Any]:
+        """What the night is doing now, as the status file and the live display show it."""
+        return snapshot(self.tag, agent, phase, exp_id, description, self.config, self.night, self.started)
 
     def restore_control(self) -> list[str]:
         """Undo any change to .git's control files (config, hooks) since the harness set them; returns the paths."""
@@ -122,7 +127,7 @@ def open_session(root: Path, options: Options) -> Session:
         if not (repo.root / config.mutable).is_file():
             raise ProgramError(f"program.md: the mutable file '{config.mutable}' does not exist in {repo.root}")
         head = repo.head()
-        night = Night.load(tag, ledger.experiments(tag), head)
+        night = Night.load(tag, *ledger.night(tag), head)
         if head != night.champion:
             best = short(night.champion)
             raise RepoError(

@@ -13,7 +13,7 @@ from harness.ledger import Experiment
 from harness.night import Night
 from harness.paths import Layout
 
-PHASES = ("baseline", "proposing", "evaluating", "stopping", "stopped")
+PHASES = ("baseline", "remeasuring", "proposing", "evaluating", "stopping", "stopped")
 
 
 class Screen(Protocol):
@@ -125,9 +125,11 @@ def doing(state: dict[str, Any], now: float | None = None, elapsed: bool = True)
         text = f"stopping after {subject}"
     elif phase == "proposing":
         text = f"{subject}: the agent is proposing"
+    elif phase == "remeasuring":
+        text = f"the champion runs again, before experiment {exp},"
     else:
         text = f"{subject} evaluating"
-    if elapsed and _number(started) and phase in ("baseline", "proposing", "evaluating"):
+    if elapsed and _number(started) and phase in ("baseline", "remeasuring", "proposing", "evaluating"):
         spent = max(0.0, now - started)
         text += f" for {duration(spent)}"
         if phase != "proposing" and _number(budget):

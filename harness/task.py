@@ -19,6 +19,32 @@ class Attempt:
     delta: float | None  # metric minus the champion it was tried against
     description: str
     reason: str = ""  # why it failed or was not run, one line
+    seconds: float | None = None  # wall time of its run, measured by the harness (None when nothing ran)
+    peak_mem_mb: float | None = None  # peak memory of its run, measured by the harness
+    digest: str = ""  # a few lines of its run's log: progress samples and the final numbers (bounded)
+    commit: str = ""  # its commit: on the branch when kept, under refs/autoresearch/<tag>/discarded/ otherwise
+    log: str = ""  # its run's log, relative to the repository root
+
+
+@dataclass(frozen=True)
+class Inspiration:
+    """The code of an earlier experiment worth learning from: a kept one, or a near miss."""
+
+    id: int
+    status: str
+    metric: float | None
+    delta: float | None
+    description: str
+    commit: str
+    diff: str = ""  # unified diff of the mutable file against the champion it was tried on (bounded)
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    """A read-only file named in program.md's `context`, as the champion commit has it."""
+
+    path: str
+    content: str = ""  # bounded; a cut is marked in the text
 
 
 @dataclass(frozen=True)
@@ -42,6 +68,19 @@ class Task:
     # The hybrid agent's optimizer state for its LLM: the suggested next point ("params", "description", "content"
     # of the file that would run), the trials so far, the best one and the best region; empty for other agents.
     suggestion: dict[str, Any] = field(default_factory=dict)
+    # The evidence: what a run is given, what a keep must beat, and what the champion's own run showed.
+    budget: float = 0.0  # seconds a run is told it has (AUTORESEARCH_BUDGET); wall clock, so speed counts
+    timeout: float = 0.0  # seconds after which a run is killed
+    margin: float = 0.0  # what a gain must beat to be kept: max(min_delta, the noise of repeated baselines)
+    machine: str = ""  # what the runs run on: GPUs, CPU cores, memory
+    champion: str = ""  # the champion's commit
+    champion_run: Attempt | None = None  # the run that made the champion (the baseline or the latest keep)
+    context: tuple[ContextFile, ...] = ()  # program.md's `context` files, read-only
+    archive: tuple[Inspiration, ...] = ()  # code of kept experiments and near misses, picked for diversity
+    reflection: str = ""  # the agent's latest reflection on the night (stands for the history beyond the window)
+    reflect: bool = False  # True when this proposal should write a new reflection (every `reflect_every`)
+    agent_steps: int = 0  # rounds of read-only tool use allowed before the answer
+    hidden: tuple[str, ...] = ()  # program.md's `hidden:` patterns: data no agent may see, not even through a tool
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +90,10 @@ class Task:
         data = dict(data)
         data["history"] = tuple(Attempt(**a) for a in data.get("history", ()))
         data["kept"] = tuple(Attempt(**a) for a in data.get("kept", ()))
+        if data.get("champion_run") is not None:
+            data["champion_run"] = Attempt(**data["champion_run"])
+        data["context"] = tuple(ContextFile(**c) for c in data.get("context", ()))
+        data["archive"] = tuple(Inspiration(**i) for i in data.get("archive", ()))
         return cls(**data)
 
 
@@ -62,6 +105,7 @@ class Proposal:
     content: str
     notes: str = ""
     reason: str = ""  # why this change rather than another (the hybrid records its LLM's reason to accept or override)
+    reflection: str = ""  # when the task asked for one: what worked, what failed, what to try next
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +117,7 @@ class Proposal:
             content=str(data.get("content", "")),
             notes=str(data.get("notes", "") or ""),
             reason=str(data.get("reason", "") or ""),
+            reflection=str(data.get("reflection", "") or ""),
         )
 
 
@@ -118,9 +163,15 @@ class Reply:
     """One completed LLM call: the text of its text blocks, why it stopped, which model answered, what it cost."""
 
     text: str
-    stop_reason: str | None = None
+    stop_reason: str | None = None  # end_turn, max_tokens, tool_use, refusal, ...
     model: str = ""
     usage: Spend = field(default_factory=Spend)
+    content: tuple[dict[str, Any], ...] = ()  # the content blocks as the API sent them (text, tool_use, thinking)
+
+    @property
+    def tool_uses(self) -> list[dict[str, Any]]:
+        """The tool_use blocks: what the model asked to look at."""
+        return [b for b in self.content if b.get("type") == "tool_use"]
 
 
 @dataclass(frozen=True)

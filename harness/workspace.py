@@ -7,16 +7,20 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import childenv, process, sandbox
 from harness.config import Config
 from harness.paths import LEDGER, PROGRAM, RUNS, Layout
-from harness.repo import Repo
 from harness.sandbox import Sandbox, View
+
+if TYPE_CHECKING:  # the jails take a Repo; the views and copies below work without GitPython installed
+    from harness.repo import Repo
+
+GIT_DIR = ".git"
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,9 @@ def run_jail(
         yield Jail(sb, None, childenv.run_env(root, config.budget, out=out), root)
         return
     remove(work)  # what a night killed with -9 left
-    sandbox.scratch(sb, root, work, repo.tracked())
+    scratch(sb, root, work, repo.tracked())
     try:
-        view = sandbox.repo_view(
+        view = repo_view(
             root, work, protected=guarded(config), hidden=[LEDGER, RUNS, *hidden_paths(root, config.hidden)],
             writable=[out], network=config.network, devices=devices,
         )  # fmt: skip
@@ -87,7 +91,7 @@ def evaluator_jail(sb: Sandbox, repo: Repo, config: Config, work: Path, out: Pat
     _fresh(work)
     sandbox.own(sb, work)
     try:
-        view = sandbox.repo_view(root, work, protected=guarded(config), hidden=[LEDGER, RUNS], readonly=[out])
+        view = repo_view(root, work, protected=guarded(config), hidden=[LEDGER, RUNS], readonly=[out])
         yield Jail(sb, view, childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), root)
     finally:
         remove(work)
@@ -105,10 +109,81 @@ def agent_jail(sb: Sandbox, repo: Repo, config: Config, work: Path, readable: Se
     sandbox.own(sb, work)
     try:
         hidden = [LEDGER, RUNS, *hidden_paths(root, config.hidden)]
-        view = sandbox.repo_view(root, work, protected=guarded(config), hidden=hidden, readonly=readable)
+        view = repo_view(root, work, protected=guarded(config), hidden=hidden, readonly=readable)
         yield Jail(sb, view, childenv.agent_env(root, home=sandbox.HOME), root)
     finally:
         remove(work)
+
+
+def repo_view(
+    repo: Path,
+    tree: Path,
+    *,
+    protected: Iterable[str] = (),
+    hidden: Iterable[str] = (),
+    readonly: Iterable[Path] = (),
+    writable: Iterable[Path] = (),
+    network: bool = False,
+    devices: tuple[str, ...] = (),
+) -> View:
+    """The view of a process working in `tree`, a scratch copy of `repo`'s checked-out files: the copy at the
+    repository's own path; over it, read-only from the real tree, the `protected` paths and every top-level entry
+    the copy lacks (the venv, untracked data, the ledger, runs/); the git folders (a worktree's and its main one's
+    too) and `hidden` (relative to `repo`, or absolute) covered; `readonly` and `writable` shown at their paths."""
+    repo = repo.resolve()
+    covered = {*_git_dirs(repo), *(repo / rel for rel in hidden)}
+    covered = {path for path in covered if not any(other in path.parents for other in covered)}  # outermost only
+    binds: dict[Path, Path] = {}
+    for rel in protected:
+        if (repo / rel).exists():
+            binds[repo / rel] = repo / rel
+    for name in sorted(os.listdir(repo)):
+        entry = repo / name
+        if entry not in covered and not (tree / name).exists() and not (tree / name).is_symlink():
+            binds[entry] = entry
+    for path in readonly:
+        binds[path] = path
+    return View(
+        tree=tree,
+        at=repo,
+        cwd=repo,
+        readonly=tuple(binds.items()),
+        writable=tuple((path, path) for path in writable),
+        hidden=tuple(sorted(covered)),
+        network=network,
+        devices=devices,
+    )
+
+
+def _git_dirs(repo: Path) -> set[Path]:
+    """The repository's git folders: its .git, and for a worktree (whose .git is a file naming its own git folder)
+    that folder and the main repository's .git, which the root bind would otherwise show."""
+    dot = repo / GIT_DIR
+    found = {dot}
+    if dot.is_file():
+        line = dot.read_text().strip()
+        if line.startswith("gitdir:"):
+            own = (repo / line.removeprefix("gitdir:").strip()).resolve()
+            found.add(own)
+            if own.parent.name == "worktrees":
+                found.add(own.parent.parent)
+    return found
+
+
+def scratch(sb: Sandbox, repo: Path, dest: Path, files: Iterable[str]) -> Path:
+    """A fresh copy at `dest` (which must not exist) of the listed files of `repo` (relative paths, as git lists
+    them), owned by the sandbox's uid; returns `dest`. Copies, never links: a write must not reach the real file."""
+    dest.mkdir(parents=True)
+    for rel in files:
+        source, target = repo / rel, dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        elif source.is_file():
+            shutil.copy2(source, target)  # keeps the mode: an executable script stays one
+        # a listed file missing from the working tree (deleted, not yet committed) is absent from the copy too
+    sandbox.own(sb, dest)
+    return dest
 
 
 def _fresh(folder: Path) -> None:

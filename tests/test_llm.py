@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass, field
 
 import pytest
 
-from harness.errors import BudgetExceeded, LLMError
+from harness.errors import BudgetExceeded, LLMError, RequestRefused
 from harness.llm import LLMClient
 from harness.pricing import price
 from harness.task import Spend
@@ -113,32 +114,58 @@ def test_usage_adds_field_by_field() -> None:
 @pytest.mark.parametrize(
     ("model", "rates"),
     [
-        ("claude-opus-4-5-20251101", (5, 25)),
-        ("claude-opus-4-6", (5, 25)),
-        ("claude-opus-4-1-20250805", (15, 75)),
-        ("claude-opus-4-20250514", (15, 75)),
-        ("claude-opus-4-0", (15, 75)),
-        ("claude-sonnet-4-5-20250929", (3, 15)),
-        ("claude-sonnet-4-20250514", (3, 15)),
-        ("claude-3-7-sonnet-latest", (3, 15)),
-        ("claude-3-5-sonnet-20241022", (3, 15)),
-        ("claude-haiku-4-5", (1, 5)),
-        ("claude-3-5-haiku-20241022", (0.8, 4)),
-        ("claude-3-haiku-20240307", (0.25, 1.25)),
-        ("anthropic.claude-haiku-4-5-20251001-v1:0", (1, 5)),
-        # Unknown names are priced at the dearest rate of their family, or of all models.
-        ("claude-opus-next", (15, 75)),
-        ("my-proxy-sonnet", (3, 15)),
-        ("claude-haiku-9", (1, 5)),
-        ("some-other-model", (15, 75)),
+        # (input, output, cache read) in USD per million tokens, from the published price list.
+        ("claude-fable-5-1", (10, 50, 0.25)),
+        ("claude-mythos-5", (10, 50, 1.0)),
+        ("claude-opus-5-5", (4, 20, 0.20)),
+        ("claude-opus-5", (5, 25, 0.5)),
+        ("claude-opus-4-8", (5, 25, 0.5)),
+        ("claude-opus-4-5-20251101", (5, 25, 0.5)),
+        ("claude-opus-4-1-20250805", (15, 75, 1.5)),
+        ("claude-opus-4-20250514", (15, 75, 1.5)),
+        ("claude-sonnet-5-5", (2, 10, 0.2)),
+        ("claude-sonnet-5", (2, 10, 0.2)),
+        ("claude-sonnet-4-6", (3, 15, 0.3)),
+        ("claude-sonnet-4-5-20250929", (3, 15, 0.3)),
+        ("claude-3-7-sonnet-latest", (3, 15, 0.3)),
+        ("claude-haiku-5-5", (0.10, 0.50, 0.01)),
+        ("anthropic.claude-haiku-5-5-v1:0", (0.10, 0.50, 0.01)),
+        ("claude-haiku-4-5", (1, 5, 0.1)),
+        ("claude-3-5-haiku-20241022", (0.8, 4, 0.08)),
+        ("claude-3-haiku-20240307", (0.25, 1.25, 0.03)),
+        # A version not on the list: its known neighbours' dearer rate, or the family's newest generation's.
+        ("claude-opus-4-9", (5, 25, 0.5)),
+        ("claude-opus-6", (5, 25, 0.5)),
+        ("claude-sonnet-5-2", (2, 10, 0.2)),
+        ("claude-sonnet-7-1", (2, 10, 0.2)),
+        ("claude-haiku-6", (0.10, 0.50, 0.01)),
+        ("claude-fable-6", (10, 50, 1.0)),
+        # No version at all: the dearest rate of the family, or of all models.
+        ("claude-opus-next", (15, 75, 1.5)),
+        ("my-proxy-sonnet", (3, 15, 0.3)),
+        ("some-other-model", (15, 75, 1.5)),
     ],
 )
-def test_price_per_million_tokens(model: str, rates: tuple[float, float]) -> None:
-    input_rate, output_rate = rates
-    assert price(model, 1_000_000, 0, 0, 0) == pytest.approx(input_rate)
-    assert price(model, 0, 1_000_000, 0, 0) == pytest.approx(output_rate)
-    assert price(model, 0, 0, 1_000_000, 0) == pytest.approx(input_rate * 1.25)
-    assert price(model, 0, 0, 0, 1_000_000) == pytest.approx(input_rate * 0.1)
+def test_price_per_million_tokens(model: str, rates: tuple[float, float, float]) -> None:
+    input_rate, output_rate, read_rate = rates
+    per_million = 1_000_000 / 1000  # priced on 1,000 tokens, under every long-prompt band
+    assert price(model, 1000, 0) * per_million == pytest.approx(input_rate)
+    assert price(model, 0, 1000) * per_million == pytest.approx(output_rate)
+    assert price(model, 0, 0, 1000, 0) * per_million == pytest.approx(input_rate * 1.25, rel=0.2)
+    assert price(model, 0, 0, 1000, 0, 1000) * per_million == pytest.approx(input_rate * 2)
+    assert price(model, 0, 0, 0, 1000) * per_million == pytest.approx(read_rate)
+
+
+def test_long_prompts_are_priced_at_the_long_context_rate() -> None:
+    # Haiku 5.5: five times the rate on every token of a request whose prompt is over 100K tokens.
+    assert price("claude-haiku-5-5", 90_000, 1000, 0, 10_000) == pytest.approx(
+        (90_000 * 0.1 + 1000 * 0.5 + 10_000 * 0.01) / 1e6
+    )
+    assert price("claude-haiku-5-5", 90_000, 1000, 0, 10_001) == pytest.approx(
+        (90_000 * 0.5 + 1000 * 2.5 + 10_001 * 0.05) / 1e6
+    )
+    assert price("claude-sonnet-4-5", 300_000, 0) == pytest.approx(300_000 * 6 / 1e6)
+    assert price("claude-sonnet-4-6", 300_000, 0) == pytest.approx(300_000 * 3 / 1e6)
 
 
 # -- retries -------------------------------------------------------------------------------------------------------
@@ -225,6 +252,32 @@ def test_timeout_is_retried(fake: FakeAnthropic) -> None:
     assert rec.notices[0].startswith("API request timed out after 0.5 s; retrying in ")
 
 
+def test_a_body_that_trickles_is_cut_at_the_deadline_and_retried(fake: FakeAnthropic) -> None:
+    fake.trickle("a byte at a time", interval=0.05)  # a ~400-byte body: 20 s, each read well inside any timeout
+    fake.reply("on time")
+    rec = Recorder()
+    started = time.monotonic()
+
+    reply = client(fake, rec, request_timeout=5, request_deadline=1.0).complete(system="s", messages=PROMPT)
+
+    assert reply.text == "on time"
+    assert time.monotonic() - started < 5
+    assert len(fake.requests) == 2
+    assert rec.notices[0].startswith("API request timed out after 1 s; retrying in ")
+
+
+def test_a_connection_dropped_mid_body_is_retried(fake: FakeAnthropic) -> None:
+    fake.drop()
+    fake.reply("whole")
+    rec = Recorder()
+
+    reply = client(fake, rec).complete(system="s", messages=PROMPT)
+
+    assert reply.text == "whole"
+    assert len(fake.requests) == 2
+    assert rec.notices[0].startswith("API unreachable (RemoteProtocolError")
+
+
 def test_malformed_body_is_retried(fake: FakeAnthropic) -> None:
     fake.malformed()
     fake.fault(200, body="<html>bad gateway</html>")
@@ -290,6 +343,28 @@ def test_bad_request_fails_at_once(fake: FakeAnthropic, status: int) -> None:
 
     assert len(fake.requests) == 1
     assert rec.waits == []
+
+
+@pytest.mark.parametrize("status", [400, 413])
+def test_a_refusal_of_this_request_is_told_apart_from_one_that_stays(fake: FakeAnthropic, status: int) -> None:
+    fake.fault(status)
+
+    with pytest.raises(RequestRefused, match=rf"\({status} "):
+        client(fake).complete(system="s", messages=PROMPT)
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(401, "invalid x-api-key"), (403, "no permission"), (404, "model: claude-nonesuch"),
+     (400, "Your credit balance is too low to access the Anthropic API")],
+)  # fmt: skip
+def test_refusals_that_stay_are_not_request_refusals(fake: FakeAnthropic, status: int, message: str) -> None:
+    fake.fault(status, body={"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+
+    with pytest.raises(LLMError) as caught:
+        client(fake).complete(system="s", messages=PROMPT)
+
+    assert not isinstance(caught.value, RequestRefused)
 
 
 def test_spend_limit_is_not_waited_out(fake: FakeAnthropic) -> None:
@@ -414,3 +489,36 @@ def test_one_hour_cache_writes_are_priced_at_twice_the_input_rate(fake: FakeAnth
     by_hand = (100 * 3 + 10 * 15 + 1000 * 3 * 1.25 + 2000 * 3 * 2.0) / 1e6
     assert reply.usage.cost_usd == pytest.approx(by_hand)
     assert reply.usage.cache_write_tokens == 3000
+
+
+@pytest.mark.parametrize(("ttl", "rate"), [("1h", 2.0), ("5m", 1.25), (None, 1.25)])
+def test_cache_writes_without_a_breakdown_are_priced_as_the_request_asked(fake: FakeAnthropic, ttl, rate) -> None:
+    fake.reply("ok", input_tokens=100, output_tokens=10, cache_write=3000)
+    mark = {"type": "ephemeral", **({"ttl": ttl} if ttl else {})}
+    prompt = [{"role": "user", "content": [{"type": "text", "text": "long prefix", "cache_control": mark}]}]
+
+    reply = client(fake).complete(system="s", messages=prompt, max_tokens=10)
+
+    assert reply.usage.cost_usd == pytest.approx((100 * 3 + 10 * 15 + 3000 * 3 * rate) / 1e6)
+
+
+def test_tools_and_thinking_go_through_and_the_content_blocks_come_back(fake: FakeAnthropic) -> None:
+    blocks = [
+        {"type": "thinking", "thinking": "look first", "signature": "sig"},
+        {"type": "text", "text": "Reading it."},
+        {"type": "tool_use", "id": "toolu_9", "name": "view_file", "input": {"path": "prepare.py"}},
+    ]
+    fake.reply("", content=blocks, stop_reason="tool_use", input_tokens=10, output_tokens=900)
+    tools = [{"name": "view_file", "description": "read", "input_schema": {"type": "object"}}]
+
+    reply = client(fake).complete(
+        system="s", messages=PROMPT, max_tokens=4000, tools=tools, tool_choice={"type": "auto"},
+        thinking={"type": "enabled", "budget_tokens": 2048},
+    )  # fmt: skip
+
+    sent = fake.requests[0].json
+    assert sent["tools"] == tools and sent["tool_choice"] == {"type": "auto"}
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert reply.stop_reason == "tool_use" and reply.text == "Reading it."
+    assert list(reply.content) == blocks and reply.tool_uses == [blocks[2]]
+    assert reply.usage.cost_usd == pytest.approx(sonnet_cost(10, 900))  # thinking tokens are output tokens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -148,29 +149,45 @@ return Proposal("cheat", cheat + task.mutable_content.replace("X = 3.0", "X = 1.
     assert git(project, "rev-parse", "HEAD") == rows(project)[0]["commit"]
 
 
-def test_noise_from_repeated_baselines_raises_the_bar(tmp_path: Path):
-    # A metric that jitters between runs: the baseline's repeats measure the jitter, and a change inside it is
-    # discarded even though its number is lower.
-    train = (
-        "import os, random\nX = 3.0\nY = 2\n"
-        "path = 'runs/count'\nn = int(open(path).read()) if os.path.exists(path) else 0\n"
-        "open(path, 'w').write(str(n + 1))\n"
-        "print(f'val_bpb: {X + (0.5 if n % 2 else 0.0):.6f}')\n"
-    )
-    # The counter lives in runs/, which only a run outside the sandbox can reach: this test is of the noise rule.
-    program = toy_program(baseline_runs=2, sandbox="off")
-    repo = make_repo(tmp_path / "noisy", {"train.py": train, "program.md": program})
+# A run that prints the next number of a scripted sequence, whatever train.py holds: the keep rule alone decides.
+SCRIPTED = (
+    "import os\nX = 3.0\nY = 2\n"
+    "n = int(open('runs/count').read()) if os.path.exists('runs/count') else 0\n"
+    "open('runs/count', 'w').write(str(n + 1))\n"
+    "print('val_bpb:', open('runs/sequence').read().split()[n])\n"
+)
+
+
+def scripted_night(tmp_path: Path, sequence: list[float]) -> list[dict]:
+    # The counter lives in runs/, which only a run outside the sandbox can reach: this test is of the keep rule.
+    repo = make_repo(tmp_path / "scripted", {"train.py": SCRIPTED, "program.md": toy_program(sandbox="off")})
     (repo / "runs").mkdir()
+    (repo / "runs" / "sequence").write_text(" ".join(map(str, sequence)))
     agent = write_agent(
         tmp_path / "small.py", 'return Proposal("X a bit lower", task.mutable_content.replace("X = 3.0", "X = 2.9"))'
     )
-    out = cli(repo, "run", "--tag", "n", "--agent", str(agent), "--max-experiments", "1")
+    out = cli(repo, "run", "--tag", "s", "--agent", str(agent), "--max-experiments", "1")
     assert out.returncode == 0, out.stderr
-    base, exp = rows(repo)
-    assert base["extra"]["repeats"] == [3.0, 3.5]
-    assert base["metric"] == 3.25 and round(base["extra"]["noise"], 4) == 0.3536
-    assert exp["metric"] == 2.9  # better by 0.35, inside the noise
-    assert exp["status"] == "discard"
+    return [r for r in map(json.loads, (repo / "experiments.log").read_text().splitlines()) if r["kind"] != "note"]
+
+
+def test_a_candidate_that_wins_only_by_a_lucky_run_is_not_kept(tmp_path: Path):
+    # The baseline, the champion run twice more (its number rests on 3 runs), the candidate's lucky run, its re-run.
+    night = scripted_night(tmp_path, [3.0, 3.01, 2.99, 2.0, 3.0])
+    runs = [(r["purpose"], r["value"]) for r in night if r["kind"] == "measurement"]
+    assert runs == [("baseline", 3.0), ("remeasure", 3.01), ("remeasure", 2.99), ("candidate", 2.0), ("confirm", 3.0)]
+    exp = [r for r in night if r["kind"] == "experiment"][-1]
+    assert exp["status"] == "discard" and exp["reason"].startswith("discarded, not confirmed: re-run at 3")
+    assert exp["best"] == 3.0  # the champion's median, not any single run
+
+
+def test_a_genuine_improvement_is_kept_after_it_wins_again(tmp_path: Path):
+    night = scripted_night(tmp_path, [3.0, 3.01, 2.99, 2.0, 2.02])
+    exp = [r for r in night if r["kind"] == "experiment"][-1]
+    assert exp["status"] == "keep" and exp["reason"].startswith("kept: re-run at 2.02")
+    assert exp["metric"] == 2.01 and exp["extra"]["runs"] == 2  # the median of its two runs
+    log = cli(tmp_path / "scripted", "log", "--tag", "s").stdout  # the morning review shows what the rule did
+    assert re.search(r"noise:\s+\S+ per run \(2 champion re-runs, 1 confirmations\)", log), log
 
 
 def test_a_malformed_program_at_start_exits_2_naming_the_line(project: Path):
@@ -364,7 +381,7 @@ def test_files_a_run_leaves_in_the_tree_never_reach_the_next_run(project: Path, 
 
 
 def test_a_bug_leaves_a_crash_log_and_its_reason_in_the_ledger_and_status(project: Path):
-    from harness import loop
+    from harness import runner
     from harness.session import Options
     from harness.testing import FixedEdit, Quiet
 
@@ -375,7 +392,7 @@ def test_a_bug_leaves_a_crash_log_and_its_reason_in_the_ledger_and_status(projec
             return super().propose(task)
 
     screen = Quiet()
-    ending = loop.run(project, Options(tag="bug", agent="buggy"), screen=screen, make_agent=lambda *a: Buggy())
+    ending = runner.run(project, Options(tag="bug", agent="buggy"), screen=screen, make_agent=lambda *a: Buggy())
     assert ending.exit_code == 3
     log = project / "runs" / "bug" / "crash.log"
     assert ending.reason.startswith("crashed (RuntimeError: an index went out of range)") and str(log) in ending.reason

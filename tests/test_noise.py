@@ -75,11 +75,20 @@ def night(task: Task, referee: Referee, steps: list[float], start: float = 2.80)
         commit = f"exp{i}"
         task.truth[commit] = task.truth[champion] + step
         referee.add(task.measure(referee, commit))
-        verdict = settle(referee, commit, champion, lambda c, p: task.measure(referee, c, p), "minimize")
+        verdict = settle(
+            referee, commit, champion, lambda c, p: added(referee, task.measure(referee, c, p)), "minimize"
+        )
         verdicts[commit] = verdict
         if verdict.action == "keep":
             champion = commit
     return champion, verdicts
+
+
+def added(referee: Referee, m: Measurement | None) -> Measurement | None:
+    """What the loop does with a run settle() asked for: record it, then hand it back."""
+    if m is not None:
+        referee.add(m)
+    return m
 
 
 def runs(referee: Referee, commit: str, *values: float, purpose: Purpose = "remeasure") -> None:

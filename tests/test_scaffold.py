@@ -34,8 +34,12 @@ def test_init_writes_a_program_that_parses_to_the_options_and_copies_the_agent(s
     config = program.config
     assert (config.mutable, config.run, config.metric, config.direction) == ("solve.py", "python solve.py", "score",
                                                                              "maximize")  # fmt: skip
-    assert (config.budget, config.timeout) == (60, 120)
-    assert "budget: 60\n" in (solver / "program.md").read_text()
+    assert (config.budget, config.timeout) == (60, 120)  # budget + the 60 s grace
+    text = (solver / "program.md").read_text()
+    assert "budget: 60\n" in text
+    # The metric is self-reported until the person names an evaluator; the template says why and how.
+    assert config.evaluate == "" and "#   evaluate: python evaluate.py" in text
+    assert "better number than it earns" in text
     for heading in ("# Goal", "# Rules", "# Ideas"):
         assert heading in program.text
     assert (solver / "agent.py").read_bytes() == (ROOT / "agent.py").read_bytes()

@@ -6,6 +6,7 @@ import collections
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +52,18 @@ class _Reply:
     cache_write: int
     cache_read: int
     stop_reason: str
+    content: tuple[dict[str, Any], ...] | None = None  # blocks in place of one text block
+
+
+@dataclass(frozen=True)
+class _Trickle:
+    reply: _Reply
+    interval: float  # seconds between two bytes of the body
+
+
+@dataclass(frozen=True)
+class _Drop:
+    reply: _Reply  # the reply whose body is cut half-way by closing the connection
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ class _Malformed:
     pass
 
 
-_Action = _Reply | _Fault | _Hold | _Malformed
+_Action = _Reply | _Fault | _Hold | _Malformed | _Trickle | _Drop
 
 
 def error_body(status: int, message: str | None = None, error_type: str | None = None) -> dict[str, Any]:
@@ -98,14 +111,15 @@ def message_body(
     cache_read: int = 0,
     stop_reason: str = "end_turn",
     message_id: str = "msg_fake",
+    content: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A successful Messages API response body with the real shape."""
+    """A successful Messages API response body with the real shape; `content` replaces the one text block."""
     return {
         "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": list(content) if content is not None else [{"type": "text", "text": text}],
         "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": {
@@ -148,9 +162,20 @@ class FakeAnthropic:
         cache_write: int = 0,
         cache_read: int = 0,
         stop_reason: str = "end_turn",
+        content: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Queue a successful reply; token counts left out are estimated from the request and the text."""
-        self._push(_Reply(text, input_tokens, output_tokens, cache_write, cache_read, stop_reason))
+        """Queue a successful reply; token counts left out are estimated from the request and the text. `content`
+        (text, tool_use, thinking blocks) replaces the one text block."""
+        blocks = tuple(content) if content is not None else None
+        self._push(_Reply(text, input_tokens, output_tokens, cache_write, cache_read, stop_reason, blocks))
+
+    def trickle(self, text: str, *, interval: float = 0.2) -> None:
+        """Queue a reply whose headers come at once and whose body comes one byte every `interval` seconds."""
+        self._push(_Trickle(_Reply(text, None, None, 0, 0, "end_turn"), interval))
+
+    def drop(self, text: str = "never finished") -> None:
+        """Queue a reply whose connection closes half-way through the body, as a dying proxy would."""
+        self._push(_Drop(_Reply(text, None, None, 0, 0, "end_turn")))
 
     def fault(
         self,
@@ -236,15 +261,17 @@ class FakeAnthropic:
 
     def _message(self, request_json: dict[str, Any], reply: _Reply) -> dict[str, Any]:
         raw = json.dumps(request_json)
+        said = reply.text if reply.content is None else json.dumps(reply.content)
         return message_body(
             reply.text,
             model=str(request_json.get("model", "claude-fake")),
             input_tokens=reply.input_tokens if reply.input_tokens is not None else estimate_tokens(raw),
-            output_tokens=reply.output_tokens if reply.output_tokens is not None else estimate_tokens(reply.text),
+            output_tokens=reply.output_tokens if reply.output_tokens is not None else estimate_tokens(said),
             cache_write=reply.cache_write,
             cache_read=reply.cache_read,
             stop_reason=reply.stop_reason,
             message_id=f"msg_fake_{next(self._ids)}",
+            content=list(reply.content) if reply.content is not None else None,
         )
 
 
@@ -305,6 +332,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif isinstance(action, _Hold):
             fake._stopping.wait(action.seconds)
             self._send_json(500, error_body(500, "held past the client's timeout"))
+        elif isinstance(action, _Trickle):
+            self._send_slowly(json.dumps(fake._message(body, action.reply)).encode(), action.interval)
+        elif isinstance(action, _Drop):
+            payload = json.dumps(fake._message(body, action.reply)).encode()
+            self._send_raw(200, payload[: len(payload) // 2], length=len(payload))
+            self.close_connection = True
         else:
             self._send_raw(200, b'{"id": "msg_fake", "type": "message", "content": [{"type": "te')
 
@@ -329,11 +362,26 @@ class _Handler(BaseHTTPRequestHandler):
         payload = body if isinstance(body, str) else json.dumps(body)
         self._send_raw(status, payload.encode(), headers)
 
-    def _send_raw(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+    def _send_slowly(self, payload: bytes, interval: float) -> None:
+        self._send_raw(200, b"", length=len(payload))
+        try:
+            for i in range(len(payload)):
+                if self.fake._stopping.is_set():
+                    break
+                self.wfile.write(payload[i : i + 1])
+                self.wfile.flush()
+                time.sleep(interval)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up at its deadline: what trickle() is for
+        self.close_connection = True
+
+    def _send_raw(
+        self, status: int, payload: bytes, headers: dict[str, str] | None = None, *, length: int | None = None
+    ) -> None:
         try:
             self.send_response(status)
             self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
+            self.send_header("content-length", str(len(payload) if length is None else length))
             self.send_header("request-id", "req_fake")
             for name, value in (headers or {}).items():
                 self.send_header(name, value)

@@ -1,0 +1,99 @@
+"""A night from its start to its end: open it, build its agent, say what protects it, loop, record how it ended."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import Config
+from harness.errors import HarnessError, LedgerError
+from harness.loop import Loop
+from harness.night import Night
+from harness.paths import Layout
+from harness.repo import Repo
+from harness.session import Options, Session, open_session
+from harness.status import Screen, write_status
+from harness.task import Agent
+
+AgentFactory = Callable[[str, Config, Night, Layout, Repo, Callable[[str], None], Mapping[str, str]], Agent]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the night ended: the reason (also in the ledger and the status), the exit status, and where it stands."""
+
+    reason: str
+    exit_code: int
+    experiments: int  # run in this invocation
+    best: float | None
+    baseline: float | None
+
+
+def run(
+    root: Path,
+    options: Options,
+    *,
+    screen: Screen,
+    make_agent: AgentFactory,
+    secrets: Mapping[str, str] | None = None,
+) -> Ending:
+    """Open the night, build its agent, and loop until something ends it; the tree is left clean at the champion.
+
+    Whatever ends it, its reason goes to the ledger, the status file and the screen before the lock is let go; a
+    person's mistake (HarnessError) is then raised, a bug leaves a crash log."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    agent: Agent | None = None
+    try:
+        session = open_session(root, options)
+        try:
+            session.steering.start()
+            args = (session.config, session.night, session.layout, session.repo, screen.info, secrets or {})
+            agent = make_agent(options.agent, *args)
+            _announce(session, screen)
+            loop = Loop(session, agent, screen)
+            end = loop.until_end()
+            _record_end(session, screen, str(end), type(end).__name__, agent.name)
+        except HarnessError as e:
+            _record_end(session, screen, f"stopped: {e}", type(e).__name__, agent.name if agent else options.agent)
+            raise
+        finally:
+            if agent is not None:
+                agent.close()
+            session.close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return Ending(str(end), end.exit_code, loop.count, session.night.best, session.night.baseline)
+
+
+def _announce(session: Session, screen: Screen) -> None:
+    """Say at the start what protects the night and where its metric comes from: on the screen and in the ledger."""
+    config, sb = session.config, session.sandbox
+    guard = "runs and agents in the OS sandbox (bubblewrap)" if sb.active else sb.missing
+    if sb.active and sb.user is not None:
+        guard += f", as uid {sb.user[0]}"
+    if sb.active:
+        guard += ", network on for runs" if config.network else ", no network"
+    source = f"from the evaluator '{config.evaluate}'" if config.evaluate else "self-reported by the run"
+    if config.hidden and not sb.active:
+        source += f"; the hidden data ({', '.join(config.hidden)}) is NOT hidden without the sandbox"
+    screen.info(f"sandbox: {config.sandbox}: {guard}")
+    screen.info(f"metric: {config.metric}, {source}")
+    session.ledger.note(session.tag, "night started", sandbox=config.sandbox, sandboxed=sb.active, protection=guard,
+                        metric_source=source)  # fmt: skip
+
+
+def _record_end(session: Session, screen: Screen, reason: str, kind: str, agent: str) -> None:
+    """Whatever ended the night: one ledger note, the status file, and a line on the screen (the lock is still held).
+    A full disk can refuse the note and the status file too; the screen and the exit line still say why."""
+    with contextlib.suppress(LedgerError):
+        session.ledger.note(session.tag, f"loop ended: {reason}", ending=kind)
+    with contextlib.suppress(OSError):
+        write_status(session.layout.status, session.state(agent, "stopped", -1, reason))
+    screen.info(f"loop ended: {reason}")
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
