@@ -8,7 +8,8 @@ Usage:
     python bench/yield.py --agents random,optuna,hybrid                 # hybrid and llm need ANTHROPIC_API_KEY
 
 Each night is a real `autoresearch run --agent A --max-experiments N` in a fresh repository of its own, with
-`seed: K` in its program.md, so every agent gets the same number of experiments of the same budget. Nights run in
+`seed: K` and `confirm: 0` in its program.md, so every agent gets the same number of experiments of the same budget,
+each one run. Nights run in
 parallel up to --workers (default: two for the synthetic task, one for the bundled task, whose runs would otherwise
 share the CPU under a wall-clock budget). The default agents are random (the control) and optuna, plus hybrid and
 llm when ANTHROPIC_API_KEY is set.
@@ -112,12 +113,15 @@ class Night:
 def make_task(kind: str, path: Path, seed: int, data: Path | None) -> Path:
     """A fresh repository holding the task, its program.md seeded with `seed` (and, for the bundled task, a copy of
     the data prepared once, so that every night is scored on the same held-out split)."""
+    # A candidate that wins is kept on its first run: every experiment costs one run, whichever agent proposed it.
+    equal = {"confirm": "0"} if "confirm" in KEYS else {}
     if kind == "synthetic":
-        files = {"train.py": SYNTHETIC_TRAIN, "program.md": SYNTHETIC_PROGRAM.format(seed=seed), "prepare.py": "#\n"}
+        program = _front(SYNTHETIC_PROGRAM.format(seed=seed), **equal)
+        files = {"train.py": SYNTHETIC_TRAIN, "program.md": program, "prepare.py": "#\n"}
         return make_repo(path, {**files, "agent.py": (ROOT / "agent.py").read_text()})
     files = {name: (ROOT / name).read_text() for name in ("prepare.py", "train.py", "agent.py", ".gitignore")}
-    # One baseline run (no noise margin: the champion is the best run so far, as in the synthetic task).
-    keys = {"seed": str(seed), "baseline_runs": "1"}
+    # One baseline run, as in the synthetic task: the curves count experiments, not the baseline's repeats.
+    keys = {"seed": str(seed), "baseline_runs": "1", **equal}
     if "evaluate" not in KEYS and "--evaluate" in files["prepare.py"]:
         # A harness without the trusted evaluator (`evaluate:`) reads the metric from the run itself: the run then
         # ends with prepare.py's evaluation of the model train.py handed over.

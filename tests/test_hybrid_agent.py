@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness import loop
+from harness import runner
 from harness.agents import build_agent
 from harness.hybrid_agent import HybridAgent
 from harness.session import Options
@@ -86,7 +86,7 @@ def night(root: Path, server: FakeAnthropic, n: int) -> HybridAgent:
 
     secrets = {"ANTHROPIC_API_KEY": TEST_KEY, "ANTHROPIC_BASE_URL": server.url}
     options = Options(tag="h", agent="hybrid", max_experiments=n)
-    ending = loop.run(root, options, screen=Quiet(), make_agent=make, secrets=secrets)
+    ending = runner.run(root, options, screen=Quiet(), make_agent=make, secrets=secrets)
     assert ending.exit_code == 0, ending.reason
     assert isinstance(built[0], HybridAgent)
     return built[0]
