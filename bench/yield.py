@@ -122,10 +122,6 @@ def make_task(kind: str, path: Path, seed: int, data: Path | None) -> Path:
     files = {name: (ROOT / name).read_text() for name in ("prepare.py", "train.py", "agent.py", ".gitignore")}
     # One baseline run, as in the synthetic task: the curves count experiments, not the baseline's repeats.
     keys = {"seed": str(seed), "baseline_runs": "1", **equal}
-    if "evaluate" not in KEYS and "--evaluate" in files["prepare.py"]:
-        # A harness without the trusted evaluator (`evaluate:`) reads the metric from the run itself: the run then
-        # ends with prepare.py's evaluation of the model train.py handed over.
-        keys["run"] = '"python train.py && python prepare.py --evaluate"'
     files["program.md"] = _front((ROOT / "program.md").read_text(), **keys)
     path.mkdir(parents=True)
     for name, text in files.items():
