@@ -43,7 +43,7 @@ def build_agent(
                 "use the offline agent with --agent optuna"
             )
         optimizer = _offline("tpe", config, night, repo)
-        advisor = HostedAgent.start(ADVISOR, NAME_OF_ADVISOR, config, layout, night.tag, say, secrets)
+        advisor = HostedAgent.start(ADVISOR, NAME_OF_ADVISOR, config, layout, night.tag, say, secrets, night.spend_usd)
         hybrid = HybridAgent(optimizer, advisor, share=config.override_share)
         hybrid.resume(night.results())
         return hybrid
@@ -51,7 +51,7 @@ def build_agent(
     if not path.is_file():
         raise HarnessError(f"agent file {path} not found; --agent takes {KINDS}")
     name = "llm" if kind == "llm" else path.name
-    return HostedAgent.start(path, name, config, layout, night.tag, say, secrets)
+    return HostedAgent.start(path, name, config, layout, night.tag, say, secrets, night.spend_usd)
 
 
 def _offline(sampler: Sampler, config: Config, night: Night, repo: Repo) -> OptunaAgent:

@@ -70,6 +70,7 @@ class HostedAgent:
         tag: str,
         say: Callable[[str], None],
         secrets: Mapping[str, str],
+        spent: float = 0.0,
     ) -> HostedAgent:
         """The agent file at `path` with an LLM client of its own; the key is checked before use (a bad one is an
         LLMError now, not at 3 am). An agent file that never calls the LLM runs without a key."""
@@ -87,6 +88,7 @@ class HostedAgent:
                 base_url=secrets.get("ANTHROPIC_BASE_URL") or None,
                 patience=config.patience,
                 max_cost_usd=config.max_cost_usd,
+                spent_before=spent,
                 on_wait=say,
             )
             client.check()

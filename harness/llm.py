@@ -80,6 +80,7 @@ class LLMClient:
         on_wait: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         time_scale: float | None = None,
+        spent_before: float = 0.0,
     ) -> None:
         self.model = model
         self.patience = patience
@@ -108,7 +109,7 @@ class LLMClient:
             timeout=self._timeout(),
         )
         self._lock = threading.Lock()
-        self._total = Spend()
+        self._total = Spend(cost_usd=spent_before)  # the night's spend before this client: the cap is the night's
         self._untaken = Spend()
         self._random = random.Random()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.ledger import Row
+from harness.ledger import Experiment, Row
 from harness.paths import branch
 from harness.review import Night, figures, num, repository, signed, summarize
 from harness.text import flat, short
@@ -43,10 +43,18 @@ def _markdown(night: Night, image: str) -> str:
     out += ["", "## Steer events", ""]
     out += [f"- {s.time.replace('T', ' ')}, after experiment {'-' if s.after is None else s.after}: {s.summary()}"
             for s in night.steers] or ["None: program.md did not change during the night."]  # fmt: skip
+    sources = [_source(r) for r in night.rows]
+    if any(sources):  # a hybrid night: which experiments the optimizer proposed and which the LLM
+        counts = {k: sources.count(k) for k in ("optimizer", "llm")}
+        said = f"{counts['optimizer']} experiments came from the optimizer and {counts['llm']} from the LLM"
+        out += ["", "## Optimizer and LLM", "", said + " (an override, its reason in the ledger's `extra.why`)."]
     out += ["", "## Every experiment", "", "Kept ones in bold.", ""]
-    out += [f"| id | status | {m} | delta | seconds | commit | description |", "|---:|---|---:|---:|---:|---|---|"]
-    for r in night.rows:
+    source_head = " from |" if any(sources) else ""
+    out += [f"| id | status | {m} | delta | seconds | commit |{source_head} description |",
+            "|---:|---|---:|---:|---:|---|" + ("---|" if any(sources) else "") + "---|"]  # fmt: skip
+    for r, source in zip(night.rows, sources, strict=True):
         cells = [str(r.id), r.status, num(r.metric), signed(r.delta), f"{r.seconds:.1f}", f"`{short(r.commit)}`"]
+        cells += [source or "-"] if any(sources) else []
         bold = "**" if r.status == "keep" else ""
         out.append("| " + " | ".join(f"{bold}{c}{bold}" for c in cells) + f" | {cell(flat(r.description))} |")
     return "\n".join(out) + "\n"
@@ -55,3 +63,9 @@ def _markdown(night: Night, image: str) -> str:
 def cell(text: str) -> str:
     """Text fit for a Markdown table cell."""
     return text.replace("|", "\\|")
+
+
+def _source(row: Experiment) -> str:
+    """Who proposed an experiment of a hybrid night: "optimizer" or "llm"; "" in any other night."""
+    source = row.extra.get("source") if isinstance(row.extra, dict) else None
+    return source if source in ("optimizer", "llm") else ""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import Config
-from harness.errors import HarnessError, LedgerError
+from harness.errors import HarnessError, LedgerError, LoopEnd
 from harness.loop import Loop
 from harness.night import Night
 from harness.paths import Layout
@@ -51,11 +51,17 @@ def run(
         try:
             session.steering.start()
             args = (session.config, session.night, session.layout, session.repo, screen.info, secrets or {})
-            agent = make_agent(options.agent, *args)
-            _announce(session, screen)
-            loop = Loop(session, agent, screen)
-            end = loop.until_end()
-            _record_end(session, screen, str(end), type(end).__name__, agent.name)
+            count = 0
+            try:
+                agent = make_agent(options.agent, *args)  # an LLM agent's key check is a call: the cap may refuse it
+            except LoopEnd as e:
+                end: LoopEnd = e
+            else:
+                _announce(session, screen)
+                loop = Loop(session, agent, screen)
+                end = loop.until_end()
+                count = loop.count
+            _record_end(session, screen, str(end), type(end).__name__, agent.name if agent else options.agent)
         except HarnessError as e:
             _record_end(session, screen, f"stopped: {e}", type(e).__name__, agent.name if agent else options.agent)
             raise
@@ -65,7 +71,7 @@ def run(
             session.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return Ending(str(end), end.exit_code, loop.count, session.night.best, session.night.baseline)
+    return Ending(str(end), end.exit_code, count, session.night.best, session.night.baseline)
 
 
 def _announce(session: Session, screen: Screen) -> None:

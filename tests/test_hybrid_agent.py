@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness import runner
+from harness import report, runner
 from harness.agents import build_agent
 from harness.hybrid_agent import HybridAgent
 from harness.session import Options
@@ -135,6 +135,11 @@ def test_the_llm_sees_the_suggestion_and_history_and_its_accept_or_override_runs
         assert by_id[n].params == rows[n]["extra"]["params"] and by_id[n].value == rows[n]["metric"]
     withdrawn = [t.user_attrs["experiment"] for t in agent.optimizer.study.trials if "withdrawn" in t.user_attrs]
     assert withdrawn == [3, 4]  # the suggestions the LLM overrode were never run, so nothing was learned of them
+    # The morning report says which experiments came from the optimizer and which from the LLM.
+    report.report_repo(root, tmp_path / "report", tag="h")
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "3 experiments came from the optimizer and 2 from the LLM" in page
+    assert re.search(r"\| \*\*3\*\* \| \*\*keep\*\* .*\| \*\*llm\*\* \|", page), page
 
 
 def test_overrides_stay_within_their_share_across_a_restart(tmp_path: Path):

@@ -53,3 +53,16 @@ def test_the_spend_cap_is_the_nights_across_restarts(project: Path, fake_anthrop
     assert [r["id"] for r in exps] == [0, 1, 2]  # the second start did one experiment, not two: the cap is the night's
     assert round(sum(r["cost_usd"] for r in exps), 6) == round(2 * cost, 6)
     assert fake_anthropic.pending == 1
+
+
+def test_a_night_whose_spend_reached_the_cap_does_not_start_again(project: Path, fake_anthropic: FakeAnthropic):
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
+    fake_anthropic.reply(edit("X = 3.0", "X = 2.0"), input_tokens=10000, output_tokens=1000)  # about $0.045
+    args = ("run", "--tag", "full", "--agent", "llm", "--max-cost-usd", "0.04")
+    assert cli(project, *args, "--max-experiments", "1", env=env(fake_anthropic)).returncode == 0
+    requests = len(fake_anthropic.requests)
+    out = cli(project, *args, env=env(fake_anthropic))
+    assert out.returncode == 0, out.stderr  # a clean stop, said plainly, not a crash
+    assert "reached max_cost_usd" in out.stdout
+    assert len(fake_anthropic.requests) == requests  # not even the key check was paid for again
+    assert rows(project, "note")[-1]["ending"] == "BudgetExceeded"
