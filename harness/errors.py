@@ -21,6 +21,10 @@ class LedgerError(HarnessError):
     """experiments.log could not take a whole row (a full disk, a file size limit); the rows before it are intact."""
 
 
+class DiskFull(HarnessError):
+    """The disk (or the file size limit) refused a write the night needed; it stops, nothing is lost."""
+
+
 class LockedError(HarnessError):
     """Another loop holds this repository."""
 

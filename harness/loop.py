@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from dataclasses import replace
 from typing import Any
@@ -13,6 +14,7 @@ from harness.errors import (
     AgentError,
     BudgetExceeded,
     Crashed,
+    DiskFull,
     HarnessError,
     Interrupted,
     LimitReached,
@@ -34,6 +36,8 @@ from harness.status import Screen, write_status
 from harness.task import Agent, Proposed, Spend, Task
 from harness.text import one_line
 from harness.workspace import guarded
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})  # no room left: a stop, never a crash
 
 
 class Loop:
@@ -66,6 +70,14 @@ class Loop:
             return Interrupted("interrupted (Ctrl-C or SIGTERM); the tree is back at the champion")
         except HarnessError:
             raise
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            # Not a bug: the machine ran out of room. Whatever was under way is reconciled on the next start.
+            raise DiskFull(
+                f"the disk is full ({e.strerror}: {e.filename}); free some space (or raise 'ulimit -f'), then "
+                f"'autoresearch run --tag {self.s.tag}' goes on where this night stopped"
+            ) from None
         except Exception as e:  # a bug: its traceback goes to the crash log, its reason to the ledger and the status
             tag = self.s.tag
             log = crash.write(self.s.layout.crash_log(tag), e, context=f"autoresearch run --tag {tag}")

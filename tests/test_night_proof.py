@@ -66,3 +66,38 @@ def test_a_night_whose_spend_reached_the_cap_does_not_start_again(project: Path,
     assert "reached max_cost_usd" in out.stdout
     assert len(fake_anthropic.requests) == requests  # not even the key check was paid for again
     assert rows(project, "note")[-1]["ending"] == "BudgetExceeded"
+
+
+def test_a_full_disk_stops_the_night_cleanly_and_the_next_start_goes_on(project: Path):
+    import resource
+    import signal
+    import subprocess
+
+    from harness.testing import PY
+
+    for sample in (project / ".git" / "hooks").glob("*.sample"):
+        sample.unlink()  # so that the ledger is the largest file the harness writes
+    assert cli(project, "run", "--tag", "disk", "--agent", "optuna", "--max-experiments", "2").returncode == 0
+    ledger = project / "experiments.log"
+    before = ledger.read_bytes()
+    limit = len(before) + 1500  # room for a row or two: then the disk is "full"
+
+    def full_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as ENOSPC would
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = subprocess.run(
+        [PY, "-m", "harness", "run", "--tag", "disk", "--agent", "optuna"], cwd=project, capture_output=True,
+        text=True, timeout=300, preexec_fn=full_disk,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    # What failed, where, and the next step (the ledger, or a file of the run: whichever the disk refused first).
+    assert "ulimit" in out.stderr and ("disk is full" in out.stderr or "experiments.log" in out.stderr)
+    after = ledger.read_bytes()
+    assert after.startswith(before) and after.endswith(b"\n")  # no earlier row lost, no part of a row left
+    assert all(json.loads(line) for line in after.splitlines())
+    out = cli(project, "run", "--tag", "disk", "--agent", "optuna", "--max-experiments", "1")
+    assert out.returncode == 0, out.stderr
+    ids = [r["id"] for r in rows(project)]
+    assert ids == list(range(len(ids))) and len(ids) >= 4
+    assert git(project, "status", "--porcelain") == ""
