@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from harness import digest, edits, outline
 from harness.config import Config
 from harness.errors import RepoError
-from harness.ledger import Experiment
+from harness.ledger import EVALUATED, FAILED, INTERRUPTED, Experiment
 from harness.night import Night
 from harness.paths import RUNS
 from harness.task import Attempt, ContextFile, Inspiration, Task
@@ -35,7 +35,7 @@ CONTEXT_CHARS = 16_000  # of one context file, about 4,000 tokens in the cached 
 # shown as its outline (docstring, constants, public signatures and docstrings), and view_file shows it whole
 CRASH_CHARS = 8000  # of a failed run's log: its last traceback and what came just before it
 DIGEST_CHARS = 900  # of one run's digest
-RAN = frozenset({"keep", "discard", "crash", "timeout", "tampered", "interrupted"})
+RAN = EVALUATED | FAILED | INTERRUPTED  # rows whose run left a log worth a digest
 
 
 def build_task(night: Night, program_text: str, config: Config, content: str) -> Task:
@@ -56,7 +56,7 @@ def build_task(night: Night, program_text: str, config: Config, content: str) ->
         baseline=night.baseline,
         history=tuple(_attempt(r) for r in tried[-config.history :]),
         kept=tuple(_attempt(r) for r in tried if r.status == "keep")[-KEPT_SHOWN:],
-        crash_tail=last.tail if last and last.status in ("crash", "timeout") else "",
+        crash_tail=last.tail if last and last.status in FAILED else "",
         notes=next((r.notes for r in reversed(rows) if r.notes), ""),
         experiment=night.next_id(),
         search=config.search_dict(),

@@ -14,7 +14,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from harness.ledger import Experiment
+from harness.ledger import EVALUATED, Experiment
 from harness.status import doing, duration, standing
 from harness.text import flat
 
@@ -70,7 +70,7 @@ class Display:
         if row.metric is not None:
             parts.append(f"{metric}={row.metric:.6f}" + (f" ({row.delta:+.6f})" if row.delta is not None else ""))
         parts += [f"{row.seconds:.1f}s", flat(row.description)]
-        if row.reason and row.status not in ("keep", "discard"):
+        if row.reason and row.status not in EVALUATED:
             parts.append(f"({flat(row.reason)})")
         if self._console is None:
             self._plain(" ".join(parts))

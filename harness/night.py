@@ -6,13 +6,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from harness.config import Config
-from harness.ledger import FAILED, Experiment, MeasurementRow
+from harness.ledger import EVALUATED, FAILED, Experiment, MeasurementRow
 from harness.noise import Measurement, Purpose, Referee
 from harness.task import Result
 
 # Content that really ran: a later proposal of the same file is a duplicate of it. An interrupted experiment never
 # finished its run, so its content may be proposed (and run) again.
-RAN = frozenset({"keep", "discard", *FAILED})
+RAN = EVALUATED | FAILED
 PURPOSES: tuple[Purpose, ...] = ("baseline", "candidate", "confirm", "remeasure")
 
 
@@ -116,6 +116,6 @@ def _from_rows(rows: list[Experiment]) -> list[MeasurementRow]:
             for value in row.extra.get("repeats") or [row.metric]:
                 if isinstance(value, int | float):
                     out.append(MeasurementRow(row.tag, row.file_sha, float(value), "baseline", 0, seconds=row.seconds))
-        elif row.metric is not None and row.status in ("keep", "discard"):
+        elif row.metric is not None and row.status in EVALUATED:
             out.append(MeasurementRow(row.tag, row.file_sha, row.metric, "candidate", row.id, seconds=row.seconds))
     return out

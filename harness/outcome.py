@@ -8,14 +8,13 @@ from typing import Any
 
 from harness.config import Config
 from harness.evaluate import RunResult
-from harness.ledger import Experiment, Status
+from harness.ledger import EVALUATED, FAILED, Experiment, Status
 from harness.night import Night
 from harness.task import Proposed, Spend
 from harness.text import clean, one_line, tail
 
 TAIL_CHARS = 3000  # how much of a failed run's log the ledger and the agent see
 REASON_CHARS = 500  # a reason is one line; an agent's exception text must not become a page
-FAILED = frozenset({"crash", "timeout", "tampered"})
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def row(finished: Finished, night: Night, config: Config, author: Author, root: 
     reason = one_line(f.reason, REASON_CHARS) if f.reason else ""
     if not reason and f.status == "discard" and change is not None:
         reason = f"not better than the champion by more than {night.margin(config):g} (delta {change:+.6f})"
-    if not reason and result is not None and f.status not in ("keep", "discard"):
+    if not reason and result is not None and f.status not in EVALUATED:
         reason = result.reason
     proposal = f.proposed.proposal if f.proposed else None
     extra = {**(f.proposed.extra if f.proposed else {}), **f.extra}
