@@ -3,23 +3,26 @@ its read-only tools (from the repository; the child has no access of its own).""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import select
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness import childenv, process, toolbox
+from harness import childenv, process, sandbox, toolbox
 from harness.brief import Evidence
 from harness.config import Config
 from harness.errors import AgentError, BudgetExceeded, LLMError, RequestRefused
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.task import Proposal, Proposed, Result, Spend, Task
+from harness.workspace import Jail
 
 if TYPE_CHECKING:
     from harness.llm import LLMClient
@@ -30,6 +33,10 @@ REFUSALS = 3  # proposals in a row whose request the API refused: then it is not
 TOOLS_KEPT = 20  # tool calls of one proposal named in its ledger row
 # What a child's call may carry to the API besides the messages; anything else in its request is not sent.
 _PASSED = ("temperature", "tools", "tool_choice", "thinking")
+
+# Where an agent child runs: given its scratch folder and the files it must read (its own source), the jail to start
+# it in. The default is no OS sandbox (the scrubbed environment only); a night passes workspace.agent_jail.
+JailFactory = Callable[[Path, Sequence[Path]], AbstractContextManager[Jail]]
 
 
 class HostedAgent:
@@ -46,6 +53,7 @@ class HostedAgent:
         log_dir: Path,
         evidence: Evidence,
         time_limit: float = TIME_LIMIT,
+        jail: JailFactory | None = None,
     ) -> None:
         self.path = path.resolve()
         self.client = client
@@ -55,7 +63,8 @@ class HostedAgent:
         self.log_dir = log_dir
         self.evidence = evidence
         self.time_limit = time_limit
-        self.sha = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        self.jail: JailFactory = jail or self._unjailed
+        self.sha = agent_sha(self.path.read_bytes())
         self._refused = 0  # proposals in a row refused by the API
 
     @classmethod
@@ -68,6 +77,7 @@ class HostedAgent:
         tag: str,
         say: Callable[[str], None],
         secrets: Mapping[str, str],
+        jail: JailFactory | None = None,
     ) -> HostedAgent:
         """The agent file at `path` with an LLM client of its own; the key is checked before use (a bad one is an
         LLMError now, not at 3 am). An agent file that never calls the LLM runs without a key."""
@@ -91,7 +101,7 @@ class HostedAgent:
         evidence = Evidence(Repo(layout.root), layout.root)
         return cls(
             path, client, name=name, root=layout.root, workdir=layout.scratch(tag), log_dir=layout.tag_dir(tag),
-            evidence=evidence,
+            evidence=evidence, jail=jail,
         )  # fmt: skip
 
     # --- the Agent protocol ---------------------------------------------------------------------------------
@@ -134,19 +144,14 @@ class HostedAgent:
         request = {"entry": entry, "path": str(self.path), "task": task.to_json()}
         refused: BaseException | None = None
         seen = tools if tools is not None else []
-        with open(log_path, "wb") as log:
-            child = process.spawn(
-                [sys.executable, "-I", "-m", "harness.agent_child"],
-                cwd=self.workdir,
-                env=childenv.agent_env(self.root),
-                stdin=process.PIPE,
-                stdout=process.PIPE,
-                stderr=log,
+        with self.jail(self.workdir, [self.path]) as jail, open(log_path, "wb") as log:
+            child = jail.spawn(
+                [sys.executable, "-I", "-m", "harness.agent_child"], stdin=process.PIPE, stdout=process.PIPE, stderr=log
             )
             try:
                 child.stdin.write((json.dumps(request) + "\n").encode())
                 child.stdin.flush()
-                lines = _Lines(child.stdout.fileno())
+                lines = Lines(child.stdout.fileno())
                 thinking = 0.0
                 while True:
                     started = time.monotonic()
@@ -186,6 +191,10 @@ class HostedAgent:
             raise refused
         return proposal
 
+    @contextlib.contextmanager
+    def _unjailed(self, work: Path, readable: Sequence[Path]) -> Iterator[Jail]:
+        yield Jail(sandbox.probe("off"), None, childenv.agent_env(self.root), work)
+
     def _serve(self, message: dict[str, Any]) -> tuple[dict[str, Any], BaseException | None]:
         """Make one LLM call for the child; a refusal is sent back to it and kept for the loop."""
         if self.client is None:
@@ -213,7 +222,12 @@ class HostedAgent:
         return {"ok": ok, "text": text}
 
 
-class _Lines:
+def agent_sha(source: bytes) -> str:
+    """The version of an agent file as the ledger names it (experiment rows' agent_sha, generation rows')."""
+    return hashlib.sha256(source).hexdigest()[:16]
+
+
+class Lines:
     """Newline-delimited messages from a pipe, with a time limit on each wait."""
 
     def __init__(self, fd: int) -> None:
