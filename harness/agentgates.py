@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import sys
+import time
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -201,10 +202,12 @@ def isolated(
             child.stdin.flush()
             lines, calls = Lines(child.stdout.fileno()), 0
             while True:
+                started = time.monotonic()
                 line = lines.next(limits.seconds(stage))
                 if line is None:
+                    late = time.monotonic() - started >= limits.seconds(stage)
                     child.kill_tree(grace=0.5)
-                    code = child.wait(timeout=2)
+                    code = None if late else child.wait(timeout=2)
                     return Rejection(stage, _ended(stage, code, limits, log))
                 message = json.loads(line)
                 op = message.get("op")
@@ -228,8 +231,8 @@ def isolated(
 
 
 def _ended(stage: str, code: int | None, limits: Limits, log: Path) -> str:
-    """Why the child said nothing more: its time limit, a resource limit, or its own exit."""
-    if code is None or code in (-9, 137):
+    """Why the child said nothing more: its time limit (`code` None), a resource limit, or its own exit."""
+    if code is None:
         return f"the {stage} gate took longer than {limits.seconds(stage):g} s (stopped); see {log}"
     if code in (-24, 152):  # SIGXCPU, directly or through bwrap
         return f"the candidate used more than {limits.cpu} s of CPU (stopped); see {log}"

@@ -143,6 +143,10 @@ class Generation(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="g
     cost_usd: float = 0.0
     time: str = msgspec.field(default_factory=now)
 
+    def to_json(self) -> dict[str, Any]:
+        """The row as plain JSON values, "kind" included."""
+        return msgspec.to_builtins(self)
+
 
 # Every kind this version reads. A kind it does not know (one a newer version added) is passed over, so a new kind
 # is one more type here, and older readers keep working on a ledger that has it.
