@@ -342,3 +342,33 @@ def test_a_kill_during_the_gates_is_recorded_and_the_night_goes_on(relay, fake_a
     assert (second["generation"], second["stage"]) == (2, "scope")
     assert not marker.exists()
     untouched(relay, RELAY)
+
+
+# --- a champion that keeps raising --------------------------------------------------------------------------------
+
+FLAKY = RELAY.replace(
+    '    value = text if text.replace(".", "", 1).isdigit() else "2.5"',
+    '    if text == "boom":\n        raise RuntimeError("boom")\n'
+    '    value = text if text.replace(".", "", 1).isdigit() else "2.5"',
+)
+
+
+def test_a_champion_that_raises_three_times_in_a_row_gives_its_place_back(relay, fake_anthropic):
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
+    for value in ("2.5", "2.4", "2.3", "2.2"):  # 1-4: the relay's window
+        fake_anthropic.reply(value)
+    fake_anthropic.reply(FLAKY)  # generation 1
+    for value in ("1.5", "3.9", "3.8", "1.3"):  # 5-8: probation, candidate first, then champion first
+        fake_anthropic.reply(value)
+    for _ in range(3):  # 9-11: the new champion raises
+        fake_anthropic.reply("boom")
+    out = cli(relay, "hyper", "--tag", "h", "--window", "4", "--max-experiments", "11", env=env(fake_anthropic))
+    assert out.returncode == 0, out.stderr
+    accepted, reverted = rows(relay, "generation")
+    assert (accepted["generation"], accepted["status"], accepted["scores"]["candidate"]) == (1, "accepted", 2)
+    assert (reverted["generation"], reverted["status"], reverted["stage"]) == (1, "reverted", "propose")
+    assert "raised in propose 3 times in a row" in reverted["error"] and "RuntimeError: boom" in reverted["error"]
+    assert (reverted["champion_sha"], reverted["agent_sha"]) == (agent_sha(FLAKY.encode()), agent_sha(RELAY.encode()))
+    assert [r["status"] for r in rows(relay, "experiment")[9:]] == ["invalid"] * 3
+    untouched(relay, RELAY)
+    assert git(relay, "log", "-1", "--format=%s", "autoresearch/h") == "agent: back to the agent before generation 1"
