@@ -259,8 +259,8 @@ def agent_labels(generations: Iterable[Generation]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for g in generations:
         labels.setdefault(g.champion_sha, "seed")
-        if g.agent_sha and g.status != "reverted":
-            labels[g.agent_sha] = f"gen{g.generation}"
+        if g.agent_sha and g.status != "reverted":  # the first name wins: a candidate identical to an agent is not it
+            labels.setdefault(g.agent_sha, f"gen{g.generation}")
     return labels
 
 

@@ -152,8 +152,11 @@ def test_every_bad_rewrite_is_rejected_at_its_gate_and_the_champion_is_untouched
     assert not (repo / "planted.txt").exists()
     untouched(repo, RELAY)
     assert git(repo, "rev-parse", "refs/tags/autoresearch/h/seed-agent") == git(repo, "rev-parse", "main")
-    # Every experiment of the night was proposed by the seed agent.
+    # Every experiment of the night was proposed by the seed agent, and the morning's table says so.
     assert {r["agent_sha"] for r in rows(repo, "experiment") if r["id"]} == {agent_sha(RELAY.encode())}
+    table = cli(repo, "log", "--tag", "h").stdout
+    assert table.count("[seed]") == len(REJECTED) + 1 and "   gen 9  rejected  signature  TypeError" in table
+    assert "generations:      12 (0 accepted; rejected at contract 6, scope 2," in table
 
 
 # --- probation: the seed agent rewrites itself as a whole file ----------------------------------------------------
