@@ -13,6 +13,7 @@ reply) is in harness/dialogue.py; what the model is told is here.
 """
 
 from harness.dialogue import Chat, settle
+from harness.edits import fence_for
 from harness.toolbox import TOOLS
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -43,10 +44,13 @@ REFLECT = """Before the DESCRIPTION, also write REFLECTION: a summary of the nig
 worked, what failed, what to try next. It replaces your previous reflection and stands for the experiments older
 than the history above, so keep from it what still matters."""
 
-REWRITE = """Now improve yourself: below is your own source, the agent that proposes these experiments. Propose one
-change that should make its proposals better (prompts, what it shows of the evidence, the edit format), keeping the
-contract: top-level propose(task, llm) and rewrite(task, llm), only imports, defs, classes and constants at top
-level."""
+REWRITE = """Now improve yourself: above is your own source, agent.py, the agent that proposes these experiments.
+Propose one change that should make its proposals better (prompts, what it shows of the evidence, the edit format),
+keeping the contract: top-level propose(task, llm) and rewrite(task, llm) with exactly these parameters, returning a
+harness.task.Proposal; only imports, defs, classes, constants and docstrings at top level (nothing that runs at
+import). The harness checks all of this, then tries your new version on the next experiments beside this one.
+Answer with DESCRIPTION, then edit blocks of agent.py, or the whole new agent.py between two lines of {fence}: that
+fence is longer than any run of backticks in the file, so the file's own fences stay inside it."""
 
 # What the model is told when its reply cannot be used; each is sent at most once per experiment.
 REPAIR = {
@@ -89,7 +93,8 @@ def propose(task, llm):
 def rewrite(task, llm):
     """HyperAgent mode: a new version of this file, proposed by the model."""
     blocks = [_setup(task), _champion(task, "agent.py", task.agent_source)]
-    return _answer(task, llm, blocks, _situation(task) + "\n\n" + REWRITE, task.agent_source, "agent.py")
+    ask = REWRITE.format(fence=fence_for(task.agent_source))
+    return _answer(task, llm, blocks, _situation(task) + "\n\n" + ask, task.agent_source, "agent.py")
 
 
 def _answer(task, llm, blocks, situation, content, path):

@@ -44,7 +44,7 @@ def build_task(night: Night, program_text: str, config: Config, content: str) ->
     rows = night.rows
     tried = [r for r in rows if r.id != 0]
     last = rows[-1] if rows else None
-    champion = next((r for r in reversed(rows) if r.status == "keep" and r.commit == night.champion), None)
+    champion = next((r for r in reversed(rows) if r.status == "keep" and r.file_sha == night.champion_sha), None)
     reflection, since = _reflection(tried)
     return Task(
         program=program_text,

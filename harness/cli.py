@@ -93,6 +93,51 @@ def run(
 
 
 @main.command()
+@click.option("--tag", default=_default_tag, show_default="today, e.g. nov23", help="Branch autoresearch/<tag>.")
+@click.option("--generations", type=click.IntRange(min=1), default=None, help="Stop after this many rewrites.")
+@click.option("--window", type=click.IntRange(min=1), default=10, show_default=True, help="Experiments per window.")
+@click.option("--budget", type=float, default=None, help="Seconds each run is told it has (overrides program.md).")
+@click.option("--timeout", type=float, default=None, help="Hard wall-clock limit of each run, in seconds.")
+@click.option("--model", default=None, help="Claude model of the agent.")
+@click.option("--max-cost-usd", type=float, default=None, help="LLM spend cap for this run, rewrites included.")
+@click.option("--max-experiments", type=int, default=None, help="Stop after this many experiments.")
+@click.option("--hours", type=float, default=None, help="Stop starting experiments after this many hours.")
+def hyper(
+    tag: str,
+    generations: int | None,
+    window: int,
+    budget: float | None,
+    timeout: float | None,
+    model: str | None,
+    max_cost_usd: float | None,
+    max_experiments: int | None,
+    hours: float | None,
+) -> None:
+    """HyperAgent mode: the loop of `run`, and every WINDOW experiments agent.py rewrites itself; a candidate replaces
+    it only after the scope, compile, contract, import, signature, smoke and probation gates.
+
+    Example: autoresearch hyper --tag nov23 --generations 5 --window 10
+    """
+    from harness import childenv
+    from harness import hyper as hyper_
+    from harness.display import Display
+    from harness.session import Options
+
+    secrets = childenv.withdraw()
+    overrides = {"budget": budget, "timeout": timeout, "model": model, "max_cost_usd": max_cost_usd}
+    options = Options(tag=tag, agent="llm", max_experiments=max_experiments, hours=hours, overrides=overrides)
+    plan = hyper_.Plan(window=window, generations=generations)
+    display = Display(sys.stdout)
+    try:
+        ending = hyper_.run(_root(), options, plan, screen=display, secrets=secrets)
+    finally:
+        display.close()
+    click.echo(f"{ending.reason}; see: autoresearch log --tag {tag}")
+    if ending.exit_code:
+        sys.exit(ending.exit_code)
+
+
+@main.command()
 def stop() -> None:
     """Ask the running loop to stop after its current experiment.
 

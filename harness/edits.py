@@ -8,7 +8,11 @@ import re
 from dataclasses import dataclass
 
 BLOCK = re.compile(r"<<<<<<< SEARCH\n(.*?)\n?=======\n(.*?)\n?>>>>>>> REPLACE", re.DOTALL)
-FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\n(.*?)```", re.DOTALL)
+# A code fence as Markdown (CommonMark) has it: a line of three or more backticks (or tildes) opens it, and only a
+# line of the same character, at least as long and with nothing else on it, closes it. A whole file that holds
+# ``` itself (agent.py's own prompts do) is sent in a longer fence, and a fence mark inside a line never counts.
+OPEN = re.compile(r"[ ]{0,3}(`{3,}|~{3,})([^\n]*)\n?")
+CLOSE = re.compile(r"[ ]{0,3}(`{3,}|~{3,})[ \t]*\n?")
 # A field starts a line ("NOTES:", also "**NOTES:**" or "## NOTES:") and runs to the next field, the first edit
 # block or the first code fence.
 FIELD = re.compile(r"^[#*_ \t]*(DESCRIPTION|NOTES|REFLECTION)[*_]*[ \t]*:[*_]*[ \t]*", re.MULTILINE)
@@ -37,21 +41,66 @@ class Miss:
 
 
 def parse(text: str, current_size: int) -> Parsed:
-    """The fields and edits of a reply; a fence counts as a whole file only when it is over half the current size."""
+    """The fields and edits of a reply; a fence counts as a whole file only when it is over half the current size.
+
+    What a fenced file holds is never read as the reply's own fields or edit blocks (agent.py's source has both in
+    its prompts), unless the fence only wraps edit blocks, as models often send them."""
+    files = [f for f in fences(text) if not f.body.lstrip().startswith("<<<<<<< SEARCH")]
+    prose, at = [], 0
+    for f in files:
+        prose += [text[at : f.start], "```\n"]  # the file's place stays a fence line: a field ends there
+        at = f.end
+    visible = "".join([*prose, text[at:]])
     fields: dict[str, str] = {}
-    starts = list(FIELD.finditer(text))
+    starts = list(FIELD.finditer(visible))
     for i, match in enumerate(starts):
-        stop = starts[i + 1].start() if i + 1 < len(starts) else len(text)
-        body = text[match.end() : stop]
+        stop = starts[i + 1].start() if i + 1 < len(starts) else len(visible)
+        body = visible[match.end() : stop]
         end = _END.search(body)
         fields.setdefault(match.group(1), (body[: end.start()] if end else body).strip())
     description = next((line.strip() for line in fields.get("DESCRIPTION", "").splitlines() if line.strip()), "")
-    blocks = tuple(BLOCK.findall(text))
+    blocks = tuple(BLOCK.findall(visible))
     whole = None
     if not blocks:
-        fences = [f for f in FENCE.findall(text) if len(f) > current_size // 2]
-        whole = fences[-1] if fences else None
+        large = [f.body for f in files if len(f.body) > current_size // 2]
+        whole = large[-1] if large else None
     return Parsed(description, fields.get("NOTES", ""), fields.get("REFLECTION", ""), blocks, whole)
+
+
+@dataclass(frozen=True)
+class Fenced:
+    """One closed code fence of a reply: where it starts and ends (its fence lines included), and what it holds."""
+
+    start: int
+    end: int
+    body: str
+
+
+def fences(text: str) -> list[Fenced]:
+    """The closed code fences of a text, in order; a fence left open (a reply cut short) holds no file."""
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    found, i = [], 0
+    while i < len(lines):
+        opened = OPEN.fullmatch(lines[i])
+        if opened and not (opened.group(1)[0] == "`" and "`" in opened.group(2)):
+            mark = opened.group(1)
+            for j in range(i + 1, len(lines)):
+                closed = CLOSE.fullmatch(lines[j])
+                if closed and closed.group(1)[0] == mark[0] and len(closed.group(1)) >= len(mark):
+                    found.append(Fenced(offsets[i], offsets[j + 1], "".join(lines[i + 1 : j])))
+                    i = j
+                    break
+        i += 1
+    return found
+
+
+def fence_for(content: str) -> str:
+    """A fence of backticks longer than any run of backticks in `content`, so that it can hold `content` whole."""
+    longest = max((len(run) for run in re.findall(r"`+", content)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def apply(blocks: tuple[tuple[str, str], ...], content: str, path: str) -> tuple[str, int, Miss | None]:

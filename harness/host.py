@@ -3,18 +3,19 @@ its read-only tools (from the repository; the child has no access of its own).""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import select
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness import process, sandbox, toolbox, workspace
+from harness import childenv, process, sandbox, toolbox, workspace
 from harness.brief import Evidence
 from harness.config import Config
 from harness.errors import AgentError, BudgetExceeded, LLMError, RequestRefused
@@ -33,6 +34,17 @@ TOOLS_KEPT = 20  # tool calls of one proposal named in its ledger row
 # What a child's call may carry to the API besides the messages; anything else in its request is not sent.
 _PASSED = ("temperature", "tools", "tool_choice", "thinking")
 
+# Where an agent child runs: given its scratch folder and the files it must read (its own source), the jail to start
+# it in. A night's agents get `jails` (the OS sandbox); an agent built by hand without one, the scrubbed environment.
+JailFactory = Callable[[Path, Sequence[Path]], AbstractContextManager[Jail]]
+
+
+def jails(config: Config, repo: Repo) -> JailFactory:
+    """The jail of every child that runs an agent of a night: workspace.agent_jail in the night's sandbox (a plain
+    child with a scrubbed environment when the sandbox is not in force)."""
+    sb = sandbox.probe(config.sandbox)
+    return lambda work, readable: workspace.agent_jail(sb, repo, config, work, readable)
+
 
 class HostedAgent:
     """An agent file (agent.py or another with the same contract) behind a process boundary."""
@@ -44,20 +56,22 @@ class HostedAgent:
         *,
         name: str,
         root: Path,
-        jail: Callable[[], AbstractContextManager[Jail]],
+        workdir: Path,
         log_dir: Path,
         evidence: Evidence,
         time_limit: float = TIME_LIMIT,
+        jail: JailFactory | None = None,
     ) -> None:
         self.path = path.resolve()
         self.client = client
         self.name = name
         self.root = root
-        self.jail = jail  # where each call's child runs: in the OS sandbox when it works, with no network ever
+        self.workdir = workdir
         self.log_dir = log_dir
         self.evidence = evidence
         self.time_limit = time_limit
-        self.sha = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        self.jail: JailFactory = jail or self._unjailed
+        self.sha = agent_sha(self.path.read_bytes())
         self._refused = 0  # proposals in a row refused by the API
 
     @classmethod
@@ -71,9 +85,12 @@ class HostedAgent:
         say: Callable[[str], None],
         secrets: Mapping[str, str],
         spent: float = 0.0,
+        jail: JailFactory | None = None,
     ) -> HostedAgent:
         """The agent file at `path` with an LLM client of its own; the key is checked before use (a bad one is an
-        LLMError now, not at 3 am). An agent file that never calls the LLM runs without a key."""
+        LLMError now, not at 3 am). An agent file that never calls the LLM runs without a key. Its children run in
+        `jail` (default: the night's sandbox, see `jails`); `spent` is the night's spend so far (the cap is the
+        night's)."""
         from harness.llm import LLMClient
 
         key = secrets.get("ANTHROPIC_API_KEY", "").strip()
@@ -93,15 +110,9 @@ class HostedAgent:
             )
             client.check()
         repo = Repo(layout.root)
-        sb = sandbox.probe(config.sandbox)
-        resolved = path.resolve()
-
-        def jail() -> AbstractContextManager[Jail]:
-            return workspace.agent_jail(sb, repo, config, layout.work(tag, "agent"), readable=[resolved])
-
         return cls(
-            path, client, name=name, root=layout.root, jail=jail, log_dir=layout.tag_dir(tag),
-            evidence=Evidence(repo, layout.root),
+            path, client, name=name, root=layout.root, workdir=layout.work(tag, "agent"), log_dir=layout.tag_dir(tag),
+            evidence=Evidence(repo, layout.root), jail=jail or jails(config, repo),
         )  # fmt: skip
 
     # --- the Agent protocol ---------------------------------------------------------------------------------
@@ -138,19 +149,20 @@ class HostedAgent:
     def call(self, entry: str, task: Task, *, log_name: str, tools: list[str] | None = None) -> Proposal:
         """Run `entry(task, llm)` of the agent file in a fresh child, its tools answered from `task`; AgentError
         when it gives no proposal. The tool calls it made are added to `tools`."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / log_name
         request = {"entry": entry, "path": str(self.path), "task": task.to_json()}
         refused: BaseException | None = None
         seen = tools if tools is not None else []
-        with open(log_path, "wb") as log, self.jail() as jail:
+        with self.jail(self.workdir, [self.path]) as jail, open(log_path, "wb") as log:
             child = jail.spawn(
                 [sys.executable, "-I", "-m", "harness.agent_child"], stdin=process.PIPE, stdout=process.PIPE, stderr=log
             )
             try:
                 child.stdin.write((json.dumps(request) + "\n").encode())
                 child.stdin.flush()
-                lines = _Lines(child.stdout.fileno())
+                lines = Lines(child.stdout.fileno())
                 thinking = 0.0
                 while True:
                     started = time.monotonic()
@@ -192,6 +204,10 @@ class HostedAgent:
             raise refused
         return proposal
 
+    @contextlib.contextmanager
+    def _unjailed(self, work: Path, readable: Sequence[Path]) -> Iterator[Jail]:
+        yield Jail(sandbox.probe("off"), None, childenv.agent_env(self.root), work)
+
     def _serve(self, message: dict[str, Any]) -> tuple[dict[str, Any], BaseException | None]:
         """Make one LLM call for the child; a refusal is sent back to it and kept for the loop."""
         if self.client is None:
@@ -219,7 +235,12 @@ class HostedAgent:
         return {"ok": ok, "text": text}
 
 
-class _Lines:
+def agent_sha(source: bytes) -> str:
+    """The version of an agent file as the ledger names it (experiment rows' agent_sha, generation rows')."""
+    return hashlib.sha256(source).hexdigest()[:16]
+
+
+class Lines:
     """Newline-delimited messages from a pipe, with a time limit on each wait."""
 
     def __init__(self, fd: int) -> None:

@@ -117,11 +117,43 @@ class MeasurementRow(msgspec.Struct, frozen=True, gc=False, tag_field="kind", ta
     time: str = msgspec.field(default_factory=now)
 
 
+GenerationStatus = Literal["accepted", "rejected", "reverted"]
+# The stages of a HyperAgent generation, in order: the rewrite itself, then the gates, cheapest first.
+STAGES = ("rewrite", "scope", "compile", "contract", "import", "signature", "smoke", "probation")
+
+
+class Generation(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="generation"):
+    """One HyperAgent generation (kind "generation"): a candidate agent.py from the champion's rewrite(), accepted
+    after every gate and probation, or rejected at the first stage it failed. "reverted" records a champion that
+    kept raising in propose() and gave its place back to the agent before it (its commit puts that agent back)."""
+
+    tag: str
+    generation: int  # 1, 2, ...: the rewrites of the tag, in order
+    status: GenerationStatus
+    stage: str  # one of STAGES: where it was rejected, or "probation" when accepted
+    error: str  # why it was rejected, in one line ("" when accepted)
+    agent_sha: str  # the candidate's version (sha256 of agent.py, 16 hex digits, as experiment rows' agent_sha)
+    champion_sha: str  # the champion agent's version it was tried against
+    commit: str | None  # accepted: on the branch; rejected: under refs/autoresearch/<tag>/agents/<n>
+    scores: dict[str, Any] = msgspec.field(default_factory=dict)  # probation: each pair, and the wins of each side
+    parent: str = ""  # the branch's champion commit when the candidate was made
+    description: str = ""  # the candidate's own one-line description of its change
+    after: int | None = None  # the last experiment before this row
+    tokens_in: int = 0  # the rewrite's LLM calls: counted in the night's spend like an experiment's
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    time: str = msgspec.field(default_factory=now)
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as plain JSON values, "kind" included."""
+        return msgspec.to_builtins(self)
+
+
 # Every kind this version reads. A kind it does not know (one a newer version added) is passed over, so a new kind
 # is one more type here, and older readers keep working on a ledger that has it.
-Row = Experiment | Steer | Note | MeasurementRow
+Row = Experiment | Steer | Note | MeasurementRow | Generation
 KINDS: dict[str, type[msgspec.Struct]] = {
-    str(t.__struct_config__.tag): t for t in (Experiment, Steer, Note, MeasurementRow)
+    str(t.__struct_config__.tag): t for t in (Experiment, Steer, Note, MeasurementRow, Generation)
 }
 
 # strict=False: a hand edit that writes 2.0 for an int or "1.5" for a float still reads as the number it means.
@@ -219,6 +251,10 @@ class Ledger:
         """The experiment rows and the measurement rows of one tag, each in order, from one read of the file."""
         rows = [r for r in self.read() if r.tag == tag]
         return [r for r in rows if type(r) is Experiment], [r for r in rows if type(r) is MeasurementRow]
+
+    def generations(self, tag: str) -> list[Generation]:
+        """The HyperAgent generation rows of one tag, in order."""
+        return [r for r in self.read() if type(r) is Generation and r.tag == tag]
 
     def tags(self) -> list[str]:
         """Tags in the order they first appear."""

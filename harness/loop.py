@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -52,15 +53,16 @@ class Loop:
         self.count = 0  # experiments run in this invocation
         self.failed_remeasures = 0  # champion re-runs that failed in a row
 
-    def until_end(self) -> LoopEnd:
+    def until_end(self, step: Callable[[], None] | None = None) -> LoopEnd:
         """Run until something ends the night, and say what: a stop, a limit, Ctrl-C, or a bug (with a crash log).
-        A person's mistake (HarnessError) is raised."""
+        A person's mistake (HarnessError) is raised. `step` is one experiment unless told (HyperAgent mode adds its
+        rewrites around them)."""
         try:
             if not self.night.has_baseline:
                 self.baseline()
             while True:
                 self.check_stop()
-                self.experiment()
+                (step or self.experiment)()
                 self.count += 1
         except LoopEnd as e:
             return e

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from harness.config import Config
-from harness.ledger import EVALUATED, FAILED, Experiment, MeasurementRow
+from harness.ledger import EVALUATED, FAILED, Experiment, Generation, MeasurementRow
 from harness.noise import Measurement, Purpose, Referee
 from harness.task import Result
 
@@ -29,9 +29,17 @@ class Night:
     referee: Referee = field(default_factory=Referee)  # every measurement, and the keep rule over them
     runs: Counter[tuple[int, str]] = field(default_factory=Counter)  # (experiment, "" or "remeasure") -> runs so far
     last_best: float | None = None  # the champion's number as the last row said, for ledgers without measurements
+    generations: list[Generation] = field(default_factory=list)  # HyperAgent generations, in order
 
     @classmethod
-    def load(cls, tag: str, rows: list[Experiment], measurements: list[MeasurementRow], head: str) -> Night:
+    def load(
+        cls,
+        tag: str,
+        rows: list[Experiment],
+        measurements: list[MeasurementRow],
+        head: str,
+        generations: list[Generation] | None = None,
+    ) -> Night:
         """The night as the ledger tells it; `head` is the champion until a row keeps something. A ledger written
         before measurements had rows of their own gives its experiments' numbers as the measurements."""
         night = cls(tag, head)
@@ -39,7 +47,19 @@ class Night:
             night.measured(m)
         for row in rows:
             night.record(row)
+        # A generation commit was made on the champion of its time: it follows the experiments' champion only when
+        # no keep came after it (a later keep's commit has it as an ancestor), which is why order does not matter.
+        for generation in generations or ():
+            night.adopt(generation)
         return night
+
+    def adopt(self, generation: Generation) -> None:
+        """Take in one generation row: an accepted (or reverted-to) agent's commit becomes the champion when it
+        was made on it; the mutable file, and so every measurement, stays as it was."""
+        self.generations.append(generation)
+        moved = generation.status in ("accepted", "reverted") and generation.commit
+        if moved and generation.parent == self.champion:
+            self.champion = generation.commit or self.champion
 
     def record(self, row: Experiment) -> None:
         """Take in one finished row: the champion, the baseline and the content map follow it."""
@@ -96,7 +116,8 @@ class Night:
 
     @property
     def spend_usd(self) -> float:
-        return sum(r.cost_usd for r in self.rows)
+        """What the night's LLM calls cost: its experiments' and its agent rewrites'."""
+        return sum(r.cost_usd for r in self.rows) + sum(g.cost_usd for g in self.generations)
 
     def results(self) -> list[Result]:
         """Every row as an agent learns from it."""

@@ -100,6 +100,19 @@ class Layout:
         """The marker of the experiment under way, so a kill -9 can be reconciled."""
         return self.tag_dir(tag) / "inflight.json"
 
+    def agent_copy(self, tag: str, name: str) -> Path:
+        """runs/<tag>/agents/<name>.py: a version of agent.py outside the tree (<n>.py: generation n's candidate,
+        where its children load it)."""
+        return self.tag_dir(tag) / "agents" / f"{name}.py"
+
+    def generation_log(self, tag: str, generation: int, what: str) -> Path:
+        """runs/<tag>/generation-<n>.<what>.log: what generation n's rewrite or gates printed."""
+        return self.tag_dir(tag) / f"generation-{generation}.{what}.log"
+
+    def generation_marker(self, tag: str) -> Path:
+        """The marker of the HyperAgent generation under way (its stage), so a kill -9 can be recorded."""
+        return self.tag_dir(tag) / "generation.json"
+
     def scratch(self, tag: str) -> Path:
         return self.tag_dir(tag) / "scratch"
 

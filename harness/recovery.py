@@ -48,7 +48,7 @@ def reconcile(repo: Repo, ledger: Ledger, marker: Path, tag: str, reset_branch: 
     by_id = {r.id: r for r in rows}
     exp_id = inflight.get("id")
     parent = inflight.get("parent") or ""
-    night = Night.load(tag, rows, measurements, parent)
+    night = Night.load(tag, rows, measurements, parent, ledger.generations(tag))
     if exp_id == 0 and 0 not in by_id:
         # The baseline has id 0 whatever happens; an interrupted one is a note, and it runs again on this start.
         ledger.note(tag, "the baseline was interrupted (killed, power cut or Ctrl-C); it runs again", baseline=True)

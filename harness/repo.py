@@ -301,6 +301,20 @@ class Repo:
         """A new commit with the tree of `sha`, the given parent and a new message; no branch moves."""
         return self._run("commit-tree", f"{sha}^{{tree}}", "-p", parent, "-m", message)
 
+    def commit_beside(self, parent: str, path: str, source: Path, message: str) -> str:
+        """A commit of `parent` with the file at `path` replaced by the file `source`, made in an index of its own:
+        the working tree, the index and every branch stay as they are."""
+        blob = self._run("hash-object", "-w", "--no-filters", "--", str(source))
+        index = self._git_dir / f"autoresearch-{os.getpid()}.index"
+        env = {**self._git.env, "GIT_INDEX_FILE": str(index)}
+        try:
+            self._run("read-tree", parent, env=env)
+            self._run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self._run("write-tree", env=env)
+        finally:
+            index.unlink(missing_ok=True)
+        return self._run("commit-tree", tree, "-p", parent, "-m", message)
+
     def set_ref(self, ref: str, sha: str) -> None:
         self._run("update-ref", ref, sha)
 

@@ -43,21 +43,43 @@ def _markdown(night: Night, image: str) -> str:
     out += ["", "## Steer events", ""]
     out += [f"- {s.time.replace('T', ' ')}, after experiment {'-' if s.after is None else s.after}: {s.summary()}"
             for s in night.steers] or ["None: program.md did not change during the night."]  # fmt: skip
+    out += _generations(night)
+    hyper = bool(night.generations)  # a HyperAgent night: each experiment says which agent proposed it
     sources = [_source(r) for r in night.rows]
-    if any(sources):  # a hybrid night: which experiments the optimizer proposed and which the LLM
-        counts = {k: sources.count(k) for k in ("optimizer", "llm")}
-        said = f"{counts['optimizer']} experiments came from the optimizer and {counts['llm']} from the LLM"
+    hybrid = any(sources)  # a hybrid night: which experiments the optimizer proposed and which the LLM
+    if hybrid:
+        said = (
+            f"{sources.count('optimizer')} experiments came from the optimizer and {sources.count('llm')} from the LLM"
+        )
         out += ["", "## Optimizer and LLM", "", said + " (an override, its reason in the ledger's `extra.why`)."]
     out += ["", "## Every experiment", "", "Kept ones in bold.", ""]
-    source_head = " from |" if any(sources) else ""
-    out += [f"| id | status | {m} | delta | seconds | commit |{source_head} description |",
-            "|---:|---|---:|---:|---:|---|" + ("---|" if any(sources) else "") + "---|"]  # fmt: skip
+    heads = (" agent |" if hyper else "") + (" from |" if hybrid else "")
+    out += [f"| id | status | {m} | delta | seconds | commit |{heads} description |",
+            "|---:|---|---:|---:|---:|---|" + "---|" * (hyper + hybrid) + "---|"]  # fmt: skip
     for r, source in zip(night.rows, sources, strict=True):
         cells = [str(r.id), r.status, num(r.metric), signed(r.delta), f"{r.seconds:.1f}", f"`{short(r.commit)}`"]
-        cells += [source or "-"] if any(sources) else []
+        cells += [night.proposer(r)] if hyper else []
+        cells += [source or "-"] if hybrid else []
         bold = "**" if r.status == "keep" else ""
         out.append("| " + " | ".join(f"{bold}{c}{bold}" for c in cells) + f" | {cell(flat(r.description))} |")
     return "\n".join(out) + "\n"
+
+
+def _generations(night: Night) -> list[str]:
+    """The HyperAgent generations: each rewrite of agent.py, where it stopped, and what probation said."""
+    if not night.generations:
+        return []
+    out = ["", "## Generations (HyperAgent)", "", f"Accepted agents are commits on `{branch(night.tag)}`; rejected "
+           f"ones stay under `refs/autoresearch/{night.tag}/agents/<n>`.", "",
+           "| generation | after experiment | status | stage | agent | commit | pairs won (candidate-champion) | why |",
+           "|---:|---:|---|---|---|---|---|---|"]  # fmt: skip
+    for g in night.generations:
+        won = f"{g.scores['candidate']}-{g.scores.get('champion', 0)}" if "candidate" in g.scores else ""
+        after = "-" if g.after is None else str(g.after)
+        why = g.error or g.description
+        out.append(f"| {g.generation} | {after} | {g.status} | {g.stage} | `{g.agent_sha}` | `{short(g.commit)}` | "
+                   f"{won} | {cell(flat(why))} |")  # fmt: skip
+    return out
 
 
 def cell(text: str) -> str:

@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, ProgramError
-from harness.ledger import EVALUATED, FAILED, INTERRUPTED, UNRUN, Experiment, Ledger, MeasurementRow, Row, Steer
+from harness.ledger import (
+    EVALUATED,
+    FAILED,
+    INTERRUPTED,
+    UNRUN,
+    Experiment,
+    Generation,
+    Ledger,
+    MeasurementRow,
+    Row,
+    Steer,
+)
 from harness.paths import Layout
 from harness.text import clip, flat
 
@@ -66,6 +77,11 @@ class Night:
     noise: float | None = None  # the noise the last decision used: the spread of one run
     extra_runs: dict[str, int] = field(default_factory=dict)  # runs beyond one per experiment: purpose -> count
     champion_runs: tuple[tuple[float, float], ...] = ()  # (experiment it preceded - 0.5, value) of each champion run
+    generations: tuple[Generation, ...] = ()  # HyperAgent generations (each after the experiment it names)
+
+    def proposer(self, row: Experiment) -> str:
+        """Which agent proposed an experiment: "seed", "gen<n>" (the candidate of generation n), or its name."""
+        return agent_labels(self.generations).get(row.agent_sha, row.agent)
 
 
 # ---------------------------------------------------------------------------
@@ -95,6 +111,7 @@ def summarize(
     mine: list[Experiment] = []
     steers: list[SteerEvent] = []
     runs_of: list[MeasurementRow] = []
+    generations: list[Generation] = []
     for row in rows:
         if row.tag != tag:
             continue
@@ -102,6 +119,8 @@ def summarize(
             mine.append(row)
         elif type(row) is MeasurementRow and row.time >= (cutoff or ""):
             runs_of.append(row)
+        elif type(row) is Generation and row.time >= (cutoff or ""):
+            generations.append(row)
         elif type(row) is Steer and row.time >= (cutoff or ""):
             steers.append(SteerEvent(row.time, mine[-1].id if mine else None, row.changes, row.error))
     if not mine and not any(r.tag == tag for r in rows):
@@ -128,10 +147,11 @@ def summarize(
         tag=tag, metric=metric, direction=direction, experiments=len(runs), kept=kept,
         keep_rate=kept / len(runs) if runs else 0.0, baseline=baseline, best=best, change=change,
         change_pct=100.0 * change / abs(baseline) if change is not None and baseline else None,
-        spend_usd=sum(e.cost_usd for e in entries), tokens_in=sum(e.tokens_in for e in entries),
-        tokens_out=sum(e.tokens_out for e in entries), first=first or None, last=end or None,
+        spend_usd=sum(e.cost_usd for e in [*entries, *generations]),
+        tokens_in=sum(e.tokens_in for e in [*entries, *generations]),
+        tokens_out=sum(e.tokens_out for e in [*entries, *generations]), first=first or None, last=end or None,
         hours=_hours(first, end), statuses=statuses, steers=tuple(steers), rows=tuple(shown),
-        hidden=len(entries) - len(shown), since=cutoff, noise=_noise(mine),
+        hidden=len(entries) - len(shown), since=cutoff, noise=_noise(mine), generations=tuple(generations),
         extra_runs=dict(Counter(m.purpose for m in runs_of if m.purpose in ("remeasure", "confirm"))),
         champion_runs=tuple((m.experiment - 0.5, m.value) for m in runs_of
                             if m.purpose in ("baseline", "remeasure") and m.value is not None),
@@ -192,8 +212,17 @@ def log_table(night: Night, console_width: int | None = None) -> str:
         fields = [c[0].rjust(widths[0]), c[1].ljust(widths[1]), *(c[i].rjust(widths[i]) for i in (2, 3, 4))]
         return "  ".join([*fields, clip(text, room)]).rstrip()
 
+    # In a HyperAgent night each experiment says which agent proposed it, and each generation has a line of its
+    # own after the experiment it followed.
     texts = [flat(r.description) for r in night.rows]
-    out = [line(head, "description"), *(line(c, text) for c, text in zip(cells, texts, strict=True))]
+    if night.generations:
+        texts = [f"[{night.proposer(r)}] {text}" for r, text in zip(night.rows, texts, strict=True)]
+    out = [line(head, "description")]
+    shown = {r.id for r in night.rows}
+    out += [clip(generation_line(g), width) for g in night.generations if g.after not in shown]
+    for c, text, r in zip(cells, texts, night.rows, strict=True):
+        out.append(line(c, text))
+        out += [clip(generation_line(g), width) for g in night.generations if g.after == r.id]
     if night.hidden:
         out.append(f"({night.hidden} earlier rows not shown; --limit 0 shows every row)")
     if not night.rows:
@@ -232,7 +261,37 @@ def figures(night: Night) -> list[tuple[str, str]]:
         ("steer events", str(len(night.steers))),
         ("statuses", _statuses(night.statuses)),
         ("noise", _noise_line(night)),
+        *([("generations", generations_summary(night.generations))] if night.generations else []),
     ]
+
+
+def generation_line(g: Generation) -> str:
+    """One generation as the `log` table shows it."""
+    what = f"{g.description} ({g.error})" if g.status == "reverted" else g.error or g.description
+    if g.status == "accepted" and "candidate" in g.scores:
+        what += f" (pairs won {g.scores['candidate']}, the champion {g.scores.get('champion', 0)})"
+    return f"   gen {g.generation}  {g.status}  {g.stage}  {flat(what)}"
+
+
+def generations_summary(generations: Iterable[Generation]) -> str:
+    """How the rewrites went: how many, how many accepted, where the others stopped."""
+    rows = [g for g in generations if g.status != "reverted"]
+    stages = Counter(g.stage for g in rows if g.status == "rejected")
+    stopped = ", ".join(f"{stage} {n}" for stage, n in stages.most_common())
+    accepted = sum(1 for g in rows if g.status == "accepted")
+    reverted = sum(1 for g in generations if g.status == "reverted")
+    return f"{len(rows)} ({accepted} accepted" + (f"; rejected at {stopped}" if stopped else "") + (
+        f"; {reverted} reverted" if reverted else "") + ")"  # fmt: skip
+
+
+def agent_labels(generations: Iterable[Generation]) -> dict[str, str]:
+    """agent_sha -> the agent's name in a HyperAgent night: "seed", or "gen<n>" for generation n's candidate."""
+    labels: dict[str, str] = {}
+    for g in generations:
+        labels.setdefault(g.champion_sha, "seed")
+        if g.agent_sha and g.status != "reverted":  # the first name wins: a candidate identical to an agent is not it
+            labels.setdefault(g.agent_sha, f"gen{g.generation}")
+    return labels
 
 
 def _noise_line(night: Night) -> str:
@@ -247,10 +306,16 @@ def _noise_line(night: Night) -> str:
 def log_json(night: Night) -> dict[str, Any]:
     """The night as plain data: the summary figures, the steer events and the rows shown."""
     head = {k: getattr(night, k) for k in ("tag", "metric", "direction", "since")}
-    summary = {k: v for k, v in vars(night).items() if k not in head and k not in ("steers", "rows", "hidden")}
+    skip = ("steers", "rows", "hidden", "generations")
+    summary = {k: v for k, v in vars(night).items() if k not in head and k not in skip}
     steers = [vars(s) for s in night.steers]
     rows = [{k: getattr(r, k) for k in SHOWN} | {"description": flat(r.description)} for r in night.rows]
-    return {**head, "summary": summary, "steers": steers, "rows": rows, "hidden": night.hidden}
+    if night.generations:
+        rows = [row | {"agent": night.proposer(r)} for row, r in zip(rows, night.rows, strict=True)]
+    out = {**head, "summary": summary, "steers": steers, "rows": rows, "hidden": night.hidden}
+    if night.generations:
+        out["generations"] = [g.to_json() for g in night.generations]
+    return out
 
 
 def render_log(

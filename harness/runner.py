@@ -39,11 +39,13 @@ def run(
     screen: Screen,
     make_agent: AgentFactory,
     secrets: Mapping[str, str] | None = None,
+    turn: Callable[[Loop], Callable[[], None]] | None = None,
 ) -> Ending:
     """Open the night, build its agent, and loop until something ends it; the tree is left clean at the champion.
 
     Whatever ends it, its reason goes to the ledger, the status file and the screen before the lock is let go; a
-    person's mistake (HarnessError) is then raised, a bug leaves a crash log."""
+    person's mistake (HarnessError) is then raised, a bug leaves a crash log. `turn`, given the loop, returns what
+    each of its turns does (HyperAgent mode); one experiment by default."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     agent: Agent | None = None
     try:
@@ -59,7 +61,7 @@ def run(
             else:
                 _announce(session, screen)
                 loop = Loop(session, agent, screen)
-                end = loop.until_end()
+                end = loop.until_end(turn(loop) if turn else None)
                 count = loop.count
             _record_end(session, screen, str(end), type(end).__name__, agent.name if agent else options.agent)
         except HarnessError as e:

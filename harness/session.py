@@ -127,7 +127,12 @@ def open_session(root: Path, options: Options) -> Session:
         if not (repo.root / config.mutable).is_file():
             raise ProgramError(f"program.md: the mutable file '{config.mutable}' does not exist in {repo.root}")
         head = repo.head()
-        night = Night.load(tag, *ledger.night(tag), head)
+        night = Night.load(tag, *ledger.night(tag), head, ledger.generations(tag))
+        last = night.generations[-1] if night.generations else None
+        if head != night.champion and last is not None and last.commit == night.champion and last.parent == head:
+            # An agent accepted just before a kill: its row was written, the branch not yet moved to its commit.
+            repo.reset_hard(night.champion, keep=(paths.PROGRAM,))
+            head = night.champion
         if head != night.champion:
             best = short(night.champion)
             raise RepoError(

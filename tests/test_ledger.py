@@ -21,6 +21,7 @@ from harness.ledger import (
     STATUSES,
     UNRUN,
     Experiment,
+    Generation,
     Ledger,
     Note,
     Steer,
@@ -180,7 +181,7 @@ def test_newer_kinds_rows_that_do_not_fit_and_lines_that_are_not_objects_are_pas
     path = tmp_path / "experiments.log"
     ledger = Ledger(path)
     ledger.append(_row(0))
-    ledger.append({"kind": "generation", "tag": "t", "generation": 1, "status": "accepted", "stage": "probation"})
+    ledger.append({"kind": "audit", "tag": "t", "round": 1, "status": "done"})  # a kind of a newer version
     with open(path, "a") as f:
         f.write(json.dumps({**_row(1).to_json(), "status": "exploded"}) + "\n")  # not a status
         f.write(json.dumps({**_row(2).to_json(), "id": "two"}) + "\n")  # not an id
@@ -188,7 +189,7 @@ def test_newer_kinds_rows_that_do_not_fit_and_lines_that_are_not_objects_are_pas
     ledger.append(_row(3))
     assert [(type(r), r.id) for r in ledger.read() if isinstance(r, Experiment)] == [(Experiment, 0), (Experiment, 3)]
     assert len(ledger.read()) == 2
-    assert [r.get("kind") for r in ledger.rows()] == ["experiment", "generation", "experiment", "experiment", "note",
+    assert [r.get("kind") for r in ledger.rows()] == ["experiment", "audit", "experiment", "experiment", "note",
                                                       "experiment"]  # fmt: skip
 
 
@@ -293,3 +294,13 @@ def test_a_row_the_disk_takes_only_in_part_is_an_error_that_leaves_no_part_and_n
 def test_a_ledger_that_cannot_be_opened_is_an_error_naming_it(tmp_path: Path):
     with pytest.raises(LedgerError, match=f"cannot open the ledger {tmp_path}"):
         Ledger(tmp_path).append(_row(0))  # a directory
+
+
+def test_a_generation_row_reads_back_typed_beside_the_experiments(tmp_path: Path):
+    ledger = Ledger(tmp_path / "experiments.log")
+    ledger.append(_row(0))
+    row = Generation(tag="t", generation=1, status="rejected", stage="import", error="ModuleNotFoundError: x",
+                     agent_sha="a" * 16, champion_sha="b" * 16, commit=None, cost_usd=0.5)  # fmt: skip
+    ledger.append(row)
+    assert ledger.generations("t") == [row] and ledger.generations("other") == []
+    assert [r.id for r in ledger.experiments("t")] == [0]
