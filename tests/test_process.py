@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import process, proctable
-from harness.testing import alive
+from harness.testing import alive, wait_for_line
 
 PY = sys.executable
 LINUX = proctable.has_proc()
@@ -21,16 +21,6 @@ def script(tmp_path: Path, name: str, body: str) -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(body))
     return path
-
-
-def wait_for(path: Path, limit: float = 20.0) -> str:
-    """The content of a file a child writes, once it has written it."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().endswith("\n"):
-            return path.read_text()
-        time.sleep(0.01)
-    raise AssertionError(f"{path.name} never written")
 
 
 def marked(run_id: str) -> list[int]:
@@ -119,7 +109,7 @@ def test_kill_tree_while_running_leaves_nothing(tmp_path: Path) -> None:
         time.sleep(600)
     """
     child = process.spawn([PY, str(script(tmp_path, "tree.py", body))])
-    pid = int(wait_for(tmp_path / "pid"))
+    pid = int(wait_for_line(tmp_path / "pid"))
     deadline = time.monotonic() + 20
     while len(child.survivors()) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -151,7 +141,7 @@ def test_sigterm_comes_first_once_and_sigkill_after_the_grace(tmp_path: Path) ->
             time.sleep(0.01)
     """
     child = process.spawn([PY, str(script(tmp_path, "stubborn.py", body))])
-    pids = [int(wait_for(tmp_path / "pid.1")), int(wait_for(tmp_path / "pid.2"))]
+    pids = [int(wait_for_line(tmp_path / "pid.1")), int(wait_for_line(tmp_path / "pid.2"))]
     started = time.monotonic()
     assert child.kill_tree(grace=0.5) == []
     assert time.monotonic() - started >= 0.45  # they were given their grace
@@ -170,7 +160,7 @@ def test_a_polite_child_ends_within_the_grace(tmp_path: Path) -> None:
         time.sleep(600)
     """
     child = process.spawn([PY, str(script(tmp_path, "s.py", body))])
-    wait_for(tmp_path / "pid")
+    wait_for_line(tmp_path / "pid")
     assert child.kill_tree(grace=30) == []  # does not wait out the grace when the tree is already gone
     assert child.returncode == -15
 
@@ -193,7 +183,7 @@ def test_a_double_forked_daemon_that_called_setsid_is_found_by_its_marker(tmp_pa
     """
     child = process.spawn([PY, str(script(tmp_path, "d.py", body))])
     assert child.wait(20) == 0
-    daemon = int(wait_for(tmp_path / "daemon"))
+    daemon = int(wait_for_line(tmp_path / "daemon"))
     assert alive(daemon)
     assert os.getpgid(daemon) != child.pgid  # it left the group: killpg alone would miss it
     assert child.survivors() == [daemon]
@@ -214,7 +204,7 @@ def test_an_orphan_that_dropped_its_environment_is_found_by_its_group(tmp_path: 
     """
     child = process.spawn([PY, str(script(tmp_path, "o.py", body))])
     assert child.wait(20) == 0
-    orphan = int(wait_for(tmp_path / "orphan"))
+    orphan = int(wait_for_line(tmp_path / "orphan"))
     assert alive(orphan)
     assert marked(child.run_id) == []  # no marker left anywhere
     assert child.survivors() == [orphan]
@@ -241,7 +231,7 @@ def test_a_process_that_keeps_forking_away_is_caught(tmp_path: Path) -> None:
             os.setsid()
     """
     child = process.spawn([PY, str(script(tmp_path, "chain.py", body))])
-    wait_for(tmp_path / "pid")
+    wait_for_line(tmp_path / "pid")
     beat = tmp_path / "beat"
     while beat.stat().st_size < 20:
         time.sleep(0.01)
@@ -267,7 +257,7 @@ def test_kill_marked_ends_what_a_dead_harness_left_behind(tmp_path: Path) -> Non
     """
     child = process.spawn([PY, str(script(tmp_path, "left.py", body))], env={**os.environ, "RUN_OWNER_X": owner})
     assert child.wait(20) == 0
-    left = int(wait_for(tmp_path / "left"))
+    left = int(wait_for_line(tmp_path / "left"))
     assert proctable.scan("RUN_OWNER_X", owner) == [left]
     assert proctable.scan("RUN_OWNER_X", owner + "/other") == []
     assert proctable.kill_marked("RUN_OWNER_X", owner, grace=0.3) == [left]

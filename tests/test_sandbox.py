@@ -24,7 +24,7 @@ import pytest
 import harness
 from harness import process, sandbox, workspace
 from harness.errors import SandboxError
-from harness.testing import alive, git, make_repo
+from harness.testing import alive, git, make_repo, wait_for_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,16 +107,6 @@ def world(tmp_path: Path, sb: sandbox.Sandbox) -> World:
         repo, tree, protected=["prepare.py", "program.md"], hidden=["secret", "holdout.bin"], writable=[out]
     )
     return World(sb, repo, tree, out, view)
-
-
-def wait_for(path: Path, limit: float = 20.0) -> str:
-    """The content of a file a sandboxed child writes, once it has written a whole line."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().endswith("\n"):
-            return path.read_text()
-        time.sleep(0.01)
-    raise AssertionError(f"{path.name} never written")
 
 
 def descends(pid: int, ancestor: int) -> bool:
@@ -207,7 +197,7 @@ def test_run_finds_no_key_in_any_environ_and_sees_only_its_own_processes(world, 
     sink = tmp_path / "scan.log"
     child = world.start(SCAN, FAKE_KEY, sink=sink)
     try:
-        inner = int(wait_for(world.out / "scanned"))
+        inner = int(wait_for_line(world.out / "scanned"))
         # From outside: neither bwrap nor anything it started carries the key, not even bwrap's own first process.
         tree = [child.pid, host_pid(inner, child.pid)]
         tree += [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if descends(pid, child.pid)]
@@ -245,7 +235,7 @@ def test_run_has_no_capabilities_and_owns_nothing_outside(world, tmp_path):
     sink = tmp_path / "caps.log"
     child = world.start(CAPS, sink=sink)
     try:
-        inner = host_pid(int(wait_for(world.out / "pid")), child.pid)
+        inner = host_pid(int(wait_for_line(world.out / "pid")), child.pid)
         uids = next(line for line in Path(f"/proc/{inner}/status").read_text().splitlines() if line.startswith("Uid"))
     finally:
         child.kill_tree(grace=1.0)
@@ -304,7 +294,7 @@ def test_daemon_that_cleared_its_env_and_double_forked_dies_with_the_sandbox(wor
         child = sandbox.spawn(world.sb, world.view, argv, env=world.env())
         bwrap_pid = child.pid
     try:
-        daemon = host_pid(int(wait_for(world.out / "daemon.pid")), bwrap_pid)
+        daemon = host_pid(int(wait_for_line(world.out / "daemon.pid")), bwrap_pid)
         assert f"daemon-{token}".encode() in Path(f"/proc/{daemon}/cmdline").read_bytes()
         (world.out / "go").write_text("")
         if end == "run exits":

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 PY = sys.executable
@@ -66,6 +67,16 @@ def cli(
     return subprocess.run(
         [PY, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def wait_for_line(path: Path, limit: float = 20.0) -> str:
+    """The content of a file a child writes, once it has written a whole line; AssertionError past `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().endswith("\n"):
+            return path.read_text()
+        time.sleep(0.01)
+    raise AssertionError(f"{path.name} never written")
 
 
 def alive(pid: int) -> bool:
