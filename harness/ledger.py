@@ -67,6 +67,7 @@ class Experiment(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="e
     notes: str = ""  # the agent's notes, its memory across experiments
     extra: dict[str, Any] = msgspec.field(default_factory=dict)  # e.g. repeated baseline metrics, proposal params
     time: str = msgspec.field(default_factory=now)
+    worker: str = ""  # the worker of its candidate run when several run at once (its device); "" with one worker
 
     def to_json(self) -> dict[str, Any]:
         """The row as plain JSON values, "kind" included."""
@@ -114,6 +115,7 @@ class MeasurementRow(msgspec.Struct, frozen=True, gc=False, tag_field="kind", ta
     contended: bool = False  # measured while the machine was clearly busy: not trusted alone
     log: str = ""
     time: str = msgspec.field(default_factory=now)
+    worker: str = ""  # the worker (its device) that ran it when several run at once; "" with one worker
 
 
 # Every kind this version reads. A kind it does not know (one a newer version added) is passed over, so a new kind

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from harness import workspace
 from harness.config import Config
@@ -56,7 +54,7 @@ def measure(
     root = repo.root
     out = layout.run_out(tag, exp_id, repeat, kind)
     before = set() if sb.active else repo.untracked()
-    compiled = {} if sb.active else _compiled(root, workspace.guarded(config))
+    compiled = {} if sb.active else workspace.compiled_files(root, workspace.guarded(config))
     with workspace.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, session.devices) as jail:
         started()
         result = evaluate(
@@ -72,7 +70,7 @@ def measure(
         left = repo.untracked() - before
         removed = sorted(p for p in left if p.split("/")[0] not in _HARNESS_FILES)
         repo.clean(removed)
-        removed += purge_compiled(root, workspace.guarded(config), compiled)
+        removed += workspace.purge_compiled(root, workspace.guarded(config), compiled)
     if config.evaluate and result.outcome != "tampered":
         with workspace.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
             result = trusted_metric(
@@ -80,30 +78,3 @@ def measure(
                 log=layout.eval_log(tag, exp_id, repeat, kind),
             )  # fmt: skip
     return Measured(result, removed[:REMOVED_SHOWN], control)
-
-
-def _compiled(root: Path, protected: Sequence[str]) -> dict[Path, tuple[int, int, int]]:
-    """Every compiled file (*.pyc) under the protected paths, with what identifies its version on disk."""
-    found: dict[Path, tuple[int, int, int]] = {}
-    for rel in protected:
-        top = root / rel
-        for path in top.rglob("*.pyc") if top.is_dir() else ():
-            with contextlib.suppress(OSError):
-                st = path.lstat()
-                found[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
-    return found
-
-
-def purge_compiled(root: Path, protected: Sequence[str], before: dict[Path, tuple[int, int, int]]) -> list[str]:
-    """Remove every compiled file under the protected paths that appeared or changed since `before`; returns them.
-
-    Without a sandbox a run can write a .pyc into the harness's __pycache__ that would run the next time the harness
-    imports that module. A .pyc written by Python itself (an `autoresearch log` in another terminal) cannot be told
-    apart from a planted one cheaply, so both go: Python writes its own again from the source."""
-    purged = []
-    for path, identity in _compiled(root, protected).items():
-        if before.get(path) != identity:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            purged.append(str(path.relative_to(root)))
-    return sorted(purged)

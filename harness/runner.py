@@ -7,10 +7,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import executor
 from harness.config import Config
 from harness.errors import HarnessError
 from harness.loop import Loop
 from harness.night import Night
+from harness.parallel import Parallel
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.session import Options, Session, open_session
@@ -45,6 +47,7 @@ def run(
     person's mistake (HarnessError) is then raised, a bug leaves a crash log."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     agent: Agent | None = None
+    loop: Loop | Parallel | None = None
     try:
         session = open_session(root, options)
         try:
@@ -52,7 +55,7 @@ def run(
             args = (session.config, session.night, session.layout, session.repo, screen.info, secrets or {})
             agent = make_agent(options.agent, *args)
             _announce(session, screen)
-            loop = Loop(session, agent, screen)
+            loop = _loop(session, agent, screen)
             end = loop.until_end()
             _record_end(session, screen, str(end), type(end).__name__, agent.name)
         except HarnessError as e:
@@ -61,10 +64,26 @@ def run(
         finally:
             if agent is not None:
                 agent.close()
+            if isinstance(loop, Parallel):
+                loop.ex.close()
             session.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
     return Ending(str(end), end.exit_code, loop.count, session.night.best, session.night.baseline)
+
+
+def _loop(session: Session, agent: Agent, screen: Screen) -> Loop | Parallel:
+    """One experiment at a time (`workers: 1` on this machine, exactly the classic loop), or the parallel scheduler
+    over the executor program.md asks for."""
+    config = session.config
+    if config.workers == 1 and config.executor == "local":
+        return Loop(session, agent, screen)
+    files = tuple(session.repo.tracked())
+    ex = executor.build(config, session.repo.root, session.tag, files, session.sandbox, session.devices)
+    where = f"{ex.slots} workers ({ex.name}): {ex.describe()}"
+    screen.info(f"parallel: {where}; the agent proposes ahead of them")
+    session.ledger.note(session.tag, f"parallel: {where}", workers=ex.slots, executor=ex.name)
+    return Parallel(session, agent, screen, ex)
 
 
 def _announce(session: Session, screen: Screen) -> None:

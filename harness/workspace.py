@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,28 +71,58 @@ def run_jail(
     remove(work)  # what a night killed with -9 left
     scratch(sb, root, work, repo.tracked())
     try:
-        view = repo_view(
-            root, work, protected=guarded(config), hidden=[LEDGER, RUNS, *hidden_paths(root, config.hidden)],
-            writable=[out], network=config.network, devices=devices,
-        )  # fmt: skip
-        yield Jail(sb, view, childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), root)
+        with tree_jail(sb, root, config, work, out, devices) as jail:
+            yield jail
     finally:
         remove(work)
+
+
+@contextlib.contextmanager
+def tree_jail(
+    sb: Sandbox,
+    root: Path,
+    config: Config,
+    tree: Path,
+    out: Path,
+    devices: tuple[str, ...],
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Jail]:
+    """The jail of a run in `tree`, a checkout of one version of the repository at `root` made by the caller: in the
+    sandbox, `tree` appears at `root` as run_jail's copy does; without it, the run works in `tree` itself. `env` is
+    added to the run's environment (the worker's device)."""
+    extra = dict(env or {})
+    if not sb.active:
+        yield Jail(sb, None, {**childenv.run_env(root, config.budget, out=out), **extra}, tree)
+        return
+    view = repo_view(
+        root, tree, protected=guarded(config), hidden=[LEDGER, RUNS, *hidden_paths(root, config.hidden)],
+        writable=[out], network=config.network, devices=devices,
+    )  # fmt: skip
+    yield Jail(sb, view, {**childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), **extra}, root)
 
 
 @contextlib.contextmanager
 def evaluator_jail(sb: Sandbox, repo: Repo, config: Config, work: Path, out: Path) -> Iterator[Jail]:
     """The jail of the trusted evaluator: the repository as it stands (its protected files and the hidden data
     included) and the run's `out` read-only, an empty scratch folder of its own, no network."""
-    root = repo.root
+    with evaluator_jail_at(sb, repo.root, config, work, out) as jail:
+        yield jail
+
+
+@contextlib.contextmanager
+def evaluator_jail_at(
+    sb: Sandbox, root: Path, config: Config, work: Path, out: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Jail]:
+    """evaluator_jail for the repository at `root`, with `env` added to the evaluator's environment."""
+    extra = dict(env or {})
     if not sb.active:
-        yield Jail(sb, None, childenv.run_env(root, config.budget, out=out), root)
+        yield Jail(sb, None, {**childenv.run_env(root, config.budget, out=out), **extra}, root)
         return
     _fresh(work)
     sandbox.own(sb, work)
     try:
         view = repo_view(root, work, protected=guarded(config), hidden=[LEDGER, RUNS], readonly=[out])
-        yield Jail(sb, view, childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), root)
+        yield Jail(sb, view, {**childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), **extra}, root)
     finally:
         remove(work)
 
@@ -206,3 +236,30 @@ def remove(folder: Path) -> None:
         folder.unlink()
     elif folder.exists():
         shutil.rmtree(folder, onerror=allow)  # onerror, not onexc: Python 3.11
+
+
+def compiled_files(root: Path, protected: Sequence[str]) -> dict[Path, tuple[int, int, int]]:
+    """Every compiled file (*.pyc) under the protected paths, with what identifies its version on disk."""
+    found: dict[Path, tuple[int, int, int]] = {}
+    for rel in protected:
+        top = root / rel
+        for path in top.rglob("*.pyc") if top.is_dir() else ():
+            with contextlib.suppress(OSError):
+                st = path.lstat()
+                found[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return found
+
+
+def purge_compiled(root: Path, protected: Sequence[str], before: dict[Path, tuple[int, int, int]]) -> list[str]:
+    """Remove every compiled file under the protected paths that appeared or changed since `before`; returns them.
+
+    Without a sandbox a run can write a .pyc into the harness's __pycache__ that would run the next time the harness
+    imports that module. A .pyc written by Python itself (an `autoresearch log` in another terminal) cannot be told
+    apart from a planted one cheaply, so both go: Python writes its own again from the source."""
+    purged = []
+    for path, identity in compiled_files(root, protected).items():
+        if before.get(path) != identity:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            purged.append(str(path.relative_to(root)))
+    return sorted(purged)
