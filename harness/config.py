@@ -72,7 +72,9 @@ class Config:
         1, "runs of the baseline before the first experiment (the champion then runs again until 3 runs back it)", int
     )
     remeasure_every: int = _key(
-        20, "the champion runs again after this many experiments, so its number stays current (0: only as needed)", int
+        20,
+        "the champion runs again after this many experiments, keeping its number current (0: until 3 runs back it)",
+        int,
     )
     confirm: int = _key(1, "re-runs a candidate that wins its first run must win again before it is kept", int)
     protected: tuple[str, ...] = _key(

@@ -10,16 +10,18 @@ import select
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness import childenv, process, toolbox
+from harness import process, sandbox, toolbox, workspace
 from harness.brief import Evidence
 from harness.config import Config
 from harness.errors import AgentError, BudgetExceeded, LLMError, RequestRefused
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.task import Proposal, Proposed, Result, Spend, Task
+from harness.workspace import Jail
 
 if TYPE_CHECKING:
     from harness.llm import LLMClient
@@ -42,7 +44,7 @@ class HostedAgent:
         *,
         name: str,
         root: Path,
-        workdir: Path,
+        jail: Callable[[], AbstractContextManager[Jail]],
         log_dir: Path,
         evidence: Evidence,
         time_limit: float = TIME_LIMIT,
@@ -51,7 +53,7 @@ class HostedAgent:
         self.client = client
         self.name = name
         self.root = root
-        self.workdir = workdir
+        self.jail = jail  # where each call's child runs: in the OS sandbox when it works, with no network ever
         self.log_dir = log_dir
         self.evidence = evidence
         self.time_limit = time_limit
@@ -88,10 +90,16 @@ class HostedAgent:
                 on_wait=say,
             )
             client.check()
-        evidence = Evidence(Repo(layout.root), layout.root)
+        repo = Repo(layout.root)
+        sb = sandbox.probe(config.sandbox)
+        resolved = path.resolve()
+
+        def jail() -> AbstractContextManager[Jail]:
+            return workspace.agent_jail(sb, repo, config, layout.work(tag, "agent"), readable=[resolved])
+
         return cls(
-            path, client, name=name, root=layout.root, workdir=layout.scratch(tag), log_dir=layout.tag_dir(tag),
-            evidence=evidence,
+            path, client, name=name, root=layout.root, jail=jail, log_dir=layout.tag_dir(tag),
+            evidence=Evidence(repo, layout.root),
         )  # fmt: skip
 
     # --- the Agent protocol ---------------------------------------------------------------------------------
@@ -128,20 +136,14 @@ class HostedAgent:
     def call(self, entry: str, task: Task, *, log_name: str, tools: list[str] | None = None) -> Proposal:
         """Run `entry(task, llm)` of the agent file in a fresh child, its tools answered from `task`; AgentError
         when it gives no proposal. The tool calls it made are added to `tools`."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / log_name
         request = {"entry": entry, "path": str(self.path), "task": task.to_json()}
         refused: BaseException | None = None
         seen = tools if tools is not None else []
-        with open(log_path, "wb") as log:
-            child = process.spawn(
-                [sys.executable, "-I", "-m", "harness.agent_child"],
-                cwd=self.workdir,
-                env=childenv.agent_env(self.root),
-                stdin=process.PIPE,
-                stdout=process.PIPE,
-                stderr=log,
+        with open(log_path, "wb") as log, self.jail() as jail:
+            child = jail.spawn(
+                [sys.executable, "-I", "-m", "harness.agent_child"], stdin=process.PIPE, stdout=process.PIPE, stderr=log
             )
             try:
                 child.stdin.write((json.dumps(request) + "\n").encode())
@@ -158,6 +160,8 @@ class HostedAgent:
                             raise AgentError(f"the agent took longer than {self.time_limit:g} s; see {log_path}")
                         raise AgentError(f"the agent process ended (status {code}) without a proposal; see {log_path}")
                     message = json.loads(line)
+                    if not isinstance(message, dict):
+                        raise ValueError(f"a message that is not a JSON object: {line[:80]!r}")
                     op = message.get("op")
                     if op in ("llm", "tool"):
                         if op == "llm":

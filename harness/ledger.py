@@ -66,6 +66,7 @@ class Experiment(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="e
     tail: str = ""  # the tail of the run's log for crash and timeout
     notes: str = ""  # the agent's notes, its memory across experiments
     extra: dict[str, Any] = msgspec.field(default_factory=dict)  # e.g. repeated baseline metrics, proposal params
+    sandbox: str = ""  # what protected its run: "bwrap", or "none (<mode>)" when the OS sandbox was not in force
     time: str = msgspec.field(default_factory=now)
     worker: str = ""  # the worker of its candidate run when several run at once (its device); "" with one worker
 

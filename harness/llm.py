@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Our own loop does the retrying so that an outage of hours is survived and every wait is visible; the SDK's
 # built-in retries (a few tries over seconds) would only hide the first part of an outage.
 _SDK_MAX_RETRIES = 0
+TIME_SCALE_ENV = "AUTORESEARCH_LLM_TIME_SCALE"
 _FIRST_BACKOFF_S = 2.0
 _MAX_BACKOFF_S = 120.0
 # A server asking for a longer pause than this is most likely misconfigured; we would rather ask again.
@@ -78,13 +79,17 @@ class LLMClient:
         request_deadline: float = _DEADLINE_S,
         on_wait: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        time_scale: float | None = None,
     ) -> None:
         self.model = model
         self.patience = patience
         self.max_cost_usd = max_cost_usd
-        self.request_deadline = request_deadline
+        # Every wait of the client (backoff, retry-after, the read timeout and the request deadline) times this:
+        # 1 in earnest; a drill or a test compresses an hour of faults into seconds with $AUTORESEARCH_LLM_TIME_SCALE.
+        self.scale = time_scale if time_scale is not None else float(os.environ.get(TIME_SCALE_ENV) or 1.0)
+        self.request_deadline = request_deadline * self.scale
         # No single read may wait longer than the whole request may take.
-        self.request_timeout = min(request_timeout, request_deadline)
+        self.request_timeout = min(request_timeout * self.scale, self.request_deadline)
         self._on_wait = on_wait or log.warning
         self._sleep = sleep
         default_name = "ANTHROPIC_API_KEY" if api_key is None else "the API key given to the harness"
@@ -273,8 +278,8 @@ class LLMClient:
 
     def _delay(self, failures: int, retry_after: float | None) -> float:
         if retry_after is not None and retry_after > 0:
-            return min(retry_after, _MAX_RETRY_AFTER_S)
-        ceiling = min(_FIRST_BACKOFF_S * 2 ** min(failures - 1, 32), _MAX_BACKOFF_S)
+            return min(retry_after, _MAX_RETRY_AFTER_S) * self.scale
+        ceiling = min(_FIRST_BACKOFF_S * 2 ** min(failures - 1, 32), _MAX_BACKOFF_S) * self.scale
         # Half fixed, half random: waits still grow, but many clients hit by one outage do not return in step.
         return ceiling / 2 + self._random.uniform(0, ceiling / 2)
 

@@ -239,7 +239,10 @@ class Loop:
         if finished.commit and finished.id != 0:
             message = with_trailers(finished.description, outcome.trailers(finished, night, config))
             finished = replace(finished, commit=self.repo.amend_message(finished.commit, message, night.champion))
-        author = Author(self.agent.name, self.agent.sha, self.s.program.sha)
+        sb = self.s.sandbox
+        author = Author(
+            self.agent.name, self.agent.sha, self.s.program.sha, "bwrap" if sb.active else f"none ({sb.mode})"
+        )
         row = outcome.row(finished, night, config, author, self.repo.root)
         # The ledger row first (fsynced), then the git state it describes, then the marker goes.
         self.s.ledger.append(row)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness import workspace
 from harness.config import Config
@@ -54,7 +57,8 @@ def measure(
     root = repo.root
     out = layout.run_out(tag, exp_id, repeat, kind)
     before = set() if sb.active else repo.untracked()
-    compiled = {} if sb.active else workspace.compiled_files(root, workspace.guarded(config))
+    compiled = {} if sb.active else compiled_files(root, workspace.guarded(config))
+    ledger = b"" if sb.active else _read(layout.ledger)  # without a sandbox a run could write rows of its own
     with workspace.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, session.devices) as jail:
         started()
         result = evaluate(
@@ -62,15 +66,18 @@ def measure(
             log=layout.run_log(tag, exp_id, repeat, kind), jail=jail, protected=workspace.guarded(config),
         )  # fmt: skip
     control = session.restore_control()
+    if not sb.active and _read(layout.ledger) != ledger:
+        _write(layout.ledger, ledger)
+        control.append(layout.ledger.name)
     if control:
-        reason = "changed .git control files: " + ", ".join(control)
+        reason = "changed harness files (put back): " + ", ".join(control)
         result = dataclasses.replace(result, outcome="tampered", metric=None, reason=reason)
     removed: list[str] = []
     if not sb.active:
         left = repo.untracked() - before
         removed = sorted(p for p in left if p.split("/")[0] not in _HARNESS_FILES)
         repo.clean(removed)
-        removed += workspace.purge_compiled(root, workspace.guarded(config), compiled)
+        removed += purgecompiled_files(root, workspace.guarded(config), compiled)
     if config.evaluate and result.outcome != "tampered":
         with workspace.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
             result = trusted_metric(
@@ -78,3 +85,45 @@ def measure(
                 log=layout.eval_log(tag, exp_id, repeat, kind),
             )  # fmt: skip
     return Measured(result, removed[:REMOVED_SHOWN], control)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Put the ledger back as the harness wrote it: whole, by a rename, never through a link a run put there."""
+    tmp = path.with_name(f".{path.name}.restore")
+    tmp.unlink(missing_ok=True)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def compiled_files(root: Path, protected: Sequence[str]) -> dict[Path, tuple[int, int, int]]:
+    """Every compiled file (*.pyc) under the protected paths, with what identifies its version on disk."""
+    found: dict[Path, tuple[int, int, int]] = {}
+    for rel in protected:
+        top = root / rel
+        for path in top.rglob("*.pyc") if top.is_dir() else ():
+            with contextlib.suppress(OSError):
+                st = path.lstat()
+                found[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return found
+
+
+def purgecompiled_files(root: Path, protected: Sequence[str], before: dict[Path, tuple[int, int, int]]) -> list[str]:
+    """Remove every compiled file under the protected paths that appeared or changed since `before`; returns them.
+
+    Without a sandbox a run can write a .pyc into the harness's __pycache__ that would run the next time the harness
+    imports that module. A .pyc written by Python itself (an `autoresearch log` in another terminal) cannot be told
+    apart from a planted one cheaply, so both go: Python writes its own again from the source."""
+    purged = []
+    for path, identity in compiled_files(root, protected).items():
+        if before.get(path) != identity:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            purged.append(str(path.relative_to(root)))
+    return sorted(purged)

@@ -248,10 +248,12 @@ class Referee:
         return verdict("discard", f"discarded, not confirmed: {why}", margin)
 
     def remeasure_due(self, champion: str, every: int = REMEASURE_EVERY) -> bool:
-        """True when the champion should run again before the next experiment: it has too few clean runs, or `every`
-        experiments ran since its last run (0: never for that reason)."""
+        """True when the champion should run again before the next experiment: it has too few clean runs, or the
+        noise is not yet trusted, or `every` experiments ran since its last run (0: only for too few clean runs)."""
         if self._short(champion):
             return True
+        if every <= 0:
+            return False  # re-measures switched off: the champion runs only until it has its clean runs
         if self.repeats() < MIN_REPEATS:
             every = 1  # until the noise is trusted, one champion run per experiment gets it there soonest
         return every > 0 and self._experiments - self._last[champion] >= every

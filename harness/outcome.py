@@ -39,11 +39,12 @@ class Finished:
 
 @dataclass(frozen=True)
 class Author:
-    """Who made the experiment: the agent and the program in force."""
+    """Who made the experiment and under what: the agent, the program in force, the sandbox in force."""
 
     agent: str
     agent_sha: str
     program_sha: str
+    sandbox: str  # "bwrap", or "none (<mode>)"
 
 
 def delta(finished: Finished, night: Night) -> float | None:
@@ -91,6 +92,7 @@ def row(finished: Finished, night: Night, config: Config, author: Author, root: 
         tail=clean(result.tail[-TAIL_CHARS:]) if result and f.status in FAILED else "",
         notes=tail((proposal.notes if proposal else "") or f.notes),
         extra=extra,
+        sandbox=author.sandbox,
     )
 
 

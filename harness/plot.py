@@ -38,6 +38,15 @@ def progress_png(night: Night, path: Path) -> None:
                    label=f"no metric: crash, timeout, ... ({len(failed)})")  # fmt: skip
     if steps := [(r.id, r.best) for r in night.rows if r.best is not None]:
         ax.step(*zip(*steps, strict=True), where="post", color="tab:blue", lw=1.4, label="best so far")
+        # The noise a gain had to beat, as it stood at each decision: a band around the champion's number.
+        band = [(r.id, r.best, _noise(r)) for r in night.rows if r.best is not None and _noise(r) is not None]
+        if band:
+            xs = [x for x, _, _ in band]
+            low, high = [y - n for _, y, n in band], [y + n for _, y, n in band]
+            ax.fill_between(xs, low, high, step="post", color="tab:blue", alpha=0.12, lw=0, label="± noise of one run")
+    if night.champion_runs:
+        ax.scatter(*zip(*night.champion_runs, strict=True), s=9, marker="_", color="tab:blue",
+                   label=f"champion runs ({len(night.champion_runs)})")  # fmt: skip
     ax.scatter([r.id for r in kept], [r.metric for r in kept], s=34, color="tab:green", edgecolor="black",
                linewidth=0.5, zorder=3, label=f"kept ({len(kept)})")  # fmt: skip
     labelled = [r for r in kept if r.id != 0]
@@ -79,3 +88,9 @@ def _view(night: Night, kept: list[float | None], others: list[float | None]) ->
         return lo - LABEL_ROOM * span, min(max(hi, worse), hi + span) + 0.05 * span  # room below for the labels
     worse = values[int(0.1 * (len(values) - 1))] if values else lo
     return max(min(lo, worse), lo - span) - 0.05 * span, hi + LABEL_ROOM * span
+
+
+def _noise(row: object) -> float | None:
+    extra = getattr(row, "extra", None)
+    value = extra.get("noise") if isinstance(extra, dict) else None
+    return float(value) if isinstance(value, int | float) else None

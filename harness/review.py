@@ -7,13 +7,13 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, ProgramError
-from harness.ledger import EVALUATED, FAILED, INTERRUPTED, UNRUN, Experiment, Ledger, Row, Steer
+from harness.ledger import EVALUATED, FAILED, INTERRUPTED, UNRUN, Experiment, Ledger, MeasurementRow, Row, Steer
 from harness.paths import Layout
 from harness.text import clip, flat
 
@@ -63,6 +63,9 @@ class Night:
     rows: tuple[Experiment, ...]  # the rows to show: the last `limit` of those counted
     hidden: int  # rows counted but not shown
     since: str | None  # the cutoff in force, as ISO 8601 UTC
+    noise: float | None = None  # the noise the last decision used: the spread of one run
+    extra_runs: dict[str, int] = field(default_factory=dict)  # runs beyond one per experiment: purpose -> count
+    champion_runs: tuple[tuple[float, float], ...] = ()  # (experiment it preceded - 0.5, value) of each champion run
 
 
 # ---------------------------------------------------------------------------
@@ -91,11 +94,14 @@ def summarize(
     cutoff = parse_since(since, now) if since else None
     mine: list[Experiment] = []
     steers: list[SteerEvent] = []
+    runs_of: list[MeasurementRow] = []
     for row in rows:
         if row.tag != tag:
             continue
         if type(row) is Experiment:
             mine.append(row)
+        elif type(row) is MeasurementRow and row.time >= (cutoff or ""):
+            runs_of.append(row)
         elif type(row) is Steer and row.time >= (cutoff or ""):
             steers.append(SteerEvent(row.time, mine[-1].id if mine else None, row.changes, row.error))
     if not mine and not any(r.tag == tag for r in rows):
@@ -125,8 +131,20 @@ def summarize(
         spend_usd=sum(e.cost_usd for e in entries), tokens_in=sum(e.tokens_in for e in entries),
         tokens_out=sum(e.tokens_out for e in entries), first=first or None, last=end or None,
         hours=_hours(first, end), statuses=statuses, steers=tuple(steers), rows=tuple(shown),
-        hidden=len(entries) - len(shown), since=cutoff,
+        hidden=len(entries) - len(shown), since=cutoff, noise=_noise(mine),
+        extra_runs=dict(Counter(m.purpose for m in runs_of if m.purpose in ("remeasure", "confirm"))),
+        champion_runs=tuple((m.experiment - 0.5, m.value) for m in runs_of
+                            if m.purpose in ("baseline", "remeasure") and m.value is not None),
     )  # fmt: skip
+
+
+def _noise(rows: list[Experiment]) -> float | None:
+    """The noise of the last decision, as its row recorded it (the baseline's for a night of one row)."""
+    for row in reversed(rows):
+        value = row.extra.get("noise") if isinstance(row.extra, dict) else None
+        if isinstance(value, int | float):
+            return float(value)
+    return None
 
 
 def _infer(entries: list[Experiment], baseline: float | None, best: float | None) -> str | None:
@@ -213,7 +231,17 @@ def figures(night: Night) -> list[tuple[str, str]]:
         ("time", span),
         ("steer events", str(len(night.steers))),
         ("statuses", _statuses(night.statuses)),
+        ("noise", _noise_line(night)),
     ]
+
+
+def _noise_line(night: Night) -> str:
+    """The noise a keep had to beat at the end, and the runs the keep rule added to get there."""
+    if night.noise is None:
+        return "-"
+    runs = night.extra_runs
+    extra = f"{runs.get('remeasure', 0)} champion re-runs, {runs.get('confirm', 0)} confirmations"
+    return f"{num(night.noise)} per run ({extra})"
 
 
 def log_json(night: Night) -> dict[str, Any]:

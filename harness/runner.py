@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from harness import executor
 from harness.config import Config
-from harness.errors import HarnessError
+from harness.errors import HarnessError, LedgerError
 from harness.loop import Loop
 from harness.night import Night
 from harness.parallel import Parallel
@@ -104,9 +105,12 @@ def _announce(session: Session, screen: Screen) -> None:
 
 
 def _record_end(session: Session, screen: Screen, reason: str, kind: str, agent: str) -> None:
-    """Whatever ended the night: one ledger note, the status file, and a line on the screen (the lock is still held)."""
-    session.ledger.note(session.tag, f"loop ended: {reason}", ending=kind)
-    write_status(session.layout.status, session.state(agent, "stopped", -1, reason))
+    """Whatever ended the night: one ledger note, the status file, and a line on the screen (the lock is still held).
+    A full disk can refuse the note and the status file too; the screen and the exit line still say why."""
+    with contextlib.suppress(LedgerError):
+        session.ledger.note(session.tag, f"loop ended: {reason}", ending=kind)
+    with contextlib.suppress(OSError):
+        write_status(session.layout.status, session.state(agent, "stopped", -1, reason))
     screen.info(f"loop ended: {reason}")
 
 

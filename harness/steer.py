@@ -123,16 +123,18 @@ def _plain(value: Any) -> Any:
 
 def _settle(path: Path) -> None:
     """Wait until the file has not changed for SETTLE seconds: an editor that truncates and then writes must not be
-    caught half way (an empty program.md is a valid, and wrong, program)."""
+    caught half way. An empty file is given longer: it is most often an editor between the two steps, and a busy
+    machine can keep that editor from its write past SETTLE."""
     deadline = time.monotonic() + 5 * SETTLE
     while time.monotonic() < deadline:
         try:
-            age = time.time() - path.stat().st_mtime
+            st = path.stat()
         except OSError:
             return
-        if age >= SETTLE:
+        age = time.time() - st.st_mtime
+        if age >= SETTLE and (st.st_size > 0 or age >= 4 * SETTLE):
             return
-        time.sleep(SETTLE - age)
+        time.sleep(max(0.01, SETTLE - age) if st.st_size > 0 else SETTLE)
 
 
 def _read(path: Path) -> str:

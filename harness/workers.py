@@ -12,6 +12,7 @@ from pathlib import Path
 from harness import sandbox, workspace
 from harness.config import Config
 from harness.evaluate import RunResult, evaluate, trusted_metric
+from harness.measure import compiled_files, purge_compiled
 from harness.paths import LEDGER, RUNS
 from harness.sandbox import Sandbox
 
@@ -129,7 +130,7 @@ def measure(config: Config, sb: Sandbox, devices: tuple[str, ...], device: Devic
     spot.out.mkdir(parents=True)
     sandbox.own(sb, spot.out)
     guarded = workspace.guarded(config)
-    compiled = {} if sb.active else workspace.compiled_files(spot.root, guarded)
+    compiled = {} if sb.active else compiled_files(spot.root, guarded)
     try:
         checkout(sb, config, spot, job.content)
         with workspace.tree_jail(sb, spot.root, config, spot.tree, spot.out, devices, device.env()) as jail:
@@ -140,7 +141,7 @@ def measure(config: Config, sb: Sandbox, devices: tuple[str, ...], device: Devic
     finally:
         workspace.remove(spot.tree)
     if not sb.active:
-        workspace.purge_compiled(spot.root, guarded, compiled)
+        purge_compiled(spot.root, guarded, compiled)
     if config.evaluate and result.outcome != "tampered":
         with workspace.evaluator_jail_at(sb, spot.root, config, spot.eval_work, spot.out, device.env()) as jail:
             result = trusted_metric(

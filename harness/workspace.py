@@ -236,30 +236,3 @@ def remove(folder: Path) -> None:
         folder.unlink()
     elif folder.exists():
         shutil.rmtree(folder, onerror=allow)  # onerror, not onexc: Python 3.11
-
-
-def compiled_files(root: Path, protected: Sequence[str]) -> dict[Path, tuple[int, int, int]]:
-    """Every compiled file (*.pyc) under the protected paths, with what identifies its version on disk."""
-    found: dict[Path, tuple[int, int, int]] = {}
-    for rel in protected:
-        top = root / rel
-        for path in top.rglob("*.pyc") if top.is_dir() else ():
-            with contextlib.suppress(OSError):
-                st = path.lstat()
-                found[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
-    return found
-
-
-def purge_compiled(root: Path, protected: Sequence[str], before: dict[Path, tuple[int, int, int]]) -> list[str]:
-    """Remove every compiled file under the protected paths that appeared or changed since `before`; returns them.
-
-    Without a sandbox a run can write a .pyc into the harness's __pycache__ that would run the next time the harness
-    imports that module. A .pyc written by Python itself (an `autoresearch log` in another terminal) cannot be told
-    apart from a planted one cheaply, so both go: Python writes its own again from the source."""
-    purged = []
-    for path, identity in compiled_files(root, protected).items():
-        if before.get(path) != identity:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            purged.append(str(path.relative_to(root)))
-    return sorted(purged)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -185,6 +186,8 @@ def test_a_genuine_improvement_is_kept_after_it_wins_again(tmp_path: Path):
     exp = [r for r in night if r["kind"] == "experiment"][-1]
     assert exp["status"] == "keep" and exp["reason"].startswith("kept: re-run at 2.02")
     assert exp["metric"] == 2.01 and exp["extra"]["runs"] == 2  # the median of its two runs
+    log = cli(tmp_path / "scripted", "log", "--tag", "s").stdout  # the morning review shows what the rule did
+    assert re.search(r"noise:\s+\S+ per run \(2 champion re-runs, 1 confirmations\)", log), log
 
 
 def test_a_malformed_program_at_start_exits_2_naming_the_line(project: Path):
