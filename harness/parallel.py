@@ -21,7 +21,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from harness import crash, flight, records, recovery, workspace
+from harness import crash, flight, records, recovery
 from harness.brief import build_task
 from harness.errors import (
     AgentError,
@@ -86,7 +86,7 @@ class Parallel:
             if not self.night.has_baseline:
                 self.start_baseline()
             while True:
-                self.steer()
+                self.records.steer()
                 self.check_stop()
                 self.fill()
                 if not self.runs and not self.proposals:
@@ -190,28 +190,8 @@ class Parallel:
         """Record one run as a measurement row first, then take it where it belongs."""
         done = future.result()
         self.free.add(done.slot)
-        job, result = done.job, done.result
-        if control := self.s.restore_control():
-            reason = "changed .git control files: " + ", ".join(control)
-            result = dataclasses.replace(result, outcome="tampered", metric=None, reason=reason)
-            done = dataclasses.replace(done, result=result)
-        if result.outcome == "tampered":
-            self.repo.restore(workspace.guarded(self.s.config))
-        value = result.metric if result.outcome == "ok" else None
-        found = None
-        if value is not None:
-            # A worker shares the machine by design, so the load average says nothing: only a starved run is marked.
-            found = self.night.referee.measurement(
-                job.file_sha, value, seconds=result.seconds, cpu_seconds=result.cpu_seconds, load=None,
-                cores=done.cores, purpose=job.purpose,  # type: ignore[arg-type]
-            )  # fmt: skip
-        row = MeasurementRow(
-            tag=self.s.tag, file_sha=job.file_sha, value=value, purpose=job.purpose, experiment=job.experiment,
-            outcome=result.outcome, seconds=round(result.seconds, 3), cpu_seconds=_round(result.cpu_seconds),
-            contended=bool(found and found.contended), log=str(result.log.relative_to(self.repo.root)),
-            worker=done.worker,
-        )  # fmt: skip
-        self.s.ledger.append(row)
+        done, row = self.records.measurement(done)
+        job = done.job
         ok = self.night.measured(row) is not None
         if job.purpose == "baseline":
             self.baseline.append(row)
@@ -377,16 +357,6 @@ class Parallel:
 
     # --- what the night shows ------------------------------------------------------------------------------------
 
-    def steer(self) -> None:
-        change = self.s.steering.poll()
-        if change is None:
-            return
-        self.s.ledger.append(change.row(self.s.tag))
-        if change.error:
-            self.screen.info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
-        else:
-            self.screen.info(f"program.md changed ({', '.join(change.changes) or 'nothing'}); in force from now on")
-
     def publish(self) -> None:
         ids = sorted(self.flights)
         if not ids:
@@ -397,7 +367,3 @@ class Parallel:
         state |= {"workers": self.ex.slots, "in_flight": ids, "busy": self.ex.slots - len(self.free)}
         write_status(self.s.layout.status, state)
         self.screen.update(state)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)

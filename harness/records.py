@@ -9,12 +9,12 @@ from typing import Any
 
 import msgspec
 
-from harness import flight, outcome
+from harness import flight, outcome, workspace
 from harness.errors import RepoError
 from harness.evaluate import RunResult
 from harness.flight import Flight
 from harness.gates import check_proposal
-from harness.ledger import Status
+from harness.ledger import MeasurementRow, Status
 from harness.night import result_of
 from harness.outcome import Author, Finished
 from harness.paths import PROGRAM, discarded_ref
@@ -23,6 +23,7 @@ from harness.session import Session
 from harness.status import Screen
 from harness.task import Agent
 from harness.text import short
+from harness.workers import Done
 
 
 class Records:
@@ -71,6 +72,43 @@ class Records:
 
     # --- rows ----------------------------------------------------------------------------------------------------
 
+    def measurement(self, done: Done) -> tuple[Done, MeasurementRow]:
+        """One run's measurement row, written before anything is decided on it; a run that changed .git's control
+        files is tampered, and a tampered run's protected files are put back first."""
+        job, result = done.job, done.result
+        if control := self.s.restore_control():
+            reason = "changed .git control files: " + ", ".join(control)
+            result = dataclasses.replace(result, outcome="tampered", metric=None, reason=reason)
+            done = dataclasses.replace(done, result=result)
+        if result.outcome == "tampered":
+            self.repo.restore(workspace.guarded(self.s.config))
+        value = result.metric if result.outcome == "ok" else None
+        found = None
+        if value is not None:
+            # A worker shares the machine by design, so the load average says nothing: only a starved run is marked.
+            found = self.night.referee.measurement(
+                job.file_sha, value, seconds=result.seconds, cpu_seconds=result.cpu_seconds, load=None,
+                cores=done.cores, purpose=job.purpose,  # type: ignore[arg-type]
+            )  # fmt: skip
+        row = MeasurementRow(
+            tag=self.s.tag, file_sha=job.file_sha, value=value, purpose=job.purpose, experiment=job.experiment,
+            outcome=result.outcome, seconds=round(result.seconds, 3), log=str(result.log.relative_to(self.repo.root)),
+            cpu_seconds=None if result.cpu_seconds is None else round(result.cpu_seconds, 3),
+            contended=bool(found and found.contended), worker=done.worker,
+        )  # fmt: skip
+        self.s.ledger.append(row)
+        return done, row
+
+    def steer(self) -> None:
+        change = self.s.steering.poll()
+        if change is None:
+            return
+        self.s.ledger.append(change.row(self.s.tag))
+        if change.error:
+            self.screen.info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
+        else:
+            self.screen.info(f"program.md changed ({', '.join(change.changes) or 'nothing'}); in force from now on")
+
     def finish(
         self,
         f: Flight,
@@ -93,7 +131,10 @@ class Records:
         if f.commit and f.id != 0:
             message = with_trailers(f.description, outcome.trailers(done, night, config))
             done = dataclasses.replace(done, commit=self.repo.amend_message(f.commit, message, f.parent))
-        author = Author(self.agent.name, self.agent.sha, self.s.program.sha)
+        sb = self.s.sandbox
+        author = Author(
+            self.agent.name, self.agent.sha, self.s.program.sha, "bwrap" if sb.active else f"none ({sb.mode})"
+        )
         row = msgspec.structs.replace(
             outcome.row(done, night, config, author, self.repo.root), parent=f.parent, worker=f.worker
         )
