@@ -77,7 +77,7 @@ def measure(
         left = repo.untracked() - before
         removed = sorted(p for p in left if p.split("/")[0] not in _HARNESS_FILES)
         repo.clean(removed)
-        removed += purgecompiled_files(root, workspace.guarded(config), compiled)
+        removed += purge_compiled(root, workspace.guarded(config), compiled)
     if config.evaluate and result.outcome != "tampered":
         with workspace.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
             result = trusted_metric(
@@ -114,7 +114,7 @@ def compiled_files(root: Path, protected: Sequence[str]) -> dict[Path, tuple[int
     return found
 
 
-def purgecompiled_files(root: Path, protected: Sequence[str], before: dict[Path, tuple[int, int, int]]) -> list[str]:
+def purge_compiled(root: Path, protected: Sequence[str], before: dict[Path, tuple[int, int, int]]) -> list[str]:
     """Remove every compiled file under the protected paths that appeared or changed since `before`; returns them.
 
     Without a sandbox a run can write a .pyc into the harness's __pycache__ that would run the next time the harness

@@ -77,6 +77,9 @@ class Parallel:
         # Long-lived threads, one per proposal that may be in flight: an agent's child process lives on the thread
         # that started it, and a proposal never waits for another's thread.
         self.idle = [Lane(f"proposer-{i}") for i in range(self.limit)]
+        # An agent that may be asked for several proposals at once says so (`concurrent = True`); any other is asked
+        # for one at a time, still ahead of the workers. agent.py's host keeps one jail folder, so it is one of those.
+        self.concurrent = bool(getattr(agent, "concurrent", False))
 
     # --- the night -----------------------------------------------------------------------------------------------
 
@@ -146,6 +149,8 @@ class Parallel:
             self.free.discard(slot)
             self.runs[self.ex.submit(job, slot, self.s.config)] = owner
         while self.ending is None and self.night.has_baseline and len(self.flights) < self.limit:
+            if self.proposals and not self.concurrent:
+                break
             self.start_proposal()
 
     def remeasure_due(self) -> bool:
