@@ -94,7 +94,7 @@ class LocalExecutor:
         device, layout, tag = self.devices[slot], self.layout, self.tag
         run = (tag, job.experiment, job.repeat, job.kind)
         spot = Spot(
-            root=self.root, files=self.files, tree=layout.work(tag, f"worker-{slot}"),
+            root=self.root, source=self.root, files=self.files, tree=layout.work(tag, f"worker-{slot}"),
             eval_work=layout.work(tag, f"evaluator-{slot}"), out=layout.run_out(*run), log=layout.run_log(*run),
             eval_log=layout.eval_log(*run),
         )  # fmt: skip

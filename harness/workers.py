@@ -93,7 +93,8 @@ class Spot:
     """Where one measurement works on its machine: the tree it stands in for, and its own folders and logs."""
 
     root: Path  # the repository as the sandbox shows it: protected files and untracked data come from here
-    files: tuple[str, ...]  # the tracked files of `root` (every version of the night shares all but the mutable one)
+    source: Path  # where the tracked files are copied from: `root`, or the commit as it was shipped to this machine
+    files: tuple[str, ...]  # the tracked files (every version of the night shares all but the mutable one)
     tree: Path  # the worker's checkout of the version: made for the run, removed after it
     eval_work: Path  # the evaluator's scratch folder
     out: Path  # $AUTORESEARCH_OUT
@@ -110,7 +111,7 @@ def checkout(sb: Sandbox, config: Config, spot: Spot, content: str) -> None:
     protected = [p.rstrip("/") for p in workspace.guarded(config)]
     linked = (lambda rel: any(rel == p or rel.startswith(p + "/") for p in protected)) if not sb.active else None
     copied = [rel for rel in spot.files if rel != config.mutable and not (linked and linked(rel))]
-    workspace.scratch(sb, spot.root, spot.tree, copied)
+    workspace.scratch(sb, spot.source, spot.tree, copied)
     target = spot.tree / config.mutable
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(content, encoding="utf-8")
