@@ -96,7 +96,11 @@ class Parallel:
                     raise self.ending or AssertionError("nothing in flight and nothing to start")
                 self.publish()
                 futures: list[Future[Any]] = [*self.runs, *self.proposals]
-                for done in wait(futures, return_when=FIRST_COMPLETED).done:
+                finished = wait(futures, return_when=FIRST_COMPLETED).done
+                # A worker whose run is in takes its next waiting run first; the bookkeeping of the run can wait.
+                self.free.update(done.result().slot for done in finished if done in self.runs)
+                self.dispatch()
+                for done in finished:
                     if done in self.runs:
                         self.measured(done, self.runs.pop(done))
                     else:
@@ -141,6 +145,14 @@ class Parallel:
         """Give every free worker a waiting run, and start proposals until `limit` experiments are in flight."""
         if self.ending is None and self.night.has_baseline and not self.champion_runs and self.remeasure_due():
             self.queue(CHAMPION, self.champion_job("remeasure"), None)
+        self.dispatch()
+        while self.ending is None and self.night.has_baseline and len(self.flights) < self.limit:
+            if self.proposals and not self.concurrent:
+                break
+            self.start_proposal()
+
+    def dispatch(self) -> None:
+        """Give every free worker a waiting run: pinned ones to their worker, the others to any, in order."""
         for order, seq, job, owner, pin in sorted(self.waiting, key=lambda w: w[:2]):
             slot = pin if pin is not None else min(self.free, default=None)
             if slot is None or slot not in self.free:
@@ -148,10 +160,6 @@ class Parallel:
             self.waiting.remove((order, seq, job, owner, pin))
             self.free.discard(slot)
             self.runs[self.ex.submit(job, slot, self.s.config)] = owner
-        while self.ending is None and self.night.has_baseline and len(self.flights) < self.limit:
-            if self.proposals and not self.concurrent:
-                break
-            self.start_proposal()
 
     def remeasure_due(self) -> bool:
         night = self.night
@@ -193,9 +201,7 @@ class Parallel:
 
     def measured(self, future: Future[Done], owner: Flight | None) -> None:
         """Record one run as a measurement row first, then take it where it belongs."""
-        done = future.result()
-        self.free.add(done.slot)
-        done, row = self.records.measurement(done)
+        done, row = self.records.measurement(future.result())
         job = done.job
         ok = self.night.measured(row) is not None
         if job.purpose == "baseline":

@@ -56,7 +56,8 @@ def plan(n: int, gpus: Sequence[str], cpus: Sequence[int]) -> list[Device]:
     cores = sorted(cpus) or [0]
     devices = []
     for i in range(n):
-        share = cores[i * len(cores) // n : (i + 1) * len(cores) // n] or [cores[i % len(cores)]]
+        # More workers than cores (runs that wait on a GPU or sleep): a core each, dealt out in turn.
+        share = cores[i * len(cores) // n : (i + 1) * len(cores) // n] if n <= len(cores) else [cores[i % len(cores)]]
         devices.append(Device(str(i), gpus[i % len(gpus)] if gpus else None, tuple(share)))
     return devices
 
