@@ -2,10 +2,11 @@
 
 Devices differ: a throttled GPU gives a baseline 1.7% worse than a healthy one. A run's number is taken as the
 version's truth plus its worker's offset plus noise. The offsets are fitted by median polish (alternating medians,
-robust to a spiked run) over the versions run on more than one worker: the baseline runs on every worker, the
-champion's re-runs and the confirmations land wherever a worker is free. They are centred on the median worker, so a
-corrected number reads as the typical worker would have read it. A worker no shared version ran on has offset 0 until
-one does; what the fit leaves of the spread across workers shows in the noise, which pools the corrected runs.
+robust to a spiked run) over a table of one cell per version and worker (the median of its runs), for the versions
+run on more than one worker: the baseline runs on every worker, the champion's re-runs and the confirmations land
+wherever a worker is free. They are centred on the median worker, so a corrected number reads as the typical worker
+would have read it. A worker no shared version ran on has offset 0 until one does; what the fit leaves of the spread
+across workers shows in the noise, which pools the corrected runs.
 """
 
 from __future__ import annotations
@@ -44,15 +45,21 @@ class Offsets:
 
 
 def _fit(runs: list[tuple[str, str, float]], workers: dict[str, set[str]]) -> dict[str, float]:
-    shared = [(v, w, x) for v, w, x in runs if len(workers[v]) >= 2]
-    offset: dict[str, float] = {w: 0.0 for _, w, _ in shared}
+    # One number per (version, worker), the median of its runs, so that a worker that ran a version many times (the
+    # champion's re-runs all on one worker) weighs no more in that version's effect than a worker that ran it once.
+    cells: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for v, w, x in runs:
+        if len(workers[v]) >= 2:
+            cells[v, w].append(x)
+    table = [(v, w, statistics.median(xs)) for (v, w), xs in cells.items()]
+    offset: dict[str, float] = {w: 0.0 for _, w, _ in table}
     for _ in range(ROUNDS):
         by_version: dict[str, list[float]] = defaultdict(list)
-        for v, w, x in shared:
+        for v, w, x in table:
             by_version[v].append(x - offset[w])
         effect = {v: statistics.median(xs) for v, xs in by_version.items()}
         by_worker: dict[str, list[float]] = defaultdict(list)
-        for v, w, x in shared:
+        for v, w, x in table:
             by_worker[w].append(x - effect[v])
         fitted = {w: statistics.median(xs) for w, xs in by_worker.items()}
         centre = statistics.median(fitted.values())

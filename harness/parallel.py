@@ -65,6 +65,7 @@ class Parallel:
         self.proposals: dict[Future[tuple[Proposed | None, str, Spend]], Flight] = {}
         self.waiting: list[tuple[int, int, Job, Flight | None, int | None]] = []  # (order, seq, job, for, its slot)
         self.free = set(range(executor.slots))
+        self.used = dict.fromkeys(self.free, 0)  # runs given to each worker
         self.issued: dict[tuple[int, str], int] = {}  # runs handed out per (experiment, kind), so logs never clash
         self.seq = 0  # waiting runs of one order go first come, first served
         self.baseline: list[MeasurementRow] = []
@@ -154,11 +155,13 @@ class Parallel:
     def dispatch(self) -> None:
         """Give every free worker a waiting run: pinned ones to their worker, the others to any, in order."""
         for order, seq, job, owner, pin in sorted(self.waiting, key=lambda w: w[:2]):
-            slot = pin if pin is not None else min(self.free, default=None)
+            # The worker used least so far: runs spread over every device, so each one's offset keeps being measured.
+            slot = pin if pin is not None else min(self.free, key=lambda k: self.used[k], default=None)
             if slot is None or slot not in self.free:
                 continue
             self.waiting.remove((order, seq, job, owner, pin))
             self.free.discard(slot)
+            self.used[slot] += 1
             self.runs[self.ex.submit(job, slot, self.s.config)] = owner
 
     def remeasure_due(self) -> bool:

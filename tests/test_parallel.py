@@ -219,11 +219,13 @@ def test_a_change_is_carried_onto_a_newer_champion_by_a_three_way_merge():
     assert merge(base, base.replace("B = 1", "B = 2"), base.replace("B = 1", "B = 2")).conflicts == 0
 
 
-def test_offsets_find_a_throttled_worker_despite_a_spiked_run():
+def test_offsets_find_a_throttled_worker_despite_a_spiked_run_and_unequal_runs():
     offsets = Offsets()
     for version, truth in (("base", 3.0), ("champion", 2.8), ("other", 2.9)):
         for worker, slower in (("0", 0.0), ("1", 0.0), ("2", 0.05)):
             offsets.add(version, worker, truth + slower + (0.5 if (version, worker) == ("other", "1") else 0.0))
+    for _ in range(6):  # the champion's re-runs, all on one worker
+        offsets.add("champion", "0", 2.8)
     assert offsets.of("2") - offsets.of("0") == pytest.approx(0.05)
     assert offsets.of("1") == pytest.approx(offsets.of("0"))
 
