@@ -55,6 +55,8 @@ def main() -> None:
 @click.option("--max-cost-usd", type=float, default=None, help="LLM spend cap for this run.")
 @click.option("--max-experiments", type=int, default=None, help="Stop after this many experiments.")
 @click.option("--hours", type=float, default=None, help="Stop starting experiments after this many hours.")
+@click.option("--workers", default=None, help="Evaluations in flight at once, or auto (one per visible GPU).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None, help="Where evaluations run.")
 def run(
     tag: str,
     agent: str | None,
@@ -64,10 +66,12 @@ def run(
     max_cost_usd: float | None,
     max_experiments: int | None,
     hours: float | None,
+    workers: str | None,
+    executor: str | None,
 ) -> None:
     """Run the experiment loop on branch autoresearch/<tag> until stopped.
 
-    Example: autoresearch run --tag nov23 --max-experiments 20
+    Example: autoresearch run --tag nov23 --max-experiments 20 --workers auto
     """
     from harness import childenv, runner
     from harness.agents import build_agent
@@ -80,7 +84,9 @@ def run(
         agent = "llm" if secrets.get("ANTHROPIC_API_KEY") else "optuna"
         if agent == "optuna":
             click.echo("no ANTHROPIC_API_KEY set: using the offline optuna agent (--agent llm to change)", err=True)
-    overrides = {"budget": budget, "timeout": timeout, "model": model, "max_cost_usd": max_cost_usd}
+    count = int(workers) if workers and workers.isdigit() else workers  # a number, or auto (checked with the program)
+    overrides = {"budget": budget, "timeout": timeout, "model": model, "max_cost_usd": max_cost_usd,
+                 "workers": count, "executor": executor}  # fmt: skip
     options = Options(tag=tag, agent=agent, max_experiments=max_experiments, hours=hours, overrides=overrides)
     display = Display(sys.stdout)
     try:

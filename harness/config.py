@@ -93,6 +93,17 @@ class Config:
     )
     reflect_every: int = _key(10, "experiments between the LLM agent's reflections on the night so far", int)
     agent_steps: int = _key(3, "rounds of read-only tools (view a file, an experiment, a log) before each answer", int)
+    workers: int | Literal["auto"] = _key(
+        1, "evaluations in flight at once, each in its own checkout on its own device (`auto`: one per visible GPU)",
+        int, str,
+    )  # fmt: skip
+    executor: Literal["local", "ray"] = _key(
+        "local", "where evaluations run: `local` (this machine) or `ray` (a Ray cluster; the `ray` extra)", str
+    )
+    ray_address: str = _key(
+        "", "the Ray cluster `executor: ray` joins (`auto`: the one `ray start --head` runs here)", str,
+        shown="none (a Ray instance of its own)",
+    )  # fmt: skip
     search: tuple[Param, ...] = _key(
         (),
         "the offline agent's search space: `NAME: {low, high, log, step}` or `NAME: {choices: [...]}`",
@@ -209,6 +220,14 @@ def _checked(values: dict[str, Any]) -> Config:
     for key in ("remeasure_every", "confirm"):
         if key in values and values[key] < 0:
             raise ValueError(f"'{key}' must not be negative, not {values[key]!r}")
+    if (
+        "workers" in values
+        and values["workers"] != "auto"
+        and not (isinstance(values["workers"], int) and values["workers"] >= 1)
+    ):
+        raise ValueError(f"'workers' must be a whole number of at least 1, or auto, not {values['workers']!r}")
+    if "executor" in values and values["executor"] not in ("local", "ray"):
+        raise ValueError(f"'executor' must be local or ray, not {values['executor']!r}")
     if values.get("grace", 0) < 0:
         raise ValueError(f"'grace' must not be negative, not {values['grace']!r}")
     if values.get("agent_steps", 0) < 0:

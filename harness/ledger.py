@@ -68,6 +68,7 @@ class Experiment(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="e
     extra: dict[str, Any] = msgspec.field(default_factory=dict)  # e.g. repeated baseline metrics, proposal params
     sandbox: str = ""  # what protected its run: "bwrap", or "none (<mode>)" when the OS sandbox was not in force
     time: str = msgspec.field(default_factory=now)
+    worker: str = ""  # the worker of its candidate run when several run at once (its device); "" with one worker
 
     def to_json(self) -> dict[str, Any]:
         """The row as plain JSON values, "kind" included."""
@@ -115,6 +116,7 @@ class MeasurementRow(msgspec.Struct, frozen=True, gc=False, tag_field="kind", ta
     contended: bool = False  # measured while the machine was clearly busy: not trusted alone
     log: str = ""
     time: str = msgspec.field(default_factory=now)
+    worker: str = ""  # the worker (its device) that ran it when several run at once; "" with one worker
 
 
 GenerationStatus = Literal["accepted", "rejected", "reverted"]

@@ -57,7 +57,7 @@ def measure(
     root = repo.root
     out = layout.run_out(tag, exp_id, repeat, kind)
     before = set() if sb.active else repo.untracked()
-    compiled = {} if sb.active else _compiled(root, workspace.guarded(config))
+    compiled = {} if sb.active else compiled_files(root, workspace.guarded(config))
     ledger = b"" if sb.active else _read(layout.ledger)  # without a sandbox a run could write rows of its own
     with workspace.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, session.devices) as jail:
         started()
@@ -102,7 +102,7 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _compiled(root: Path, protected: Sequence[str]) -> dict[Path, tuple[int, int, int]]:
+def compiled_files(root: Path, protected: Sequence[str]) -> dict[Path, tuple[int, int, int]]:
     """Every compiled file (*.pyc) under the protected paths, with what identifies its version on disk."""
     found: dict[Path, tuple[int, int, int]] = {}
     for rel in protected:
@@ -121,7 +121,7 @@ def purge_compiled(root: Path, protected: Sequence[str], before: dict[Path, tupl
     imports that module. A .pyc written by Python itself (an `autoresearch log` in another terminal) cannot be told
     apart from a planted one cheaply, so both go: Python writes its own again from the source."""
     purged = []
-    for path, identity in _compiled(root, protected).items():
+    for path, identity in compiled_files(root, protected).items():
         if before.get(path) != identity:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from harness.config import Config
 from harness.ledger import EVALUATED, FAILED, Experiment, Generation, MeasurementRow
 from harness.noise import Measurement, Purpose, Referee
+from harness.offsets import Offsets
 from harness.task import Result
 
 # Content that really ran: a later proposal of the same file is a duplicate of it. An interrupted experiment never
@@ -30,6 +31,8 @@ class Night:
     runs: Counter[tuple[int, str]] = field(default_factory=Counter)  # (experiment, "" or "remeasure") -> runs so far
     last_best: float | None = None  # the champion's number as the last row said, for ledgers without measurements
     generations: list[Generation] = field(default_factory=list)  # HyperAgent generations, in order
+    offsets: Offsets = field(default_factory=Offsets)  # each worker's reading against the others (several workers)
+    measured_rows: list[MeasurementRow] = field(default_factory=list)  # the successful runs, as the ledger has them
 
     @classmethod
     def load(
@@ -78,10 +81,20 @@ class Night:
         self.runs[m.experiment, "remeasure" if m.purpose == "remeasure" else ""] += 1
         if m.value is None or m.purpose not in PURPOSES:
             return None
-        purpose: Purpose = m.purpose  # type: ignore[assignment]
-        found = Measurement(m.file_sha, m.value, m.seconds, m.cpu_seconds, m.load, m.contended, purpose)
+        self.measured_rows.append(m)
+        if m.worker and self.offsets.add(m.file_sha, m.worker, m.value):
+            # The workers' offsets moved: every number is corrected again, so the rule weighs them on one scale.
+            self.referee = Referee(self._corrected(row) for row in self.measured_rows)
+            return self.referee.measurements()[-1]
+        found = self._corrected(m)
         self.referee.add(found)
         return found
+
+    def _corrected(self, m: MeasurementRow) -> Measurement:
+        """A run as the rule weighs it: its number less its worker's offset (0 with one worker)."""
+        value = (m.value or 0.0) - self.offsets.of(m.worker)
+        purpose: Purpose = m.purpose  # type: ignore[assignment]
+        return Measurement(m.file_sha, value, m.seconds, m.cpu_seconds, m.load, m.contended, purpose)
 
     @property
     def best(self) -> float | None:

@@ -77,6 +77,8 @@ class Night:
     noise: float | None = None  # the noise the last decision used: the spread of one run
     extra_runs: dict[str, int] = field(default_factory=dict)  # runs beyond one per experiment: purpose -> count
     champion_runs: tuple[tuple[float, float], ...] = ()  # (experiment it preceded - 0.5, value) of each champion run
+    workers: int = 1  # workers that ran its runs
+    busy: float | None = None  # the share of the workers' time spent running runs, from the first run to the last
     generations: tuple[Generation, ...] = ()  # HyperAgent generations (each after the experiment it names)
 
     def proposer(self, row: Experiment) -> str:
@@ -155,7 +157,23 @@ def summarize(
         extra_runs=dict(Counter(m.purpose for m in runs_of if m.purpose in ("remeasure", "confirm"))),
         champion_runs=tuple((m.experiment - 0.5, m.value) for m in runs_of
                             if m.purpose in ("baseline", "remeasure") and m.value is not None),
+        workers=len({m.worker for m in runs_of}) or 1, busy=_busy(runs_of),
     )  # fmt: skip
+
+
+def _busy(runs: list[MeasurementRow]) -> float | None:
+    """How much of the night the evaluators worked: the runs' seconds over (workers x the span from the first run's
+    start to the last run's end). What is left is time a worker waited (for the agent, for the harness)."""
+    if not runs:
+        return None
+    try:
+        ends = [datetime.fromisoformat(m.time).timestamp() for m in runs]
+    except ValueError:
+        return None
+    span = max(ends) - min(end - m.seconds for end, m in zip(ends, runs, strict=True))
+    workers = len({m.worker for m in runs}) or 1
+    # The ledger's times are to the second: a night shorter than its rounding says nothing, and none is above 100%.
+    return min(1.0, sum(m.seconds for m in runs) / (workers * span)) if span >= 1.0 else None
 
 
 def _noise(rows: list[Experiment]) -> float | None:
@@ -261,6 +279,7 @@ def figures(night: Night) -> list[tuple[str, str]]:
         ("steer events", str(len(night.steers))),
         ("statuses", _statuses(night.statuses)),
         ("noise", _noise_line(night)),
+        ("evaluators busy", "-" if night.busy is None else f"{100 * night.busy:.1f}% of {night.workers} workers' time"),
         *([("generations", generations_summary(night.generations))] if night.generations else []),
     ]
 

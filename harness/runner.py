@@ -8,10 +8,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import executor
 from harness.config import Config
 from harness.errors import HarnessError, LedgerError, LoopEnd
 from harness.loop import Loop
 from harness.night import Night
+from harness.parallel import Parallel
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.session import Options, Session, open_session
@@ -48,6 +50,7 @@ def run(
     each of its turns does (HyperAgent mode); one experiment by default."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     agent: Agent | None = None
+    loop: Loop | Parallel | None = None
     try:
         session = open_session(root, options)
         try:
@@ -60,8 +63,13 @@ def run(
                 end: LoopEnd = e
             else:
                 _announce(session, screen)
-                loop = Loop(session, agent, screen)
-                end = loop.until_end(turn(loop) if turn else None)
+                loop = _loop(session, agent, screen)
+                if isinstance(loop, Loop):
+                    end = loop.until_end(turn(loop) if turn else None)
+                elif turn is not None:
+                    raise HarnessError("HyperAgent mode runs one experiment at a time: set 'workers: 1' for it")
+                else:
+                    end = loop.until_end()
                 count = loop.count
             _record_end(session, screen, str(end), type(end).__name__, agent.name if agent else options.agent)
         except HarnessError as e:
@@ -70,10 +78,26 @@ def run(
         finally:
             if agent is not None:
                 agent.close()
+            if isinstance(loop, Parallel):
+                loop.ex.close()
             session.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
     return Ending(str(end), end.exit_code, count, session.night.best, session.night.baseline)
+
+
+def _loop(session: Session, agent: Agent, screen: Screen) -> Loop | Parallel:
+    """One experiment at a time (`workers: 1` on this machine, exactly the classic loop), or the parallel scheduler
+    over the executor program.md asks for."""
+    config = session.config
+    if config.workers == 1 and config.executor == "local":
+        return Loop(session, agent, screen)
+    files = tuple(session.repo.tracked())
+    ex = executor.build(config, session.repo.root, session.tag, files, session.sandbox, session.devices)
+    where = f"{ex.slots} workers ({ex.name}): {ex.describe()}"
+    screen.info(f"parallel: {where}; the agent proposes ahead of them")
+    session.ledger.note(session.tag, f"parallel: {where}", workers=ex.slots, executor=ex.name)
+    return Parallel(session, agent, screen, ex)
 
 
 def _announce(session: Session, screen: Screen) -> None:

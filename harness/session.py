@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import paths, recovery, sandbox
+from harness import flight, paths, recovery, sandbox
 from harness.config import Config, override
 from harness.errors import HarnessError, ProgramError, RepoError
 from harness.gitdir import ControlSnapshot
@@ -177,6 +177,10 @@ def _reconcile(repo: Repo, ledger: Ledger, layout: paths.Layout, tag: str) -> No
             repo.set_ref(f"refs/heads/{name}", sha)
 
     recovery.reconcile(repo, ledger, layout.inflight(tag), tag, reset_branch)
+    flight.reconcile(repo, ledger, layout, tag, reset_branch)  # a parallel night's markers, one per experiment
+    cleaned = flight.clean(layout, tag)
+    if cleaned:
+        ledger.note(tag, f"removed the workers' checkouts a stopped night left: {', '.join(cleaned)}")
 
 
 def _valid_tag(tag: str) -> bool:

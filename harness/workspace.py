@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,28 +71,58 @@ def run_jail(
     remove(work)  # what a night killed with -9 left
     scratch(sb, root, work, repo.tracked())
     try:
-        view = repo_view(
-            root, work, protected=guarded(config), hidden=[LEDGER, RUNS, *hidden_paths(root, config.hidden)],
-            writable=[out], network=config.network, devices=devices,
-        )  # fmt: skip
-        yield Jail(sb, view, childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), root)
+        with tree_jail(sb, root, config, work, out, devices) as jail:
+            yield jail
     finally:
         remove(work)
+
+
+@contextlib.contextmanager
+def tree_jail(
+    sb: Sandbox,
+    root: Path,
+    config: Config,
+    tree: Path,
+    out: Path,
+    devices: tuple[str, ...],
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Jail]:
+    """The jail of a run in `tree`, a checkout of one version of the repository at `root` made by the caller: in the
+    sandbox, `tree` appears at `root` as run_jail's copy does; without it, the run works in `tree` itself. `env` is
+    added to the run's environment (the worker's device)."""
+    extra = dict(env or {})
+    if not sb.active:
+        yield Jail(sb, None, {**childenv.run_env(root, config.budget, out=out), **extra}, tree)
+        return
+    view = repo_view(
+        root, tree, protected=guarded(config), hidden=[LEDGER, RUNS, *hidden_paths(root, config.hidden)],
+        writable=[out], network=config.network, devices=devices,
+    )  # fmt: skip
+    yield Jail(sb, view, {**childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), **extra}, root)
 
 
 @contextlib.contextmanager
 def evaluator_jail(sb: Sandbox, repo: Repo, config: Config, work: Path, out: Path) -> Iterator[Jail]:
     """The jail of the trusted evaluator: the repository as it stands (its protected files and the hidden data
     included) and the run's `out` read-only, an empty scratch folder of its own, no network."""
-    root = repo.root
+    with evaluator_jail_at(sb, repo.root, config, work, out) as jail:
+        yield jail
+
+
+@contextlib.contextmanager
+def evaluator_jail_at(
+    sb: Sandbox, root: Path, config: Config, work: Path, out: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Jail]:
+    """evaluator_jail for the repository at `root`, with `env` added to the evaluator's environment."""
+    extra = dict(env or {})
     if not sb.active:
-        yield Jail(sb, None, childenv.run_env(root, config.budget, out=out), root)
+        yield Jail(sb, None, {**childenv.run_env(root, config.budget, out=out), **extra}, root)
         return
     _fresh(work)
     sandbox.own(sb, work)
     try:
         view = repo_view(root, work, protected=guarded(config), hidden=[LEDGER, RUNS], readonly=[out])
-        yield Jail(sb, view, childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), root)
+        yield Jail(sb, view, {**childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), **extra}, root)
     finally:
         remove(work)
 

@@ -1,0 +1,137 @@
+"""Where measurements run: the seam between this machine's workers and a cluster. An executor takes a Job for a slot
+and gives back a Future of what was measured; the scheduler waits on those futures and on nothing else.
+
+Local: one long-lived thread per worker, pinned to its device (bubblewrap's --die-with-parent follows the thread that
+started it, and a thread's CPU mask is what its runs inherit). Ray (harness.rayexec): each measurement a Ray task.
+Slurm would plug in the same way: a submitit executor whose submit() sends workers.measure as a job to the cluster
+and returns the job's future (submitit's jobs are waited on as futures), with the checkout shipped as Ray's is.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from harness import recovery, workers, workspace
+from harness.config import Config
+from harness.paths import Layout
+from harness.sandbox import Sandbox
+from harness.workers import Device, Done, Job, Spot
+
+T = TypeVar("T")
+
+
+class Executor(Protocol):
+    """What the scheduler needs of where measurements run."""
+
+    slots: int  # measurements it runs at once
+    name: str  # "local" or "ray", for the start line and the ledger
+
+    def describe(self) -> str: ...
+
+    def submit(self, job: Job, slot: int, config: Config) -> Future[Done]: ...
+
+    def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Lane:
+    """One long-lived thread that runs what it is given, in order; a daemon, so a stuck call never holds the exit."""
+
+    def __init__(self, name: str, setup: Callable[[], None] = lambda: None) -> None:
+        self._work: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._setup = setup
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._work.put((fn, future))
+        return future
+
+    def close(self) -> None:
+        self._work.put(None)
+
+    def _serve(self) -> None:
+        self._setup()
+        while (item := self._work.get()) is not None:
+            fn, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as e:  # handed to whoever waits on the future, which raises it there
+                future.set_exception(e)
+
+
+class LocalExecutor:
+    """This machine's workers: one lane per device, each measuring in its own checkout under runs/<tag>/work/."""
+
+    name = "local"
+
+    def __init__(
+        self, root: Path, tag: str, files: tuple[str, ...], sb: Sandbox, nodes: tuple[str, ...], devices: list[Device]
+    ) -> None:
+        self.root, self.tag, self.files, self.sb, self.nodes = root, tag, files, sb, nodes
+        self.layout = Layout(root)
+        self.devices = devices
+        self.slots = len(devices)
+        many = len(devices) > 1
+        self._lanes = [
+            Lane(f"worker-{d.name}", (lambda d=d: workers.pin(d)) if many else lambda: None) for d in devices
+        ]
+
+    def describe(self) -> str:
+        """Each worker's device, in one line: 'GPU 0, GPU 1' or 'cores 0-3, cores 4-7'."""
+        return ", ".join(f"GPU {d.gpu}" if d.gpu is not None else f"cores {_span(d.cpus)}" for d in self.devices)
+
+    def submit(self, job: Job, slot: int, config: Config) -> Future[Done]:
+        device, layout, tag = self.devices[slot], self.layout, self.tag
+        run = (tag, job.experiment, job.repeat, job.kind)
+        spot = Spot(
+            root=self.root, source=self.root, files=self.files, tree=layout.work(tag, f"worker-{slot}"),
+            eval_work=layout.work(tag, f"evaluator-{slot}"), out=layout.run_out(*run), log=layout.run_log(*run),
+            eval_log=layout.eval_log(*run),
+        )  # fmt: skip
+
+        def measure() -> Done:
+            result = workers.measure(config, self.sb, self.nodes, device, spot, job)
+            return Done(job, slot, device.name, result, len(device.cpus))
+
+        return self._lanes[slot].submit(measure)
+
+    def cancel(self) -> None:
+        """End every run and evaluator under way (they carry this repository's marker); each lane then reports its
+        measurement as failed."""
+        recovery.end_orphans(self.root)
+
+    def close(self) -> None:
+        for lane in self._lanes:
+            lane.close()
+        for slot in range(self.slots):
+            for name in (f"worker-{slot}", f"evaluator-{slot}"):
+                workspace.remove(self.layout.work(self.tag, name))
+
+
+def build(
+    config: Config, root: Path, tag: str, files: tuple[str, ...], sb: Sandbox, nodes: tuple[str, ...]
+) -> Executor:
+    """The executor program.md asks for: this machine's devices, or a Ray cluster (the `ray` extra)."""
+    if config.executor == "ray":
+        from harness import rayexec
+
+        return rayexec.RayExecutor(config, root, tag, files)
+    gpus = workers.visible_gpus()
+    n = workers.count(config.workers, gpus)
+    return LocalExecutor(root, tag, files, sb, nodes, workers.plan(n, gpus, workers.cores()))
+
+
+def _span(cpus: tuple[int, ...]) -> str:
+    if len(cpus) > 1 and cpus[-1] - cpus[0] == len(cpus) - 1:
+        return f"{cpus[0]}-{cpus[-1]}"
+    return ",".join(map(str, cpus))

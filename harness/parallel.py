@@ -1,0 +1,383 @@
+"""A night with several evaluations in flight: the one driver that owns git, the ledger and every keep or reset, over
+an executor's workers and an agent that proposes ahead of them.
+
+The merge rule. An experiment is proposed against the champion of its time (its parent) and committed on it. When its
+runs are in:
+- its parent is still the champion: it is judged against it by the keep rule (confirmed like any candidate), and a
+  keep moves the branch to it: the branch stays a straight line of kept experiments, each on its own parent;
+- the champion moved on while it ran: it is weighed against its own parent only. If it does not beat it, it is
+  discarded. If it does, it is discarded here too, and its change is carried onto the new champion (a three-way merge
+  of the mutable file; where both changed the same lines, the experiment's lines) as a new experiment, recorded as
+  such (`rebased_from`), measured and judged against that champion like any other. A change already in the champion
+  is not carried again.
+So no commit is ever kept on a champion it was not measured against, and no kept improvement is dropped: the branch
+only moves from the champion to a child of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any
+
+from harness import crash, flight, records, recovery
+from harness.brief import build_task
+from harness.errors import (
+    AgentError,
+    BudgetExceeded,
+    Crashed,
+    HarnessError,
+    Interrupted,
+    LimitReached,
+    LLMError,
+    LoopEnd,
+    ServiceFailed,
+    StopRequested,
+)
+from harness.executor import Executor, Lane
+from harness.flight import Flight
+from harness.judge import FAILED_REMEASURES
+from harness.ledger import MeasurementRow, Status
+from harness.merge import merge
+from harness.records import Records
+from harness.repo import blob_sha
+from harness.session import Session
+from harness.status import Screen, write_status
+from harness.task import Agent, Proposal, Proposed, Spend, Task
+from harness.text import one_line, short
+from harness.workers import Done, Job
+
+BASELINE, CHAMPION, CONFIRM, CANDIDATE = range(4)  # the order waiting runs take a free worker in
+
+
+class Parallel:
+    """The state machine of a parallel night, over an open session, a ready agent and an executor."""
+
+    def __init__(self, session: Session, agent: Agent, screen: Screen, executor: Executor, *, ahead: int = 1) -> None:
+        self.s, self.night, self.repo, self.agent, self.screen, self.ex = (
+            session, session.night, session.repo, agent, screen, executor,
+        )  # fmt: skip
+        self.limit = executor.slots + ahead  # experiments in flight at most: every worker's, and `ahead` being proposed
+        self.count = 0  # experiments proposed in this invocation
+        self.flights: dict[int, Flight] = {}
+        self.runs: dict[Future[Done], Flight | None] = {}  # None: a run of the champion or the baseline
+        self.proposals: dict[Future[tuple[Proposed | None, str, Spend]], Flight] = {}
+        self.waiting: list[tuple[int, int, Job, Flight | None, int | None]] = []  # (order, seq, job, for, its slot)
+        self.free = set(range(executor.slots))
+        self.used = dict.fromkeys(self.free, 0)  # runs given to each worker
+        self.issued: dict[tuple[int, str], int] = {}  # runs handed out per (experiment, kind), so logs never clash
+        self.seq = 0  # waiting runs of one order go first come, first served
+        self.baseline: list[MeasurementRow] = []
+        self.baseline_left = 0  # baseline runs not yet in
+        self.champion_runs = 0  # the champion's re-runs under way (one at a time)
+        self.failed_remeasures = 0
+        self.records = Records(session, agent, screen, self.flights)
+        self.finish = self.records.finish
+        self.ending: LoopEnd | None = None  # once set, nothing new starts; the night ends when nothing is in flight
+        # Long-lived threads, one per proposal that may be in flight: an agent's child process lives on the thread
+        # that started it, and a proposal never waits for another's thread.
+        self.idle = [Lane(f"proposer-{i}") for i in range(self.limit)]
+        # An agent that may be asked for several proposals at once says so (`concurrent = True`); any other is asked
+        # for one at a time, still ahead of the workers. agent.py's host keeps one jail folder, so it is one of those.
+        self.concurrent = bool(getattr(agent, "concurrent", False))
+
+    # --- the night -----------------------------------------------------------------------------------------------
+
+    def until_end(self) -> LoopEnd:
+        """Run until something ends the night and every experiment in flight is recorded; say what ended it."""
+        try:
+            if not self.night.has_baseline:
+                self.start_baseline()
+            while True:
+                self.records.steer()
+                self.check_stop()
+                self.fill()
+                if not self.runs and not self.proposals:
+                    raise self.ending or AssertionError("nothing in flight and nothing to start")
+                self.publish()
+                futures: list[Future[Any]] = [*self.runs, *self.proposals]
+                finished = wait(futures, return_when=FIRST_COMPLETED).done
+                # A worker whose run is in takes its next waiting run first; the bookkeeping of the run can wait.
+                self.free.update(done.result().slot for done in finished if done in self.runs)
+                self.dispatch()
+                for done in finished:
+                    if done in self.runs:
+                        self.measured(done, self.runs.pop(done))
+                    else:
+                        self.proposed(done, self.proposals.pop(done))
+        except LoopEnd as e:
+            return e
+        except KeyboardInterrupt:
+            self.abandon()
+            return Interrupted(
+                "interrupted (Ctrl-C or SIGTERM); what was in flight is recorded, the tree is at the champion"
+            )
+        except HarnessError:
+            self.abandon()
+            raise
+        except Exception as e:  # a bug: its traceback goes to the crash log, its reason to the ledger and the status
+            tag = self.s.tag
+            log = crash.write(self.s.layout.crash_log(tag), e, context=f"autoresearch run --tag {tag}")
+            self.abandon()
+            return Crashed(f"crashed ({type(e).__name__}: {one_line(str(e))}); the traceback is in {log}")
+        finally:
+            for lane in self.idle:
+                lane.close()
+
+    def check_stop(self) -> None:
+        if self.ending is not None:
+            return
+        options, layout, night = self.s.options, self.s.layout, self.night
+        if layout.stop_request.exists():
+            layout.stop_request.unlink(missing_ok=True)
+            self.ending = StopRequested("stopped by 'autoresearch stop'")
+        elif options.max_experiments is not None and self.count >= options.max_experiments:
+            self.ending = LimitReached(f"reached --max-experiments {options.max_experiments}")
+        elif options.hours is not None and time.time() - self.s.started > options.hours * 3600:
+            self.ending = LimitReached(f"reached --hours {options.hours:g}")
+        elif night.spend_usd >= self.s.config.max_cost_usd:
+            self.ending = BudgetExceeded(
+                f"LLM spend ${night.spend_usd:.2f} of night '{self.s.tag}' reached max_cost_usd "
+                f"${self.s.config.max_cost_usd:.2f}"
+            )
+
+    def fill(self) -> None:
+        """Give every free worker a waiting run, and start proposals until `limit` experiments are in flight."""
+        if self.ending is None and self.night.has_baseline and not self.champion_runs and self.remeasure_due():
+            self.queue(CHAMPION, self.champion_job("remeasure"), None)
+        self.dispatch()
+        while self.ending is None and self.night.has_baseline and len(self.flights) < self.limit:
+            if self.proposals and not self.concurrent:
+                break
+            self.start_proposal()
+
+    def dispatch(self) -> None:
+        """Give every free worker a waiting run: pinned ones to their worker, the others to any, in order."""
+        for order, seq, job, owner, pin in sorted(self.waiting, key=lambda w: w[:2]):
+            # The worker used least so far: runs spread over every device, so each one's offset keeps being measured.
+            slot = pin if pin is not None else min(self.free, key=lambda k: self.used[k], default=None)
+            if slot is None or slot not in self.free:
+                continue
+            self.waiting.remove((order, seq, job, owner, pin))
+            self.free.discard(slot)
+            self.used[slot] += 1
+            self.runs[self.ex.submit(job, slot, self.s.config)] = owner
+
+    def remeasure_due(self) -> bool:
+        night = self.night
+        if not night.champion_sha or self.failed_remeasures >= FAILED_REMEASURES:
+            return False
+        return night.referee.remeasure_due(night.champion_sha, self.s.config.remeasure_every)
+
+    # --- runs ----------------------------------------------------------------------------------------------------
+
+    def queue(self, order: int, job: Job, owner: Flight | None, pin: int | None = None) -> None:
+        if owner is not None:
+            owner.pending += 1
+        if job.purpose == "remeasure":
+            self.champion_runs += 1
+        self.seq += 1
+        self.waiting.append((order, self.seq, job, owner, pin))
+
+    def job(self, exp_id: int, kind: str, purpose: str, content: str) -> Job:
+        key = (exp_id, kind)
+        repeat = max(self.issued.get(key, 0), self.night.runs[key])
+        self.issued[key] = repeat + 1
+        return Job(exp_id, repeat, kind, purpose, content, blob_sha(content))
+
+    def champion_job(self, purpose: str, exp_id: int | None = None) -> Job:
+        content = self.repo.show(self.night.champion, self.s.config.mutable)
+        kind = "remeasure" if purpose == "remeasure" else ""
+        return self.job(self.next_id() if exp_id is None else exp_id, kind, purpose, content)
+
+    def start_baseline(self) -> None:
+        """Experiment 0 on every worker (and again until `baseline_runs` runs), so each worker's offset is known."""
+        head = self.night.champion
+        base = Flight(0, head, "", "", None, description="baseline", commit=head)
+        self.flights[0] = base
+        flight.mark(self.s.layout, self.s.tag, base, self.records.who())
+        self.baseline_left = max(self.ex.slots, self.s.config.baseline_runs)
+        for i in range(self.baseline_left):
+            pin = i if i < self.ex.slots and self.ex.name == "local" else None  # Ray places its tasks itself
+            self.queue(BASELINE, self.champion_job("baseline", 0), None, pin)
+
+    def measured(self, future: Future[Done], owner: Flight | None) -> None:
+        """Record one run as a measurement row first, then take it where it belongs."""
+        done, row = self.records.measurement(future.result())
+        job = done.job
+        ok = self.night.measured(row) is not None
+        if job.purpose == "baseline":
+            self.baseline.append(row)
+            self.baseline_left -= 1
+            if not self.baseline_left:
+                self.finish_baseline(done)
+        elif owner is None:
+            self.champion_runs -= job.purpose == "remeasure"
+            self.failed_remeasures = 0 if ok else self.failed_remeasures + 1
+        else:
+            self.advance(owner, done, ok)
+
+    def finish_baseline(self, last: Done) -> None:
+        """Every baseline run is in: the baseline's row, or the reason the night cannot start."""
+        config, night = self.s.config, self.night
+        failed = [r for r in self.baseline if r.value is None]
+        sha = self.baseline[0].file_sha
+        status: Status = "keep" if not failed else records.failure(failed[0].outcome)
+        base = self.flights[0]
+        base.result, base.file_sha, base.parent_sha = last.result, sha, sha
+        base.extra = {"repeats": [r.value for r in self.baseline], "workers": [r.worker for r in self.baseline]}
+        self.finish(base, status, night.referee.value(sha) if not failed else None)
+        if failed:
+            raise HarnessError(
+                f"the baseline failed on worker {failed[0].worker} ({status}); see {failed[0].log} and fix "
+                f"{config.mutable} or the run command, then start again"
+            )
+
+    def advance(self, f: Flight, done: Done, ok: bool) -> None:
+        """One run of an experiment is in: a failed candidate run ends it, a failed re-run discards it; when no run
+        of it is left under way, it is judged."""
+        f.pending -= 1
+        job, result = done.job, done.result
+        if f.id not in self.flights:
+            return  # already decided (its re-run failed while the champion's beside it still ran)
+        if job.purpose == "candidate":
+            f.result, f.worker = result, done.worker
+            f.extra |= records.evidence(result)
+            if not ok:
+                self.finish(f, records.failure(result.outcome))
+                return
+        elif not ok and job.file_sha == f.file_sha:
+            self.finish(f, "discard", reason="discarded, not confirmed: its re-run failed")
+            return
+        elif not ok:
+            f.pair = False  # the champion's own re-run failed: judge on the runs it has
+        if f.pending == 0:
+            self.decide(f)
+
+    def decide(self, f: Flight) -> None:
+        config, night = self.s.config, self.night
+        f.rounds += 1
+        if f.rounds > 2 * (2 + config.confirm + 3):
+            raise AssertionError(f"judging experiment {f.id} did not settle")
+        stale = f.parent != night.champion
+        against = f.parent_sha if stale else night.champion_sha
+        verdict = night.referee.judge(
+            f.file_sha, against, config.direction, config.min_delta, 0 if stale else config.confirm, pair=f.pair
+        )
+        extra = {"noise": night.noise, "margin": verdict.margin, "runs": len(night.referee.runs(f.file_sha))}
+        if verdict.action == "measure":
+            for sha in verdict.measure:
+                content = f.content if sha == f.file_sha else self.repo.show(night.champion, config.mutable)
+                self.queue(CONFIRM, self.job(f.id, "", "confirm", content), f)
+        elif stale:
+            # Its parent is no longer the champion: it is weighed against that parent alone, never kept here.
+            why = verdict.reason.replace("champion", f"its parent {short(f.parent)}", 1)
+            if verdict.action == "keep":
+                self.rebase(f, why.replace("kept: ", "won: ", 1), verdict.value, extra)
+            else:
+                self.finish(f, "discard", verdict.value, f"{why}, no longer the champion", extra)
+        else:
+            self.finish(f, "keep" if verdict.action == "keep" else "discard", verdict.value, verdict.reason, extra)
+
+    def rebase(self, f: Flight, why: str, value: float | None, extra: dict[str, Any]) -> None:
+        """`f` beat its parent after the champion moved on: its change goes onto the champion as a new experiment."""
+        night, mutable = self.night, self.s.config.mutable
+        champion = self.repo.show(night.champion, mutable)
+        merged = merge(f.parent_content, champion, f.content)
+        if merged.text == champion:
+            self.finish(f, "discard", value, f"{why}; its change is already in the champion {short(night.champion)}")
+            return
+        g = Flight(self.next_id(), night.champion, night.champion_sha, champion, f.task, rebased_from=f.id)
+        g.description = one_line(f"{f.description} (re-based from {f.id})")
+        proposal = Proposal(g.description, merged.text, notes=f.proposed.proposal.notes if f.proposed else "")
+        g.proposed = Proposed(proposal, {"rebased_from": f.id, "conflicts": merged.conflicts})
+        self.flights[g.id] = g
+        flight.mark(self.s.layout, self.s.tag, g, self.records.who())  # before the row that names it
+        note = f" ({merged.conflicts} conflicting hunks taken from it)" if merged.conflicts else ""
+        where = f"re-based onto {short(night.champion)} as experiment {g.id}"
+        self.finish(
+            f,
+            "discard",
+            value,
+            f"{why}; its parent is no longer the champion: {where}{note}",
+            extra | {"rebased_as": g.id},
+        )
+        self.accept(g)
+
+    # --- proposals -----------------------------------------------------------------------------------------------
+
+    def next_id(self) -> int:
+        return max(self.night.next_id(), max(self.flights, default=-1) + 1)
+
+    def start_proposal(self) -> None:
+        night, config = self.night, self.s.config
+        champion = self.repo.show(night.champion, config.mutable)
+        f = Flight(self.next_id(), night.champion, night.champion_sha, champion, None)
+        f.task = task = dataclasses.replace(build_task(night, self.s.program.text, config, champion), experiment=f.id)
+        self.flights[f.id] = f
+        self.count += 1
+        flight.mark(self.s.layout, self.s.tag, f, self.records.who())
+        lane = self.idle.pop()
+        future = lane.submit(lambda: self._propose(task))
+        future.add_done_callback(lambda _: self.idle.append(lane))  # list.append is atomic: no lock needed
+        self.proposals[future] = f
+
+    def _propose(self, task: Task) -> tuple[Proposed | None, str, Spend]:
+        """In a proposer's thread: the agent's proposal or why there is none, and what it cost."""
+        try:
+            return self.agent.propose(task), "", self.agent.take_spend()
+        except AgentError as e:
+            return None, str(e), self.agent.take_spend()
+
+    def proposed(self, future: Future[tuple[Proposed | None, str, Spend]], f: Flight) -> None:
+        try:
+            proposed, problem, f.spend = future.result()
+        except (BudgetExceeded, LLMError) as e:
+            # Calls made before the refusal were paid for: their spend goes into the ledger before the night ends.
+            f.spend = self.agent.take_spend()
+            self.finish(f, "invalid", reason=f"no proposal: {e}")
+            if self.ending is None:
+                self.ending = e if isinstance(e, BudgetExceeded) else ServiceFailed(f"the LLM service failed: {e}")
+            return
+        f.proposed = proposed
+        if proposed is None:
+            self.finish(f, "invalid", reason=problem)
+            return
+        f.description = one_line(proposed.proposal.description)
+        self.accept(f)
+
+    def accept(self, f: Flight) -> None:
+        if not self.records.accept(f):
+            return
+        if f.rebased_from is not None and self.night.referee.runs(f.file_sha):
+            self.decide(f)  # the same version already ran (its own runs): it is judged on them against the champion
+        else:
+            self.queue(CANDIDATE, self.job(f.id, "", "candidate", f.content), f)
+
+    def abandon(self) -> None:
+        """Ctrl-C or a fatal error: end every run and agent child of this repository, and record every experiment in
+        flight `interrupted` (its commit kept under a discarded ref); the tree goes back to the champion."""
+        self.ex.cancel()
+        recovery.end_orphans(self.repo.root)
+        for f in sorted(self.flights.values(), key=lambda g: g.id):
+            if f.id == 0:
+                flight.unmark(self.s.layout, self.s.tag, 0)
+                self.s.ledger.note(self.s.tag, "the baseline was interrupted; it runs again", baseline=True)
+                continue
+            f.result, f.extra = None, {}
+            self.finish(f, "interrupted", reason=recovery.REASON)
+        self.s.reset_hard(self.night.champion)
+
+    # --- what the night shows ------------------------------------------------------------------------------------
+
+    def publish(self) -> None:
+        ids = sorted(self.flights)
+        if not ids:
+            return
+        phase = "baseline" if not self.night.has_baseline else "evaluating" if self.runs else "proposing"
+        text = f"{len(ids)} in flight ({', '.join(map(str, ids))}) on {self.ex.slots} workers"
+        state = self.s.state(self.agent.name, phase, ids[0], text)
+        state |= {"workers": self.ex.slots, "in_flight": ids, "busy": self.ex.slots - len(self.free)}
+        write_status(self.s.layout.status, state)
+        self.screen.update(state)

@@ -1,0 +1,183 @@
+"""What the driver of a parallel night writes: a proposal checked and committed on its own parent, and a finished
+experiment's row, trailers and refs, in the order a kill -9 can be reconciled from."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import msgspec
+
+from harness import flight, outcome, workspace
+from harness.errors import RepoError
+from harness.evaluate import RunResult
+from harness.flight import Flight
+from harness.gates import check_proposal
+from harness.ledger import MeasurementRow, Status
+from harness.night import result_of
+from harness.outcome import Author, Finished
+from harness.paths import PROGRAM, discarded_ref
+from harness.repo import blob_sha, with_trailers
+from harness.session import Session
+from harness.status import Screen
+from harness.task import Agent
+from harness.text import short
+from harness.workers import Done
+
+
+class Records:
+    """The one writer of git and the ledger in a parallel night (the scheduler's thread calls it, nothing else)."""
+
+    def __init__(self, session: Session, agent: Agent, screen: Screen, flights: dict[int, Flight]) -> None:
+        self.s, self.night, self.repo, self.agent, self.screen = session, session.night, session.repo, agent, screen
+        self.flights = flights  # the scheduler's experiments in flight: a finished one leaves it here
+
+    def accept(self, f: Flight) -> bool:
+        """Check a proposal before it costs compute and commit it on its parent: True when it is to be measured; else
+        its row is written (invalid, duplicate)."""
+        night, mutable = self.night, self.s.config.mutable
+        content = f.content
+        problem = ""
+        if control := self.s.restore_control():
+            problem = f"the agent changed .git control files (undone): {', '.join(control)}"
+        if strays := [p for p in self.repo.changed() if p not in (mutable, PROGRAM)]:
+            self.repo.restore(strays)  # an agent may only answer with content; what it wrote is undone
+            problem = problem or f"the agent changed {', '.join(strays)}; only {mutable} may change"
+        problem = problem or check_proposal(content, f.parent_content, mutable)
+        if problem:
+            self.finish(f, "invalid", reason=problem)
+            return False
+        f.file_sha = sha = blob_sha(content)
+        # A re-based experiment may carry exactly its own version (every change of it conflicted): that is measured
+        # again against the new champion, not refused as a duplicate of itself.
+        measured = f.rebased_from is not None and bool(night.referee.runs(sha))
+        twin = next((g for g in self.flights.values() if g is not f and g.commit and g.file_sha == sha), None)
+        earlier = None if measured else night.seen.get(sha)
+        if earlier is not None or twin is not None:
+            k = earlier.id if earlier else twin.id  # type: ignore[union-attr]
+            why = f"same content as experiment {k} ({earlier.status if earlier else 'in flight'}); not run again"
+            self.finish(f, "duplicate", reason=why, extra={"same_as": k, "earlier_metric": earlier and earlier.metric})
+            return False
+        try:
+            made = self.repo.commit_file(mutable, content, f.description)
+            self.s.reset_hard(night.champion)  # the tree stays at the champion; the commit is moved onto its parent
+            f.commit = made if f.parent == night.champion else self.repo.amend_message(made, f.description, f.parent)
+        except RepoError as e:
+            self.s.reset_hard(night.champion)
+            self.finish(f, "invalid", reason=f"git could not commit it: {e}")
+            return False
+        flight.mark(self.s.layout, self.s.tag, f, self.who())
+        return True
+
+    # --- rows ----------------------------------------------------------------------------------------------------
+
+    def measurement(self, done: Done) -> tuple[Done, MeasurementRow]:
+        """One run's measurement row, written before anything is decided on it; a run that changed .git's control
+        files is tampered, and a tampered run's protected files are put back first."""
+        job, result = done.job, done.result
+        if control := self.s.restore_control():
+            reason = "changed .git control files: " + ", ".join(control)
+            result = dataclasses.replace(result, outcome="tampered", metric=None, reason=reason)
+            done = dataclasses.replace(done, result=result)
+        if result.outcome == "tampered":
+            self.repo.restore(workspace.guarded(self.s.config))
+        value = result.metric if result.outcome == "ok" else None
+        found = None
+        if value is not None:
+            # A worker shares the machine by design, so the load average says nothing: only a starved run is marked.
+            found = self.night.referee.measurement(
+                job.file_sha, value, seconds=result.seconds, cpu_seconds=result.cpu_seconds, load=None,
+                cores=done.cores, purpose=job.purpose,  # type: ignore[arg-type]
+            )  # fmt: skip
+        row = MeasurementRow(
+            tag=self.s.tag, file_sha=job.file_sha, value=value, purpose=job.purpose, experiment=job.experiment,
+            outcome=result.outcome, seconds=round(result.seconds, 3), log=str(result.log.relative_to(self.repo.root)),
+            cpu_seconds=None if result.cpu_seconds is None else round(result.cpu_seconds, 3),
+            contended=bool(found and found.contended), worker=done.worker,
+        )  # fmt: skip
+        self.s.ledger.append(row)
+        return done, row
+
+    def steer(self) -> None:
+        change = self.s.steering.poll()
+        if change is None:
+            return
+        self.s.ledger.append(change.row(self.s.tag))
+        if change.error:
+            self.screen.info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
+        else:
+            self.screen.info(f"program.md changed ({', '.join(change.changes) or 'nothing'}); in force from now on")
+
+    def finish(
+        self,
+        f: Flight,
+        status: Status,
+        metric: float | None = None,
+        reason: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one experiment: its commit re-made with trailers on its own parent, its row (fsynced), then the
+        git state the row describes; only a keep on the champion moves the branch."""
+        config, night = self.s.config, self.night
+        seconds = time.time() - f.started if f.result is None else 0.0
+        more = {**f.extra, **(extra or {})}
+        if f.rebased_from is not None:
+            more["rebased_from"] = f.rebased_from
+        done = Finished(
+            f.id, status, f.description, f.commit, metric, f.result, f.proposed, f.spend, f.file_sha, reason,
+            seconds, more, notes=f.task.notes if f.task else "",
+        )  # fmt: skip
+        if f.commit and f.id != 0:
+            message = with_trailers(f.description, outcome.trailers(done, night, config))
+            done = dataclasses.replace(done, commit=self.repo.amend_message(f.commit, message, f.parent))
+        sb = self.s.sandbox
+        author = Author(
+            self.agent.name, self.agent.sha, self.s.program.sha, "bwrap" if sb.active else f"none ({sb.mode})"
+        )
+        row = msgspec.structs.replace(
+            outcome.row(done, night, config, author, self.repo.root), parent=f.parent, worker=f.worker
+        )
+        if status == "keep" and f.id != 0 and f.parent != night.champion:
+            raise AssertionError(f"experiment {f.id} would be kept on {short(f.parent)}, not on the champion")
+        self.s.ledger.append(row)
+        if row.id != 0 and row.commit:
+            if row.status == "keep":
+                self.s.reset_hard(row.commit)  # the branch moves from the champion to its child
+            else:
+                self.repo.set_ref(discarded_ref(self.s.tag, row.id), row.commit)
+        flight.unmark(self.s.layout, self.s.tag, f.id)
+        self.flights.pop(f.id, None)
+        night.record(row)
+        self.agent.observe(result_of(row))
+        self.screen.row(row)
+
+    def who(self) -> dict[str, str]:
+        return {"agent": self.agent.name, "agent_sha": self.agent.sha, "program_sha": self.s.program.sha}
+
+
+def failure(outcome_: str) -> Status:
+    return "tampered" if outcome_ == "tampered" else "timeout" if outcome_ == "timeout" else "crash"
+
+
+def _evidence(result: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if result.claimed is not None:
+        out["claimed"] = result.claimed
+    if result.eval_seconds is not None:
+        out["eval_seconds"] = result.eval_seconds
+    if result.cpu_seconds is not None:
+        out["cpu_seconds"] = round(result.cpu_seconds, 3)
+    return out
+
+
+def evidence(result: RunResult) -> dict[str, Any]:
+    """What an experiment's row keeps of its candidate run beside the standard fields."""
+    out: dict[str, Any] = {}
+    if result.claimed is not None:
+        out["claimed"] = result.claimed
+    if result.eval_seconds is not None:
+        out["eval_seconds"] = result.eval_seconds
+    if result.cpu_seconds is not None:
+        out["cpu_seconds"] = round(result.cpu_seconds, 3)
+    return out
