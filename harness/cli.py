@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -46,35 +48,27 @@ def main() -> None:
     """A git-native harness that lets a coding agent research one file and one metric all night."""
 
 
-@main.command()
-@click.option("--tag", default=_default_tag, show_default="today, e.g. nov23", help="Branch autoresearch/<tag>.")
-@click.option("--agent", default=None, help="llm, optuna, random, hybrid or an agent file. [default: llm with a key]")
-@click.option("--budget", type=float, default=None, help="Seconds each run is told it has (overrides program.md).")
-@click.option("--timeout", type=float, default=None, help="Hard wall-clock limit of each run, in seconds.")
-@click.option("--model", default=None, help="Claude model of the LLM agent.")
-@click.option("--max-cost-usd", type=float, default=None, help="LLM spend cap for this run.")
-@click.option("--max-experiments", type=int, default=None, help="Stop after this many experiments.")
-@click.option("--hours", type=float, default=None, help="Stop starting experiments after this many hours.")
-@click.option("--workers", default=None, help="Evaluations in flight at once, or auto (one per visible GPU).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default=None, help="Where evaluations run.")
-def run(
-    tag: str,
-    agent: str | None,
-    budget: float | None,
-    timeout: float | None,
-    model: str | None,
-    max_cost_usd: float | None,
-    max_experiments: int | None,
-    hours: float | None,
-    workers: str | None,
-    executor: str | None,
-) -> None:
-    """Run the experiment loop on branch autoresearch/<tag> until stopped.
+def _night_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options every night takes (run and hyper): the tag, the limits, and what overrides program.md."""
+    options = [
+        click.option(
+            "--tag", default=_default_tag, show_default="today, e.g. nov23", help="Branch autoresearch/<tag>."
+        ),
+        click.option("--budget", type=float, default=None, help="Seconds each run is told it has."),
+        click.option("--timeout", type=float, default=None, help="Hard wall-clock limit of each run, in seconds."),
+        click.option("--model", default=None, help="Claude model of the LLM agent."),
+        click.option("--max-cost-usd", type=float, default=None, help="LLM spend cap of the night (the tag)."),
+        click.option("--max-experiments", type=int, default=None, help="Stop after this many experiments."),
+        click.option("--hours", type=float, default=None, help="Stop starting experiments after this many hours."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
-    Example: autoresearch run --tag nov23 --max-experiments 20 --workers auto
-    """
-    from harness import childenv, runner
-    from harness.agents import build_agent
+
+def _night(tag: str, limits: dict[str, Any], start: Callable[..., Any], agent: str | None = None) -> None:
+    """Run a night through `start(options, screen, secrets)`, on the live display, and print how it ended."""
+    from harness import childenv
     from harness.display import Display
     from harness.session import Options
 
@@ -84,13 +78,12 @@ def run(
         agent = "llm" if secrets.get("ANTHROPIC_API_KEY") else "optuna"
         if agent == "optuna":
             click.echo("no ANTHROPIC_API_KEY set: using the offline optuna agent (--agent llm to change)", err=True)
-    count = int(workers) if workers and workers.isdigit() else workers  # a number, or auto (checked with the program)
-    overrides = {"budget": budget, "timeout": timeout, "model": model, "max_cost_usd": max_cost_usd,
-                 "workers": count, "executor": executor}  # fmt: skip
-    options = Options(tag=tag, agent=agent, max_experiments=max_experiments, hours=hours, overrides=overrides)
+    overrides = {k: limits.pop(k) for k in ("budget", "timeout", "model", "max_cost_usd", "workers", "executor")
+                 if k in limits}  # fmt: skip
+    options = Options(tag=tag, agent=agent, overrides=overrides, **limits)
     display = Display(sys.stdout)
     try:
-        ending = runner.run(_root(), options, screen=display, make_agent=build_agent, secrets=secrets)
+        ending = start(options, display, secrets)
     finally:
         display.close()
     click.echo(f"{ending.reason}; see: autoresearch log --tag {tag}")
@@ -99,48 +92,44 @@ def run(
 
 
 @main.command()
-@click.option("--tag", default=_default_tag, show_default="today, e.g. nov23", help="Branch autoresearch/<tag>.")
+@_night_options
+@click.option("--agent", default=None, help="llm, optuna, random, hybrid or an agent file. [default: llm with a key]")
+@click.option("--workers", default=None, help="Evaluations in flight at once, or auto (one per visible GPU).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None, help="Where evaluations run.")
+def run(tag: str, agent: str | None, workers: str | None, **limits: Any) -> None:
+    """Run the experiment loop on branch autoresearch/<tag> until stopped.
+
+    Example: autoresearch run --tag nov23 --max-experiments 20 --workers auto
+    """
+    from harness import runner
+    from harness.agents import build_agent
+
+    limits["workers"] = int(workers) if workers and workers.isdigit() else workers  # a number, or auto
+
+    def start(options: Any, screen: Any, secrets: dict[str, str]) -> Any:
+        return runner.run(_root(), options, screen=screen, make_agent=build_agent, secrets=secrets)
+
+    _night(tag, limits, start, agent)
+
+
+@main.command()
+@_night_options
 @click.option("--generations", type=click.IntRange(min=1), default=None, help="Stop after this many rewrites.")
 @click.option("--window", type=click.IntRange(min=1), default=10, show_default=True, help="Experiments per window.")
-@click.option("--budget", type=float, default=None, help="Seconds each run is told it has (overrides program.md).")
-@click.option("--timeout", type=float, default=None, help="Hard wall-clock limit of each run, in seconds.")
-@click.option("--model", default=None, help="Claude model of the agent.")
-@click.option("--max-cost-usd", type=float, default=None, help="LLM spend cap for this run, rewrites included.")
-@click.option("--max-experiments", type=int, default=None, help="Stop after this many experiments.")
-@click.option("--hours", type=float, default=None, help="Stop starting experiments after this many hours.")
-def hyper(
-    tag: str,
-    generations: int | None,
-    window: int,
-    budget: float | None,
-    timeout: float | None,
-    model: str | None,
-    max_cost_usd: float | None,
-    max_experiments: int | None,
-    hours: float | None,
-) -> None:
+def hyper(tag: str, generations: int | None, window: int, **limits: Any) -> None:
     """HyperAgent mode: the loop of `run`, and every WINDOW experiments agent.py rewrites itself; a candidate replaces
     it only after the scope, compile, contract, import, signature, smoke and probation gates.
 
     Example: autoresearch hyper --tag nov23 --generations 5 --window 10
     """
-    from harness import childenv
     from harness import hyper as hyper_
-    from harness.display import Display
-    from harness.session import Options
 
-    secrets = childenv.withdraw()
-    overrides = {"budget": budget, "timeout": timeout, "model": model, "max_cost_usd": max_cost_usd}
-    options = Options(tag=tag, agent="llm", max_experiments=max_experiments, hours=hours, overrides=overrides)
     plan = hyper_.Plan(window=window, generations=generations)
-    display = Display(sys.stdout)
-    try:
-        ending = hyper_.run(_root(), options, plan, screen=display, secrets=secrets)
-    finally:
-        display.close()
-    click.echo(f"{ending.reason}; see: autoresearch log --tag {tag}")
-    if ending.exit_code:
-        sys.exit(ending.exit_code)
+
+    def start(options: Any, screen: Any, secrets: dict[str, str]) -> Any:
+        return hyper_.run(_root(), options, plan, screen=screen, secrets=secrets)
+
+    _night(tag, limits, start, agent="llm")
 
 
 @main.command()
