@@ -4,11 +4,13 @@ The harness's own time per experiment: wall time of each experiment minus the ru
 Usage:
     python bench/overhead.py            # 50 experiments, a trivial run, an agent that answers at once
     python bench/overhead.py -n 200
+    python bench/overhead.py --sandbox off   # what the OS sandbox adds: compare with the default (auto)
 
-A trivial run (`echo 'val_bpb: ...'`) and a trivial agent (a fixed edit, returned at once) leave only what the
-harness adds: checks, the commit, spawning and reaping the run, hashing protected files, the ledger row (fsync) and
-the keep/reset. Printed: the median and p90 over the experiments, for an in-process agent and for an agent file
-behind the process boundary (which adds one Python interpreter start per proposal).
+A trivial run (`echo 'val_bpb: ...'`) and a trivial agent (a fixed edit, returned at once) leave only what the harness
+adds: checks, the commit, spawning and reaping the run, hashing protected files, the ledger row (fsync) and the
+keep/reset, and (with bubblewrap) the sandbox and its scratch copy of the tree. Printed: the median and p90 over the
+experiments, for an in-process agent and for an agent file behind the process boundary (which adds one Python
+interpreter start per proposal).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ GOAL_MS = 100.0  # the harness's own time per experiment on a 2-core machine
 TRAIN = "X = 1.0  # the knob\nprint('val_bpb: %.6f' % X)\n"
 
 
-def repo(path: Path) -> Path:
+def repo(path: Path, sandbox: str) -> Path:
     path.mkdir()
     (path / "train.py").write_text(TRAIN)
-    (path / "program.md").write_text('---\nrun: "echo val_bpb: 1.0"\nbudget: 5\ntimeout: 10\n---\nBench.\n')
+    front = f'run: "echo val_bpb: 1.0"\nbudget: 5\ntimeout: 10\nsandbox: "{sandbox}"\n'
+    (path / "program.md").write_text(f"---\n{front}---\nBench.\n")
     (path / "prepare.py").write_text("# fixed\n")
     (path / "agent.py").write_text(AGENT_FILE)
     (path / ".gitignore").write_text("experiments.log\nruns/\n")
@@ -43,9 +46,11 @@ def repo(path: Path) -> Path:
     return path
 
 
-def measure(root: Path, agent_kind: str, n: int) -> list[float]:
+def measure(root: Path, agent_kind: str, n: int) -> tuple[list[float], str]:
     session = open_session(root, Options(tag="bench", agent=agent_kind))
     try:
+        box = session.sandbox
+        protection = f"bubblewrap ({box.bwrap})" if box.active else f"none ({box.missing or 'sandbox: off'})"
         config = session.config
         if agent_kind == "fixed":
             agent = FixedEdit()
@@ -61,18 +66,21 @@ def measure(root: Path, agent_kind: str, n: int) -> list[float]:
             overheads.append((wall - session.night.rows[-1].seconds) * 1000)
     finally:
         session.close()
-    return overheads
+    return overheads, protection
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("-n", type=int, default=50, help="experiments per agent")
+    parser.add_argument("--sandbox", choices=("auto", "off"), default="auto", help="the runs' sandbox (default auto)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         print(f"experiments: {args.n} per agent (trivial run, fixed edit); python {sys.version.split()[0]}")
         for kind, label in (("fixed", "in-process agent"), (str(Path(tmp) / "b" / "agent.py"), "agent file")):
-            root = repo(Path(tmp) / ("a" if kind == "fixed" else "b"))
-            ms = measure(root, kind, args.n)
+            root = repo(Path(tmp) / ("a" if kind == "fixed" else "b"), args.sandbox)
+            ms, protection = measure(root, kind, args.n)
+            if kind == "fixed":
+                print(f"sandbox: {protection}")
             p90 = statistics.quantiles(ms, n=10)[-1]
             print(f"{label:17s} median {statistics.median(ms):6.1f} ms  p90 {p90:6.1f} ms  max {max(ms):6.1f} ms")
         print(f"goal: median at most {GOAL_MS:.0f} ms for the in-process agent")
