@@ -137,7 +137,7 @@ class Loop:
 
     def experiment(self) -> None:
         """One proposal, checked, committed, evaluated, and kept or reset."""
-        self._steer()
+        self.s.steer(self.screen.info)
         config, night = self.s.config, self.night
         exp_id = night.next_id()
         self.remeasure(config, exp_id)
@@ -270,18 +270,6 @@ class Loop:
         night.record(row)
         self.agent.observe(result_of(row))
         self.screen.row(row)
-
-    def _steer(self) -> None:
-        """Apply an edit of program.md from this experiment on, or report a malformed one and keep the last."""
-        change = self.s.steering.poll()
-        if change is None:
-            return
-        self.s.ledger.append(change.row(self.s.tag))
-        if change.error:
-            self.screen.info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
-        else:
-            keys = ", ".join(change.changes) or "nothing"
-            self.screen.info(f"program.md changed ({keys}); in force from the next experiment")
 
     def _mark(self, exp_id: int, commit: str | None, description: str) -> None:
         """Say durably which experiment is under way, before its commit exists, so a kill -9 can be reconciled."""

@@ -90,7 +90,7 @@ class Parallel:
             if not self.night.has_baseline:
                 self.start_baseline()
             while True:
-                self.records.steer()
+                self.s.steer(self.screen.info)
                 self.check_stop()
                 self.fill()
                 if not self.runs and not self.proposals:

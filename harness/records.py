@@ -99,16 +99,6 @@ class Records:
         self.s.ledger.append(row)
         return done, row
 
-    def steer(self) -> None:
-        change = self.s.steering.poll()
-        if change is None:
-            return
-        self.s.ledger.append(change.row(self.s.tag))
-        if change.error:
-            self.screen.info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
-        else:
-            self.screen.info(f"program.md changed ({', '.join(change.changes) or 'nothing'}); in force from now on")
-
     def finish(
         self,
         f: Flight,
@@ -158,17 +148,6 @@ class Records:
 
 def failure(outcome_: str) -> Status:
     return "tampered" if outcome_ == "tampered" else "timeout" if outcome_ == "timeout" else "crash"
-
-
-def _evidence(result: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if result.claimed is not None:
-        out["claimed"] = result.claimed
-    if result.eval_seconds is not None:
-        out["eval_seconds"] = result.eval_seconds
-    if result.cpu_seconds is not None:
-        out["cpu_seconds"] = round(result.cpu_seconds, 3)
-    return out
 
 
 def evidence(result: RunResult) -> dict[str, Any]:

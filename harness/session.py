@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,18 @@ class Session:
     def state(self, agent: str, phase: str, exp_id: int, description: str) -> dict[str, Any]:
         """What the night is doing now, as the status file and the live display show it."""
         return snapshot(self.tag, agent, phase, exp_id, description, self.config, self.night, self.started)
+
+    def steer(self, info: Callable[[str], None]) -> None:
+        """Apply an edit of program.md from the next experiment on (a `steer` row), or report a malformed one and
+        keep the last valid program in force."""
+        change = self.steering.poll()
+        if change is None:
+            return
+        self.ledger.append(change.row(self.tag))
+        if change.error:
+            info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
+        else:
+            info(f"program.md changed ({', '.join(change.changes) or 'nothing'}); in force from the next experiment")
 
     def restore_control(self) -> list[str]:
         """Undo any change to .git's control files (config, hooks) since the harness set them; returns the paths."""
