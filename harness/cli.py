@@ -6,11 +6,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:  # the modules behind a command load when it runs, so `--help` and `log` start fast
+    from harness.runner import Ending
+    from harness.session import Options
+    from harness.status import Screen
+
+Start = Callable[["Options", "Screen", dict[str, str]], "Ending"]
 
 
 def _root() -> Path:
@@ -66,7 +73,7 @@ def _night_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-def _night(tag: str, limits: dict[str, Any], start: Callable[..., Any], agent: str | None = None) -> None:
+def _night(tag: str, limits: dict[str, Any], start: Start, agent: str | None = None) -> None:
     """Run a night through `start(options, screen, secrets)`, on the live display, and print how it ended."""
     from harness import childenv
     from harness.display import Display
@@ -106,7 +113,7 @@ def run(tag: str, agent: str | None, workers: str | None, **limits: Any) -> None
 
     limits["workers"] = int(workers) if workers and workers.isdigit() else workers  # a number, or auto
 
-    def start(options: Any, screen: Any, secrets: dict[str, str]) -> Any:
+    def start(options: Options, screen: Screen, secrets: dict[str, str]) -> Ending:
         return runner.run(_root(), options, screen=screen, make_agent=build_agent, secrets=secrets)
 
     _night(tag, limits, start, agent)
@@ -126,7 +133,7 @@ def hyper(tag: str, generations: int | None, window: int, **limits: Any) -> None
 
     plan = hyper_.Plan(window=window, generations=generations)
 
-    def start(options: Any, screen: Any, secrets: dict[str, str]) -> Any:
+    def start(options: Options, screen: Screen, secrets: dict[str, str]) -> Ending:
         return hyper_.run(_root(), options, plan, screen=screen, secrets=secrets)
 
     _night(tag, limits, start, agent="llm")

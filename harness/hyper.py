@@ -24,7 +24,7 @@ from harness.errors import (
     ServiceFailed,
 )
 from harness.host import HostedAgent, agent_sha, jails
-from harness.ledger import Experiment, Generation
+from harness.ledger import Experiment, Generation, GenerationStatus
 from harness.loop import Loop
 from harness.night import Night
 from harness.paths import AGENT, PROGRAM, Layout, agent_ref, seed_agent_tag
@@ -267,7 +267,7 @@ class Hyper:
         self.done += 1
 
     def _record(
-        self, n: int, status: Any, stage: str, error: str, sha: str, commit: str | None, parent: str,
+        self, n: int, status: GenerationStatus, stage: str, error: str, sha: str, commit: str | None, parent: str,
         description: str, spend: Spend, scores: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         row = Generation(
