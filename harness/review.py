@@ -25,6 +25,7 @@ from harness.ledger import (
     Row,
     Steer,
 )
+from harness.noise import Measurement, Referee
 from harness.paths import Layout
 from harness.text import clip, flat
 
@@ -86,8 +87,7 @@ class Night:
         return agent_labels(self.generations).get(row.agent_sha, row.agent)
 
 
-# ---------------------------------------------------------------------------
-# The summary
+# --- The summary -----------------------------------------------------------------------------------------------------
 
 
 def summarize(
@@ -113,14 +113,17 @@ def summarize(
     mine: list[Experiment] = []
     steers: list[SteerEvent] = []
     runs_of: list[MeasurementRow] = []
+    measured: list[MeasurementRow] = []  # every run of the tag, whatever `since` says
     generations: list[Generation] = []
     for row in rows:
         if row.tag != tag:
             continue
         if type(row) is Experiment:
             mine.append(row)
-        elif type(row) is MeasurementRow and row.time >= (cutoff or ""):
-            runs_of.append(row)
+        elif type(row) is MeasurementRow:
+            measured.append(row)
+            if row.time >= (cutoff or ""):
+                runs_of.append(row)
         elif type(row) is Generation and row.time >= (cutoff or ""):
             generations.append(row)
         elif type(row) is Steer and row.time >= (cutoff or ""):
@@ -134,9 +137,11 @@ def summarize(
     entries = mine if cutoff is None else [e for e in mine if e.time >= cutoff]
     runs = [e for e in entries if e.id != 0]
     statuses = dict(Counter(e.status for e in runs).most_common())
-    baseline = base.metric if base is not None else None
+    baseline = now if (now := _now(base, measured)) is not None else base.metric if base is not None else None
     # The champion as it stands now: a `since` window shows recent rows, not a best forgotten from before it.
-    best = next((e.best for e in reversed(mine) if e.best is not None), None)
+    champion = next((e for e in reversed(mine) if e.status == "keep"), None)
+    if (best := _now(champion, measured)) is None:  # a ledger without runs: the best its last row recorded
+        best = next((e.best for e in reversed(mine) if e.best is not None), None)
     direction = direction or _infer(entries, baseline, best) or "minimize"
     if best is None:  # an older ledger without `best`: the best kept metric
         kept_metrics = [e.metric for e in mine if e.status == "keep" and e.metric is not None]
@@ -159,6 +164,16 @@ def summarize(
                             if m.purpose in ("baseline", "remeasure") and m.value is not None),
         workers=len({m.worker for m in runs_of}) or 1, busy=_busy(runs_of),
     )  # fmt: skip
+
+
+def _now(row: Experiment | None, runs: list[MeasurementRow]) -> float | None:
+    """A kept version's number now, as the loop weighs it (the median of its trusted runs), so the baseline and the
+    champion are weighed alike and a night that kept nothing shows no change; None without runs (an older ledger)."""
+    if row is None or not row.file_sha:
+        return None
+    mine = [Measurement(m.file_sha, m.value, contended=m.contended) for m in runs
+            if m.file_sha == row.file_sha and m.value is not None]  # fmt: skip
+    return Referee(mine).value(row.file_sha)
 
 
 def _busy(runs: list[MeasurementRow]) -> float | None:
@@ -214,8 +229,7 @@ def parse_since(since: str, now: datetime | None = None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# ---------------------------------------------------------------------------
-# `autoresearch log`
+# --- `autoresearch log` ----------------------------------------------------------------------------------------------
 
 
 def log_table(night: Night, console_width: int | None = None) -> str:
@@ -360,8 +374,7 @@ def repository(root: Path) -> tuple[Path, str, str | None]:
     return layout.ledger, config.metric, config.direction
 
 
-# ---------------------------------------------------------------------------
-# Small conversions
+# --- Small conversions -----------------------------------------------------------------------------------------------
 
 
 def _value(v: Any) -> str:

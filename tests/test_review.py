@@ -195,3 +195,38 @@ def test_since_shows_recent_rows_but_the_best_of_the_whole_night(tmp_path: Path)
     night = review.summarize(ledger.path, "n", since="2026-11-23T00:00:00Z")
     assert [r.id for r in night.rows] == [2]
     assert night.experiments == 1 and night.baseline == 2.0 and night.best == 1.5
+
+
+def test_baseline_and_best_are_weighed_alike_as_their_runs_accumulate(tmp_path: Path):
+    # The baseline ran twice (2.50, 2.39) and was re-measured twice (2.39, 2.43); the one candidate lost. The champion
+    # is still the baseline, so the night changed nothing, whatever its first two runs averaged.
+    ledger = Ledger(tmp_path / "experiments.log")
+
+    def run(sha: str, value: float, purpose: str, experiment: int, contended: bool = False) -> None:
+        ledger.append({"kind": "measurement", "tag": "t", "file_sha": sha, "value": value, "purpose": purpose,
+                       "experiment": experiment, "contended": contended})  # fmt: skip
+
+    def row(i: int, sha: str, status: str, metric: float, best: float) -> None:
+        ledger.append(Experiment(tag="t", id=i, commit=f"{i:040d}", parent="p" * 40, status=status, metric=metric,
+                                 best=best, description=f"e{i}", seconds=60.0, agent="optuna", program_sha="p",
+                                 agent_sha="a", file_sha=sha))  # fmt: skip
+
+    run("base", 2.50, "baseline", 0)
+    run("base", 2.39, "baseline", 0)
+    row(0, "base", "keep", 2.445, 2.445)
+    run("base", 2.39, "remeasure", 1)
+    run("worse", 4.72, "candidate", 1)
+    row(1, "worse", "discard", 4.72, 2.39)
+    run("base", 2.43, "remeasure", 2)
+    night = review.summarize(ledger.read())
+    assert night.baseline == night.best == pytest.approx(2.41)  # the median of its 4 runs
+    assert night.change == 0.0
+
+    # A candidate that won and was confirmed (2.10 and 2.20; a contended 1.00 does not count) is now the champion.
+    run("better", 2.10, "candidate", 2)
+    run("better", 1.00, "confirm", 2, contended=True)
+    run("better", 2.20, "confirm", 2)
+    row(2, "better", "keep", 2.15, 2.15)
+    night = review.summarize(ledger.read())
+    assert (night.baseline, night.best) == (pytest.approx(2.41), pytest.approx(2.15))
+    assert night.change == pytest.approx(-0.26)
