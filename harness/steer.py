@@ -12,6 +12,7 @@ from harness.errors import ProgramError
 from harness.program import Program, load
 
 SETTLE = 0.3  # seconds program.md must stay unchanged before an edit is read
+READS = 5  # reads of an edit that changes while it is read, before the last one is taken as it is
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,12 @@ class Steering:
     def poll(self) -> Steer | None:
         """The change since the last poll, if any. The file is hashed every time too, in case an event was missed."""
         self._changed.clear()
-        _settle(self.path)
-        try:
-            new = load(self.path)
-            _usable(new, self.path)
-        except ProgramError as e:
-            sha = _sha(self.path)
+        new, sha, error = _read_program(self.path)
+        if new is None:
             if sha == self._seen:
                 return None
             self._seen = sha
-            return Steer(None, self.program.sha, sha, {}, error=str(e))
+            return Steer(None, self.program.sha, sha, {}, error=error)
         if new.sha == self._seen:
             return None
         self._seen = new.sha
@@ -92,6 +89,24 @@ class Steering:
         old = self.program
         self.program = new
         return Steer(new, old.sha, new.sha, diff(old, new), text=_read(self.path))
+
+
+def _read_program(path: Path) -> tuple[Program | None, str, str]:
+    """(the program, or None and the error) and the file's sha, read when the file has settled and counted only if
+    it did not change while it was read: an editor that truncates, then writes, is never caught between the two."""
+    for _ in range(READS):
+        _settle(path)
+        sha = _sha(path)
+        try:
+            program: Program | None = load(path)
+            _usable(program, path)
+            error = ""
+        except ProgramError as e:
+            program, error = None, str(e)
+        _settle(path)
+        if _sha(path) == sha:
+            break
+    return program, sha, error
 
 
 def _usable(program: Program, path: Path) -> None:
