@@ -7,13 +7,12 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from harness import childenv, proctable
-from harness.testing import PY, TOY_TRAIN, cli, git, make_repo, toy_program
+from harness.testing import PY, TOY_TRAIN, cli, git, make_repo, toy_program, wait_until
 
 SPEC_FIELDS = {
     "kind", "tag", "id", "commit", "parent", "status", "metric", "best", "description", "seconds", "agent",
@@ -213,7 +212,7 @@ def test_one_loop_per_repository(project: Path):
     git(project, "commit", "-qam", "slow")
     first = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "a", "--agent", "optuna"], cwd=project)
     try:
-        _wait_for(lambda: (project / "runs" / "a" / "inflight.json").exists())
+        wait_until(lambda: (project / "runs" / "a" / "inflight.json").exists())
         out = cli(project, "run", "--tag", "b", "--agent", "optuna")
         assert out.returncode == 1
         assert f"another loop is running on this repository (pid {first.pid})" in out.stderr
@@ -239,7 +238,7 @@ return Proposal("X to 1.5", task.mutable_content.replace("X = 3.0", "X = 1.5"))
     git(project, "commit", "-qam", "longer budget")
     harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "k9", "--agent", str(agent)], cwd=project)
     pid_file = project / "runs" / "k9" / "1.out" / "sleeper.pid"
-    _wait_for(lambda: _phase(project) == "evaluating" and pid_file.exists())
+    wait_until(lambda: _phase(project) == "evaluating" and pid_file.exists())
     tried = git(project, "rev-parse", "autoresearch/k9")
     assert tried != rows(project)[0]["commit"]
     os.kill(harness.pid, signal.SIGKILL)
@@ -267,7 +266,7 @@ def test_ctrl_c_stops_the_evaluation_and_resets_to_the_champion(project: Path, t
     harness = subprocess.Popen(
         [PY, "-m", "harness", "run", "--tag", "cc", "--agent", str(agent)], cwd=project, stderr=subprocess.PIPE
     )
-    _wait_for(lambda: _phase(project) == "evaluating")
+    wait_until(lambda: _phase(project) == "evaluating")
     harness.send_signal(signal.SIGINT)
     assert harness.wait(timeout=30) == 0
     exps = rows(project)
@@ -281,7 +280,7 @@ def test_stop_ends_the_loop_after_the_current_experiment(project: Path):
     (project / "program.md").write_text(toy_program(run=f"{PY} -c 'import time; time.sleep(1); print(\"val_bpb: 1\")'"))
     git(project, "commit", "-qam", "slower")
     harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "s", "--agent", "optuna"], cwd=project)
-    _wait_for(lambda: (project / "experiments.log").exists() and len(rows(project)) >= 2)
+    wait_until(lambda: (project / "experiments.log").exists() and len(rows(project)) >= 2)
     out = cli(project, "stop")
     assert out.returncode == 0, out.stderr
     assert harness.wait(timeout=30) == 0
@@ -297,21 +296,12 @@ def _phase(repo: Path) -> str:
         return ""
 
 
-def _wait_for(condition, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_status_from_another_terminal_says_what_the_loop_does_and_that_a_stop_was_asked(project: Path):
     (project / "program.md").write_text(toy_program(run=f"{PY} -c 'import time; time.sleep(3); print(\"val_bpb: 1\")'"))
     git(project, "commit", "-qam", "slower")
     harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "st", "--agent", "optuna"], cwd=project)
     try:
-        _wait_for(lambda: _phase(project) == "evaluating")
+        wait_until(lambda: _phase(project) == "evaluating")
         out = cli(project, "status")
         assert out.returncode == 0
         assert f"running (pid {harness.pid}, tag st, agent optuna)" in out.stdout
@@ -330,7 +320,7 @@ def test_an_interrupted_experiment_is_run_again_after_a_restart_not_called_a_dup
         'return Proposal("X to 1.5, slowly", slow + task.mutable_content.replace("X = 3.0", "X = 1.5"))',
     )
     harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "ir", "--agent", str(agent)], cwd=project)
-    _wait_for(lambda: _phase(project) == "evaluating" and len(rows(project)) == 1)
+    wait_until(lambda: _phase(project) == "evaluating" and len(rows(project)) == 1)
     harness.send_signal(signal.SIGINT)
     assert harness.wait(timeout=30) == 0
     out = cli(project, "run", "--tag", "ir", "--agent", str(agent), "--max-experiments", "1")
@@ -435,7 +425,7 @@ def test_a_kill_9_during_the_baseline_leaves_one_baseline(project: Path):
     (project / "program.md").write_text(toy_program(run=slow_once))
     git(project, "commit", "-qam", "a baseline that is slow once")
     harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "kb", "--agent", "optuna"], cwd=project)
-    _wait_for(lambda: _phase(project) == "baseline")
+    wait_until(lambda: _phase(project) == "baseline")
     os.kill(harness.pid, signal.SIGKILL)
     harness.wait()
     (project / "fast.flag").write_text("")

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from harness.merge import merge
 from harness.offsets import Offsets
 from harness.optuna_agent import OptunaAgent
 from harness.task import Result, Task
-from harness.testing import PY, cli, git, make_repo, toy_program
+from harness.testing import PY, cli, git, make_repo, toy_program, wait_until
 
 # Four knobs, each worth the same when set to 3; blank lines apart, so that changes of two knobs merge cleanly.
 KNOBS = '''\
@@ -161,7 +160,7 @@ def test_kill_9_mid_night_records_every_experiment_in_flight_and_cleans_every_ch
     repo, agent = night(tmp_path, TOY_TRAIN, SLEEPY, workers=3, budget=60, timeout=120)
     harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "k", "--agent", str(agent)], cwd=repo)
     checkouts = repo / "runs" / "k" / "work"
-    _wait_for(lambda: len(list(checkouts.glob("worker-*"))) == 3 and len(_markers(repo)) == 4)
+    wait_until(lambda: len(list(checkouts.glob("worker-*"))) == 3 and len(_markers(repo)) == 4)
     os.kill(harness.pid, signal.SIGKILL)
     harness.wait()
     in_flight = sorted(int(p.stem) for p in _markers(repo))
@@ -182,15 +181,6 @@ def test_kill_9_mid_night_records_every_experiment_in_flight_and_cleans_every_ch
 
 def _markers(repo: Path) -> list[Path]:
     return list((repo / "runs" / "k" / "inflight").glob("*.json"))
-
-
-def _wait_for(condition, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 # --- the pieces ------------------------------------------------------------------------------------------------------

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from harness.program import load
 from harness.steer import Steering
-
-
-def _wait(condition, timeout: float = 5.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
+from harness.testing import wait_until
 
 
 def test_a_valid_edit_becomes_the_program_with_what_changed(tmp_path: Path):
@@ -26,7 +17,7 @@ def test_a_valid_edit_becomes_the_program_with_what_changed(tmp_path: Path):
     steering.start()
     try:
         path.write_text("---\nbudget: 90\n---\nSecond idea.\n")
-        assert _wait(lambda: steering.flagged), "watchdog saw no event"
+        wait_until(lambda: steering.flagged, 5, "the watchdog's event")
         change = steering.poll()
     finally:
         steering.stop()
@@ -86,15 +77,15 @@ def test_editing_program_md_during_a_run_steers_the_next_experiment(project: Pat
 
     loop = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "steer", "--agent", "optuna"], cwd=project)
     try:
-        assert _wait(lambda: len(rows("experiment")) >= 2, timeout=60)
+        wait_until(lambda: len(rows("experiment")) >= 2, 60)
         (project / "program.md").write_text(toy_program(run=slow, min_delta=0.001) + "New idea: go lower.\n")
-        assert _wait(lambda: len(rows("steer")) >= 1, timeout=60)
+        wait_until(lambda: len(rows("steer")) >= 1, 60)
         count = len(rows("experiment"))
-        assert _wait(lambda: len(rows("experiment")) >= count + 2, timeout=60)
+        wait_until(lambda: len(rows("experiment")) >= count + 2, 60)
         (project / "program.md").write_text("---\nbudget: 5\nsearch: [unclosed\n---\n")
-        assert _wait(lambda: len(rows("steer")) >= 2, timeout=60)
+        wait_until(lambda: len(rows("steer")) >= 2, 60)
         count = len(rows("experiment"))
-        assert _wait(lambda: len(rows("experiment")) >= count + 2, timeout=60), "the loop stopped on a bad edit"
+        wait_until(lambda: len(rows("experiment")) >= count + 2, 60, "an experiment after the bad edit")
     finally:
         cli(project, "stop")
         loop.wait(timeout=60)

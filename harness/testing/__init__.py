@@ -5,7 +5,7 @@ Nothing here is used by the harness itself; it ships with it so that tests and b
 
 from harness.testing.agents import AGENT_FILE, FixedEdit, Quiet
 from harness.testing.fake_api import TEST_KEY, FakeAnthropic, error_body, estimate_tokens, message_body
-from harness.testing.repos import PY, TOY_TRAIN, alive, cli, git, make_repo, toy_program, wait_for_line
+from harness.testing.repos import PY, TOY_TRAIN, alive, cli, git, make_repo, toy_program, wait_for_line, wait_until
 
 __all__ = [
     "AGENT_FILE",
@@ -24,4 +24,5 @@ __all__ = [
     "message_body",
     "toy_program",
     "wait_for_line",
+    "wait_until",
 ]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PY = sys.executable
@@ -69,14 +70,20 @@ def cli(
     )
 
 
-def wait_for_line(path: Path, limit: float = 20.0) -> str:
-    """The content of a file a child writes, once it has written a whole line; AssertionError past `limit` seconds."""
+def wait_until(condition: Callable[[], object], limit: float = 60.0, what: str = "the condition") -> None:
+    """Return once `condition()` is true; AssertionError naming `what` past `limit` seconds."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if path.exists() and path.read_text().endswith("\n"):
-            return path.read_text()
+        if condition():
+            return
         time.sleep(0.01)
-    raise AssertionError(f"{path.name} never written")
+    raise AssertionError(f"{what} did not happen within {limit:g} s")
+
+
+def wait_for_line(path: Path, limit: float = 20.0) -> str:
+    """The content of a file a child writes, once it has written a whole line; AssertionError past `limit` seconds."""
+    wait_until(lambda: path.exists() and path.read_text().endswith("\n"), limit, f"{path.name} written")
+    return path.read_text()
 
 
 def alive(pid: int) -> bool:
