@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from harness import proctable
 from harness.runlog import LogReader, last_value, tail
 from harness.workspace import Jail
 
@@ -38,6 +39,7 @@ class RunResult:
     reason: str  # one line: why it is not ok ("" for an ok one)
     tampered: tuple[str, ...] = ()  # protected paths (relative) whose content changed during the run
     cpu_seconds: float | None = None  # user + system time of the run's processes that were waited for
+    load: float | None = None  # how busy its cores were during the run, per core (its own work included; see execute)
     claimed: float | None = None  # with an evaluator: the number the run printed itself, kept for comparison
     eval_seconds: float | None = None  # the evaluator's wall time, apart from the run's
 
@@ -51,6 +53,7 @@ class Spawned:
     cpu_seconds: float | None
     peak_mem_mb: float | None
     text: str  # the (capped) log, decoded
+    load: float | None = None  # busy CPU seconds of the cores it could use, per core and wall second; None: unknown
 
 
 def execute(
@@ -65,6 +68,8 @@ def execute(
     read_fd, write_fd = os.pipe()
     times_read, times_write = os.pipe()  # the shell's `times`: the CPU time of the run, wherever it runs
     reader = LogReader(read_fd, out, log_cap)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    busy = proctable.busy_seconds(cores)  # what ran on its cores meanwhile, the run included: contention shows
     started = time.monotonic()
     try:
         # The shell's stdin is the pipe for `times`; the command itself reads /dev/null (see _timed).
@@ -81,6 +86,7 @@ def execute(
         reader.start()
         code = child.wait(timeout)
         seconds = time.monotonic() - started
+        after = proctable.busy_seconds(cores)
     finally:
         # Always, also after a normal exit: a daemon left behind would hold the GPU, and the pipe, open. On
         # Ctrl-C or any error this ends the tree before the exception goes on.
@@ -102,7 +108,8 @@ def execute(
     if code is None:
         seconds = time.monotonic() - started  # a timed-out run lasted until its tree was dead
     text = log.read_bytes().decode("utf-8", errors="replace")
-    return Spawned(code, seconds, cpu, child.peak_mem_mb, text)
+    load = (after - busy) / (seconds * len(cores)) if busy is not None and after is not None and seconds > 0 else None
+    return Spawned(code, seconds, cpu, child.peak_mem_mb, text, load)
 
 
 def _timed(command: str) -> str:
@@ -169,6 +176,7 @@ def evaluate(
         reason=reason,
         tampered=tampered,
         cpu_seconds=ran.cpu_seconds,
+        load=ran.load,
     )
 
 

@@ -54,7 +54,7 @@ def run_version(
     value = result.metric if result.outcome == "ok" else None
     found = None
     if value is not None:
-        load = _load()
+        load = result.load if result.load is not None else _load()
         found = night.referee.measurement(
             key, value, seconds=result.seconds, cpu_seconds=result.cpu_seconds, load=load, cores=_cores(),
             purpose=purpose,
@@ -103,6 +103,7 @@ def settle(
 
 
 def _load() -> float | None:
+    """Where the run's cores could not be read (not Linux): the 1-minute load average per core, a laggy stand-in."""
     try:
         return os.getloadavg()[0] / _cores()
     except OSError:

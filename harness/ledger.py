@@ -112,7 +112,7 @@ class MeasurementRow(msgspec.Struct, frozen=True, gc=False, tag_field="kind", ta
     outcome: str = "ok"  # ok, crash, timeout or tampered
     seconds: float = 0.0
     cpu_seconds: float | None = None  # CPU time of the run's processes; None when not measured
-    load: float | None = None  # the machine's 1-minute load average per core when the run ended
+    load: float | None = None  # how busy the run's cores were while it ran, per core, its own work included
     contended: bool = False  # measured while the machine was clearly busy: not trusted alone
     log: str = ""
     time: str = msgspec.field(default_factory=now)

@@ -31,9 +31,9 @@ MIN_REPEATS = 10  # the noise is trusted once 10 repeats (runs of a commit beyon
 PRIOR = 0.02  # before that it is widened by sqrt(10 / repeats), never above 2% of the metric: a spoiled run is more
 FLOOR = 1e-4  # the noise is never under 0.01% of the metric, so the rounding of a printed number never decides a keep
 CONTENDED_RETRIES = 1  # a run measured under contention is run again once; its number never decides alone
-LOAD_EXCESS = 0.5  # contended: other processes kept half of the machine's cores busy (one busy process on 2 cores)
+LOAD_EXCESS = 0.25  # contended: other work kept a quarter of the run's cores busy (half a core of 2) meanwhile
 CPU_SHARE = 0.7  # contended: the run got under 70% of the CPU seconds per wall second this night's clean runs get
-MIN_SECONDS = 5.0  # a run shorter than this is never marked: a 1-minute load average says nothing about it
+MIN_SECONDS = 5.0  # a run shorter than this is never marked: a moment's load says little about it
 TYPICAL_RUNS = 3  # the night's usual CPU share is the median of at least 3 clean runs
 
 # |x - y| of two runs of one commit is |N(0, 2 sigma^2)|, whose median is 0.6745 * sqrt(2) * sigma.
@@ -53,7 +53,7 @@ class Measurement:
     value: float  # the metric this run measured
     seconds: float = 0.0  # wall time of the run
     cpu_seconds: float | None = None  # CPU time of the run's whole process tree (user + system); None: not measured
-    load: float | None = None  # 1-minute load average per core during the run; None: not measured
+    load: float | None = None  # how busy the run's cores were meanwhile, per core, its own work included; None: unknown
     contended: bool = False  # the machine was clearly shared while it ran (see `contended`)
     purpose: Purpose = "candidate"  # only "candidate" runs are experiments; the others are re-runs of one
 
@@ -81,7 +81,7 @@ def contended(cpu_seconds: float | None, seconds: float, load: float | None, cor
         return False
     ratio = cpu_seconds / seconds if cpu_seconds is not None else None
     if load is not None:
-        # The load average counts the run's own busy threads; the rest is other work. Without the run's CPU time it
+        # The load counts the run's own busy threads; the rest is other work. Without the run's CPU time it
         # is taken to have used every core, so only load beyond a whole machine counts against it.
         cores = max(cores, 1)
         own = min(ratio, cores) / cores if ratio is not None else 1.0

@@ -37,6 +37,22 @@ def has_proc() -> bool:
     return sys.platform.startswith("linux") and os.path.isdir(PROC)
 
 
+def busy_seconds(cpus: Iterable[int]) -> float | None:
+    """CPU seconds the cores `cpus` have spent busy since boot, whoever ran (user, nice, system, irq, softirq,
+    steal), from /proc/stat; None where it cannot be read. Two readings around a run say how busy its cores were."""
+    raw = _read(f"{PROC}/stat")
+    if raw is None:
+        return None
+    wanted = {f"cpu{c}" for c in cpus}
+    ticks = 0
+    for line in raw.decode(errors="replace").splitlines():
+        fields = line.split()
+        if fields and fields[0] in wanted and len(fields) >= 9:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+            ticks += user + nice + system + irq + softirq + steal
+    return ticks / os.sysconf("SC_CLK_TCK") if wanted else None
+
+
 def _read(path: str) -> bytes | None:
     """A file of /proc, or None when its process is gone or not ours to read. Plain os calls: a sweep reads two files
     of every process on the machine, and pathlib's overhead would be most of its cost."""

@@ -85,9 +85,9 @@ class Records:
         value = result.metric if result.outcome == "ok" else None
         found = None
         if value is not None:
-            # A worker shares the machine by design, so the load average says nothing: only a starved run is marked.
+            # A worker shares the machine by design: only its own cores' load counts (none known: a starved run).
             found = self.night.referee.measurement(
-                job.file_sha, value, seconds=result.seconds, cpu_seconds=result.cpu_seconds, load=None,
+                job.file_sha, value, seconds=result.seconds, cpu_seconds=result.cpu_seconds, load=result.load,
                 cores=done.cores, purpose=job.purpose,  # type: ignore[arg-type]
             )  # fmt: skip
         row = MeasurementRow(

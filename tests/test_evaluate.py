@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -241,6 +242,7 @@ def test_a_run_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
         WRITE_PID
         + """\
 import signal
+import subprocess
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 note("pid")
 while True:
@@ -261,6 +263,7 @@ def test_a_grandchild_that_left_the_session_dies_at_the_timeout(tmp_path: Path) 
         WRITE_PID
         + """\
 import signal
+import subprocess
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
@@ -410,3 +413,24 @@ time.sleep(600)
         thread.join()
     assert not alive(pids_in(tmp_path / "pid")[0])
     assert not alive(pids_in(tmp_path / "grandchild")[0])
+
+
+@pytest.mark.skipif(not LINUX, reason="the cores' busy time comes from /proc/stat")
+def test_other_work_on_the_runs_cores_shows_in_its_load_and_marks_it_contended(tmp_path: Path) -> None:
+    from harness.noise import contended
+
+    # A run that needs little CPU (it mostly sleeps) beside a process that spins on every core the run may use: the
+    # cores were busy, and not with the run. That is a run a wall-clock metric cannot trust.
+    cores = sorted(os.sched_getaffinity(0))
+    spin = "import os, sys, time\nos.sched_setaffinity(0, {int(sys.argv[1])})\nend = time.time() + 30\n"
+    spin += "while time.time() < end: pass\n"
+    spinners = [subprocess.Popen([PY, "-c", spin, str(c)]) for c in cores]
+    try:
+        busy = run(tmp_path, "import time\ntime.sleep(6)\nprint('val_bpb: 1.0')\n")
+    finally:
+        for s in spinners:
+            s.kill()
+            s.wait()
+    assert busy.outcome == "ok" and busy.load is not None and busy.cpu_seconds is not None
+    assert busy.load > 0.8  # every core was busy, nearly all the time
+    assert contended(busy.cpu_seconds, busy.seconds, busy.load, len(cores), typical=None)
