@@ -45,6 +45,12 @@ class ControlSnapshot:
     paths: tuple[str, ...]  # what was looked at, so that a path added since is found and removed
     entries: Mapping[str, Entry]
 
+    @property
+    def includes(self) -> bool:
+        """Whether a config file here includes others (include.path, includeIf), whose content is not snapshotted."""
+        configs = [e.data for p, e in self.entries.items() if p.rpartition("/")[2].startswith("config")]
+        return any(b"include" in data.lower() for data in configs)
+
     def dumps(self) -> str:
         """The snapshot as JSON, to keep it across a restart of the harness."""
         entries = {p: [e.kind, e.mode, base64.b64encode(e.data).decode()] for p, e in self.entries.items()}

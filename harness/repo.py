@@ -364,9 +364,11 @@ class Repo:
     def restore_control(self, snapshot: ControlSnapshot) -> list[str]:
         """Put back whatever differs from `snapshot` (content, mode bits, added or deleted entries, a link in place
         of a file), writing through no link; returns the paths that differed ('.git/hooks/post-commit'), for the
-        ledger. Then the config is read again, so that a driver it names from now on is switched off too."""
+        ledger. Then the config is read again when it can name a new driver (it was put back, or it includes files
+        outside .git, which a run may change), so that such a driver is switched off too."""
         changed = gitdir.restore(self._common_dir, snapshot)
-        self._git.env = self._env(self._config_entries())
+        if changed or snapshot.includes:
+            self._git.env = self._env(self._config_entries())
         return [os.path.relpath(self._common_dir / path, self.root) for path in changed]
 
     def clear_stale_locks(self, patience: float = LOCK_PATIENCE) -> list[str]:
