@@ -161,6 +161,13 @@ def new_night(steps: list[float], machine: Machine, spoiled: bool, max_runs: int
     return tally
 
 
+def added(referee: Referee, m: Measurement | None) -> Measurement | None:
+    """What the loop does with a run settle() asked for: record it, then hand it back."""
+    if m is not None:
+        referee.add(m)
+    return m
+
+
 def _count(tally: Tally, kept: bool, candidate: float, champion: float, sigma: float) -> None:
     better = (champion - candidate) / sigma
     tally.keeps += kept
@@ -246,10 +253,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def added(referee: Referee, m: Measurement | None) -> Measurement | None:
-    """What the loop does with a run settle() asked for: record it, then hand it back."""
-    if m is not None:
-        referee.add(m)
-    return m
