@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -397,3 +401,11 @@ def test_champion_is_due_again_after_every_n_experiments_and_when_it_has_few_run
     assert due == [False, False, True, False, False, True, False]
     assert not referee.remeasure_due("base", every=0)
     assert statistics.median(m.value for m in referee.runs("base")) == referee.value("base")
+
+
+def test_the_noise_benchmark_runs_and_the_rule_makes_fewer_false_keeps_than_the_old_one():
+    bench = Path(__file__).resolve().parent.parent / "bench" / "noise.py"
+    out = subprocess.run([sys.executable, str(bench), "--nights", "200", "--experiments", "50"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout  # fmt: skip
+    old, new, same_time = (float(x) for x in re.findall(r"false keeps:\s+([\d.]+)% of keeps", out))
+    assert new < old / 2 and same_time < old / 2, out
