@@ -109,15 +109,14 @@ def checkout(sb: Sandbox, config: Config, spot: Spot, content: str) -> None:
     protected files and the untracked entries of the repository (its data, its venv) are links to the real ones: a
     run that writes one writes the real file, and is caught as tampered as it would be working in the repository."""
     workspace.remove(spot.tree)
-    protected = [p.rstrip("/") for p in workspace.guarded(config)]
-    linked = (lambda rel: any(rel == p or rel.startswith(p + "/") for p in protected)) if not sb.active else None
-    copied = [rel for rel in spot.files if rel != config.mutable and not (linked and linked(rel))]
+    copied = [rel for rel in workspace.unprotected(spot.files, config) if rel != config.mutable]
     workspace.scratch(sb, spot.source, spot.tree, copied)
     target = spot.tree / config.mutable
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(content, encoding="utf-8")
-    if linked is not None:
-        tops = {rel.split("/")[0] for rel in spot.files if linked(rel)} | set(os.listdir(spot.root))
+    if not sb.active:  # in the sandbox, the protected files are shown read-only over the checkout instead
+        kept = set(copied) | {config.mutable}
+        tops = {rel.split("/")[0] for rel in spot.files if rel not in kept} | set(os.listdir(spot.root))
         for name in sorted(tops - _NOT_IN_CHECKOUT):
             if not (spot.tree / name).exists() and not (spot.tree / name).is_symlink():
                 (spot.tree / name).symlink_to(spot.root / name)

@@ -44,6 +44,12 @@ def guarded(config: Config) -> tuple[str, ...]:
     return tuple(p for p in config.protected if p != PROGRAM)
 
 
+def unprotected(files: Iterable[str], config: Config) -> list[str]:
+    """The files a run's scratch copy needs: the protected ones are shown read-only from the repository over it."""
+    protected = [p.rstrip("/") for p in guarded(config)]
+    return [rel for rel in files if not any(rel == p or rel.startswith(p + "/") for p in protected)]
+
+
 def hidden_paths(root: Path, patterns: Sequence[str]) -> list[str]:
     """The paths (relative to `root`) that program.md's `hidden:` names now: each pattern as a glob, or as itself."""
     found: set[str] = set()
@@ -69,7 +75,7 @@ def run_jail(
         yield Jail(sb, None, childenv.run_env(root, config.budget, out=out), root)
         return
     remove(work)  # what a night killed with -9 left
-    scratch(sb, root, work, repo.tracked())
+    scratch(sb, root, work, unprotected(repo.tracked(), config))
     try:
         with tree_jail(sb, root, config, work, out, devices) as jail:
             yield jail
