@@ -375,8 +375,6 @@ def repository(root: Path) -> tuple[Path, str, str | None]:
 
 
 # --- Small conversions -----------------------------------------------------------------------------------------------
-
-
 def _value(v: Any) -> str:
     return "-" if v is None else (", ".join(map(str, v)) if isinstance(v, list) else str(v))
 
