@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import pytest
 from harness.testing import TOY_TRAIN, FakeAnthropic, make_repo, toy_program
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A suite started in the background by a script (`cmd &`, nohup) inherits SIGINT ignored, and an ignored signal stays
+# ignored in every child: the harness the Ctrl-C tests interrupt would never see it. A handler of ours is reset to the
+# default in children instead, so each gets Python's KeyboardInterrupt as it would from a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
