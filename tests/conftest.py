@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test touches the person's files, caches or keys, or reaches a real API."""
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test touches the person's files, caches or keys, or reaches a real API; none leaves a process behind (a
+    harness a failed test never stopped would run on, and slow every later test)."""
     for name in list(os.environ):
         if name.startswith("ANTHROPIC_"):
             monkeypatch.delenv(name)
@@ -30,6 +32,21 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+    yield
+    for pid in _working_in(tmp_path):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _working_in(folder: Path) -> list[int]:
+    """Processes other than this one whose working directory is in `folder` (Linux /proc; elsewhere none)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc/self").exists() else ():
+        with contextlib.suppress(OSError):
+            cwd = Path(os.readlink(entry / "cwd"))
+            if int(entry.name) != os.getpid() and (cwd == folder or folder in cwd.parents):
+                found.append(int(entry.name))
+    return found
 
 
 @pytest.fixture
