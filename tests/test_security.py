@@ -231,3 +231,28 @@ def test_a_planted_compiled_file_in_the_harness_never_runs(project: Path, tmp_pa
         [PY, "-c", "import lib; print(lib.VALUE)"], cwd=project, capture_output=True, text=True, env=env
     )
     assert value.stdout.strip() == "1"
+
+
+@needs_sandbox
+def test_a_protected_file_beside_copied_ones_is_shown_read_only_and_a_run_cannot_swap_it(tmp_path: Path):
+    # The run's scratch copy leaves protected files out; the sandbox shows them from the repository. A run that imports
+    # one sees it, and one that tries to write it, or to swap the folder holding it, changes nothing outside its copy.
+    from harness.testing import TOY_TRAIN, make_repo
+
+    hostile = (
+        "import os, shutil, lib.scorer, lib.other\n"
+        "for attempt in (lambda: open('lib/scorer.py', 'a').write('X = 0\\n'),\n"
+        "                lambda: os.rename('lib', 'lib_old'),\n"
+        "                lambda: shutil.rmtree('lib')):\n"
+        "    try:\n        attempt()\n    except OSError:\n        pass\n"
+    )
+    repo = make_repo(tmp_path / "p", {
+        "train.py": hostile + TOY_TRAIN, "program.md": toy_program(protected=["lib/scorer.py", "prepare.py"]),
+        "prepare.py": "# fixed\n", "lib/__init__.py": "", "lib/scorer.py": "SCALE = 1\n", "lib/other.py": "",
+    })  # fmt: skip
+    out = cli(repo, "run", "--tag", "s", "--agent", "optuna", "--max-experiments", "1")
+    assert out.returncode == 0, out.stderr
+    baseline = rows(repo)[0]
+    assert baseline["status"] == "keep" and baseline["metric"] is not None  # it ran, importing the protected file
+    assert (repo / "lib" / "scorer.py").read_text() == "SCALE = 1\n"
+    assert git(repo, "status", "--porcelain") == ""
