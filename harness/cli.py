@@ -21,7 +21,10 @@ Start = Callable[["Options", "Screen", dict[str, str]], "Ending"]
 
 
 def _root() -> Path:
-    return Path.cwd()
+    """The repository the command is run in, from its top or any folder below, as git finds it."""
+    from harness.paths import find_root
+
+    return find_root(Path.cwd())
 
 
 def _default_tag() -> str:
@@ -93,7 +96,7 @@ def _night(tag: str, limits: dict[str, Any], start: Start, agent: str | None = N
         ending = start(options, display, secrets)
     finally:
         display.close()
-    click.echo(f"{ending.reason}; see: autoresearch log --tag {tag}")
+    display.say(f"{ending.reason}; see: autoresearch log --tag {tag}")
     if ending.exit_code:
         sys.exit(ending.exit_code)
 
@@ -217,7 +220,9 @@ def init(
     Example: autoresearch init ../solver --mutable solve.py --run "python solve.py" --metric score --direction maximize
     """
     from harness import scaffold
+    from harness.paths import find_root
 
+    directory = find_root(directory) if directory.is_dir() else directory  # a folder inside it names the repository
     written = scaffold.init(
         directory, mutable=mutable, run=run_, metric=metric, direction=direction, budget=budget,
         timeout=timeout, force=force, agent_source=scaffold.seed_agent(),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -23,15 +27,68 @@ STYLES = {"keep": "bold green", "discard": "dim", "crash": "red", "timeout": "re
           "invalid": "yellow", "duplicate": "yellow", "interrupted": "yellow"}  # fmt: skip
 
 
+# Output that cannot be written: the reader went away (`| head`), the terminal hung up, or the stream was closed.
+GONE = frozenset({errno.EPIPE, errno.EIO, errno.EBADF, errno.ENXIO, errno.ECONNRESET})
+
+
+class Sink:
+    """A stream that drops what can no longer be written: a lost terminal never ends a night, the ledger and the
+    status file go on. Once its reader is gone, the file descriptor points at /dev/null, so that nothing buffered
+    (Python's own flush at exit included) fails later."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.gone = False
+        self._lock = threading.Lock()  # the live panel redraws from a thread of its own
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            if not self.gone:
+                try:
+                    self.stream.write(text)
+                except (OSError, ValueError) as e:  # ValueError: the stream was closed
+                    self._lost(e)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self.gone:
+                try:
+                    self.stream.flush()
+                except (OSError, ValueError) as e:
+                    self._lost(e)
+
+    def isatty(self) -> bool:
+        if self.gone:
+            return False
+        try:
+            return bool(self.stream.isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def __getattr__(self, name: str) -> object:  # encoding, fileno, ...: what a console asks of its file
+        return getattr(self.stream, name)
+
+    def _lost(self, error: OSError | ValueError) -> None:
+        if isinstance(error, OSError) and error.errno not in GONE:
+            raise error
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            fd = self.stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+
+
 class Display:
     """Shows the loop's state and each finished experiment; live mode redraws a panel, plain mode appends lines."""
 
     def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stdout
-        isatty = getattr(self.stream, "isatty", None)
-        self.live = bool(isatty and isatty()) if live is None else live
+        given = stream if stream is not None else sys.stdout
+        self.stream = Sink(given)
+        self.live = self.stream.isatty() if live is None else live
         self.state: dict[str, Any] = {}
-        self._console = Console(file=self.stream, force_terminal=True) if self.live else None
+        self._console = Console(file=self.stream, force_terminal=True) if self.live else None  # type: ignore[arg-type]
         self._live: Live | None = None  # started at the first update, so nothing is drawn before the loop runs
         self._last: tuple[Any, ...] | None = None  # (phase, experiment, description) of the last plain status line
 
@@ -41,7 +98,7 @@ class Display:
         if self._console is not None:
             if self._live is None and state.get("phase") != "stopped":
                 # Other output to the terminal (a library's warning) is printed above the panel, not through it.
-                mine = self.stream in (sys.stdout, sys.__stdout__)
+                mine = self.stream.stream in (sys.stdout, sys.__stdout__)
                 self._live = Live(console=self._console, get_renderable=self._panel, refresh_per_second=REFRESH,
                                   transient=True, redirect_stdout=mine, redirect_stderr=mine)  # fmt: skip
                 self._live.start()
@@ -92,6 +149,11 @@ class Display:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+    def say(self, line: str) -> None:
+        """A last line of the night's output, after the panel is down (dropped when nobody can read it)."""
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def _plain(self, line: str) -> None:
         self.stream.write(f"{_clock()} {line}\n")

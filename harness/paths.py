@@ -11,6 +11,16 @@ AGENT = "agent.py"
 RUNS = "runs"
 
 
+def find_root(start: Path) -> Path:
+    """The repository `start` is in, found as git finds it: the nearest folder, `start` or above, that holds `.git`
+    (a folder, or a file in a worktree or submodule); `start` itself when there is none, so that the error names it."""
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
 def branch(tag: str) -> str:
     """The experiment branch of a tag: autoresearch/<tag>."""
     return f"autoresearch/{tag}"

@@ -49,6 +49,9 @@ def run(
     person's mistake (HarnessError) is then raised, a bug leaves a crash log. `turn`, given the loop, returns what
     each of its turns does (HyperAgent mode); one experiment by default."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # A terminal that goes away (a closed window, a dropped ssh) hangs up on its jobs: the night goes on, as under
+    # nohup, and what it would have printed is dropped (the ledger and `autoresearch status` still say it all).
+    hangup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     agent: Agent | None = None
     loop: Loop | Parallel | None = None
     try:
@@ -83,6 +86,7 @@ def run(
             session.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, hangup)
     return Ending(str(end), end.exit_code, count, session.night.best, session.night.baseline)
 
 
