@@ -58,14 +58,30 @@ class _Rewrite(cst.CSTTransformer):
             name = updated.targets[0].target.value
             if name in self.values:
                 self.done.add(name)
-                return updated.with_changes(value=cst.parse_expression(literal(self.values[name])))
+                return updated.with_changes(value=_expression(updated.value, self.values[name]))
         return updated
 
     def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> cst.AnnAssign:
         if isinstance(updated.target, cst.Name) and updated.target.value in self.values and updated.value is not None:
             self.done.add(updated.target.value)
-            return updated.with_changes(value=cst.parse_expression(literal(self.values[updated.target.value])))
+            return updated.with_changes(value=_expression(updated.value, self.values[updated.target.value]))
         return updated
+
+
+def _expression(old: cst.BaseExpression, value: Any) -> cst.BaseExpression:
+    """The new value's expression; the old one, byte for byte, when it already says that value (so a diff shows only
+    the constants that changed), and a string in the quotes the file used."""
+    try:
+        current = ast.literal_eval(cst.Module(body=[]).code_for_node(old))
+    except (ValueError, SyntaxError, TypeError):
+        current = None
+    text = literal(value)
+    if type(current) is type(value) and current == ast.literal_eval(text):  # the same once written: 4 digits
+        return old
+    quoted = isinstance(old, cst.SimpleString) and old.quote == '"'
+    if isinstance(value, str) and quoted and text[0] == "'" and '"' not in text:
+        return cst.SimpleString('"' + text[1:-1] + '"')
+    return cst.parse_expression(text)
 
 
 def set_constants(source: str, values: dict[str, Any]) -> str:
