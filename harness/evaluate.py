@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness import proctable
-from harness.runlog import LogReader, last_value, tail
+from harness.runlog import LogReader, last_value, metric_names, tail
 from harness.workspace import Jail
 
 Outcome = Literal["ok", "crash", "timeout", "tampered"]
@@ -162,7 +162,7 @@ def evaluate(
         outcome, reason = "crash", _exit_reason(ran.code)
     elif found is None:
         outcome = "crash"
-        reason = f"{metric} was {value}" if value is not None else f"no '{metric}: <float>' line in the output"
+        reason = f"{metric} was {value}" if value is not None else no_metric(ran.text, metric, "the run", log)
     else:
         outcome, reason = "ok", ""
     return RunResult(
@@ -198,9 +198,40 @@ def trusted_metric(result: RunResult, jail: Jail, command: str, *, metric: str, 
     else:
         last = [line.strip() for line in ran.text.splitlines() if line.strip()]
         said = last[-1] if last else _exit_reason(ran.code)
-        why = f"the evaluator gave no {metric}: {said}" if ran.code == 0 else f"the evaluator refused it: {said}"
+        if ran.code != 0:
+            why = f"the evaluator refused it: {said} (its log: {log})"
+        elif value is not None:
+            why = f"the evaluator gave {metric} = {value} (its log: {log})"
+        else:
+            why = no_metric(ran.text, metric, "the evaluator", log)
     return _with(result, outcome="crash", metric=None, tail=tail(ran.text), reason=why, claimed=claimed,
                  eval_seconds=seconds)  # fmt: skip
+
+
+def no_metric(text: str, metric: str, who: str, log: Path) -> str:
+    """Why no metric was read, and the fix: the names it did print, and `metric:` in program.md when the line is
+    there under another name."""
+    printed = metric_names(text)
+    if not printed:
+        return f"{who} printed no '{metric}: <float>' line (its log: {log})"
+    said = ", ".join(f"'{name}'" for name in printed[-3:])
+    return (
+        f"{who} printed no '{metric}: <float>' line, but printed {said} (its log: {log}); if {printed[-1]} is the "
+        f"number to judge by, set 'metric: {printed[-1]}' in program.md"
+    )
+
+
+def baseline_failed(status: str, result: RunResult, mutable: str, run: str) -> str:
+    """Why a night cannot start from this baseline, and the fix: the baseline must run before anything is tried."""
+    if result.outcome == "timeout":
+        fix = f"see {result.log}; raise 'budget' or 'timeout' in program.md, or make {mutable} end within its budget"
+    elif "program.md" in result.reason or "its log:" in result.reason:
+        fix = "fix that"  # the reason names the fix and the log already
+    elif result.outcome == "tampered":
+        fix = f"see {result.log}; {mutable} must leave the protected files alone"
+    else:
+        fix = f"see {result.log}; fix {mutable} or the run command ('{run}')"
+    return f"the baseline failed ({status}: {result.reason}); {fix}, then start again ('autoresearch check' tries it)"
 
 
 def _with(result: RunResult, **changes: object) -> RunResult:

@@ -25,7 +25,7 @@ from harness.errors import (
     ServiceFailed,
     StopRequested,
 )
-from harness.evaluate import RunResult
+from harness.evaluate import RunResult, baseline_failed
 from harness.gates import check_proposal
 from harness.ledger import Status
 from harness.night import result_of
@@ -120,10 +120,7 @@ class Loop:
         extra = {"repeats": metrics, "noise": self.night.noise, **run.measured.extra()}
         self._finish(Finished(0, status, "baseline", head, metric, result, file_sha=sha, extra=extra))
         if not ok:
-            raise HarnessError(
-                f"the baseline failed ({status}: {result.reason}); see {result.log} and fix {config.mutable} "
-                f"or the run command, then start again"
-            )
+            raise HarnessError(baseline_failed(status, result, config.mutable, config.run))
 
     def remeasure(self, config: Config, exp_id: int) -> None:
         """Run the champion again while the keep rule asks for it (too few clean runs, the noise not yet trusted, or

@@ -34,6 +34,20 @@ def last_value(text: str, metric: str) -> float | None:
     return None
 
 
+_ANY_METRIC = re.compile(rf"[ \t]*([A-Za-z_][\w.\-/]*)[ \t]*:[ \t]*{_NUMBER}[ \t]*")
+
+
+def metric_names(text: str) -> list[str]:
+    """The names of the `<name>: <number>` lines of an output, the last printed last, each once."""
+    names: dict[str, None] = {}
+    for line in text.splitlines():
+        found = _ANY_METRIC.fullmatch(line)
+        if found:
+            names.pop(found.group(1), None)
+            names[found.group(1)] = None
+    return list(names)
+
+
 def parse_metric(text: str, metric: str) -> float | None:
     """The value of the last line `<metric>: <float>` in `text`; None when there is none or it is nan or inf."""
     value = last_value(text, metric)

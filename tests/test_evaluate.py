@@ -161,7 +161,7 @@ def test_a_run_without_the_metric_is_a_crash_with_the_tail(tmp_path: Path) -> No
     assert result.outcome == "crash"
     assert result.metric is None
     assert result.exit_code == 0
-    assert result.reason == "no 'val_bpb: <float>' line in the output"
+    assert result.reason == f"the run printed no 'val_bpb: <float>' line (its log: {result.log})"
     assert result.tail.endswith("the last words")
     assert "step 0\n" not in result.tail  # only the end of the log
     assert len(result.tail) <= 3000
@@ -434,3 +434,27 @@ def test_other_work_on_the_runs_cores_shows_in_its_load_and_marks_it_contended(t
     assert busy.outcome == "ok" and busy.load is not None and busy.cpu_seconds is not None
     assert busy.load > 0.8  # every core was busy, nearly all the time
     assert contended(busy.cpu_seconds, busy.seconds, busy.load, len(cores), typical=None)
+
+
+def test_a_metric_the_evaluator_never_prints_points_at_metric_and_its_log(tmp_path: Path):
+    from harness.testing import PY, TOY_TRAIN, cli, make_repo, toy_program
+
+    scorer = "print('fitting done')\nprint('mse: 3153.1')\n"
+    program = toy_program(metric="rmse", evaluate=f"{PY} score.py", protected="[score.py]")
+    repo = make_repo(tmp_path / "p", {"train.py": TOY_TRAIN, "program.md": program, "score.py": scorer})
+    out = cli(repo, "run", "--tag", "m", "--agent", "optuna", "--max-experiments", "1")
+    assert out.returncode == 1
+    said = out.stderr
+    assert "the evaluator printed no 'rmse: <float>' line, but printed 'mse'" in said
+    assert "set 'metric: mse' in program.md" in said
+    assert "runs/m/0.eval.log" in said and "fix train.py" not in said
+
+
+def test_a_metric_the_run_never_prints_names_what_it_printed(tmp_path: Path):
+    from harness.testing import TOY_TRAIN, cli, make_repo, toy_program
+
+    repo = make_repo(tmp_path / "p", {"train.py": TOY_TRAIN, "program.md": toy_program(metric="val_loss")})
+    out = cli(repo, "run", "--tag", "m", "--agent", "optuna", "--max-experiments", "1")
+    assert out.returncode == 1
+    assert "the run printed no 'val_loss: <float>' line, but printed 'val_bpb'" in out.stderr
+    assert "set 'metric: val_bpb' in program.md" in out.stderr and "runs/m/0.log" in out.stderr
