@@ -12,16 +12,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from harness import childenv, process, sandbox, toolbox, workspace
 from harness.brief import Evidence
 from harness.config import Config
+from harness.edits import head
 from harness.errors import AgentError, BudgetExceeded, LLMError, RequestRefused
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.task import Proposal, Proposed, Result, Spend, Task
+from harness.text import REASON_CHARS, REFLECTION_CHARS, clean, one_line, tail
 from harness.workspace import Jail
 
 if TYPE_CHECKING:
@@ -186,7 +189,7 @@ class HostedAgent:
                         child.stdin.write((json.dumps(answer) + "\n").encode())
                         child.stdin.flush()
                     elif op == "result":
-                        proposal = Proposal.from_json(message.get("proposal", {}))
+                        proposal = bounded(Proposal.from_json(message.get("proposal", {})))
                         break
                     else:
                         if refused is not None:
@@ -233,6 +236,17 @@ class HostedAgent:
         log.write(f"[autoresearch] tool {line}: {len(text)} characters{'' if ok else ' (refused)'}\n".encode())
         log.flush()
         return {"ok": ok, "text": text}
+
+
+def bounded(proposal: Proposal) -> Proposal:
+    """A child's proposal with its free text bounded as the ledger bounds it: the notes and the reflection come back
+    in every later task, so a child that writes pages of them cannot grow each task and the ledger without end."""
+    return replace(
+        proposal,
+        notes=tail(proposal.notes),
+        reflection=head(clean(proposal.reflection), REFLECTION_CHARS),
+        reason=one_line(proposal.reason, REASON_CHARS) if proposal.reason else "",
+    )
 
 
 def agent_sha(source: bytes) -> str:

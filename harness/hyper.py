@@ -33,7 +33,7 @@ from harness.repo import Repo, with_trailers
 from harness.session import Options
 from harness.status import Screen, write_status
 from harness.task import Spend, Task
-from harness.text import one_line
+from harness.text import REASON_CHARS, one_line
 
 FAILURES = 3  # a champion whose propose() raises this many times in a row gives its place back to the one before
 STOPPED = "the harness stopped during this generation (killed, power cut or Ctrl-C)"
@@ -257,7 +257,7 @@ class Hyper:
         commit = None
         if path is not None and path.is_file():
             commit = self.repo.commit_beside(self.night.champion, AGENT, path, self._message(n, description))
-        error = one_line(rejection.error)[:500]
+        error = one_line(rejection.error, REASON_CHARS)
         self._record(n, "rejected", rejection.stage, error, sha, commit, self.night.champion, description, spend,
                      scores or {})  # fmt: skip
         if commit:
@@ -270,10 +270,11 @@ class Hyper:
         self, n: int, status: GenerationStatus, stage: str, error: str, sha: str, commit: str | None, parent: str,
         description: str, spend: Spend, scores: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
+        error = one_line(error, REASON_CHARS) if error else ""
         row = Generation(
             tag=self.tag, generation=n, status=status, stage=stage, error=error, agent_sha=sha,
             champion_sha=self.champion.sha, commit=commit, scores=scores or {}, parent=parent,
-            description=description, after=self.night.rows[-1].id if self.night.rows else None,
+            description=one_line(description), after=self.night.rows[-1].id if self.night.rows else None,
             tokens_in=spend.tokens_in, tokens_out=spend.output_tokens, cost_usd=round(spend.cost_usd, 6),
         )  # fmt: skip
         self.s.ledger.append(row)

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Config
+from harness.edits import head
 from harness.evaluate import RunResult
 from harness.ledger import EVALUATED, FAILED, Experiment, Status
 from harness.night import Night
 from harness.task import Proposed, Spend
-from harness.text import clean, one_line, tail
+from harness.text import DESCRIPTION_CHARS, REASON_CHARS, REFLECTION_CHARS, clean, clip, one_line, tail
 
 TAIL_CHARS = 3000  # how much of a failed run's log the ledger and the agent see
-REASON_CHARS = 500  # a reason is one line; an agent's exception text must not become a page
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ def row(finished: Finished, night: Night, config: Config, author: Author, root: 
         reason = result.reason
     proposal = f.proposed.proposal if f.proposed else None
     extra = {**(f.proposed.extra if f.proposed else {}), **f.extra}
+    if "reflection" in extra:  # model-written, and sent back in every later task: bounded like the notes
+        extra["reflection"] = head(clean(extra["reflection"]), REFLECTION_CHARS)
     return Experiment(
         tag=night.tag,
         id=f.id,
@@ -73,7 +75,7 @@ def row(finished: Finished, night: Night, config: Config, author: Author, root: 
         metric=f.metric,
         best=f.metric if f.status == "keep" else night.best,
         delta=change,
-        description=f.description,
+        description=clip(f.description, DESCRIPTION_CHARS),
         seconds=round(result.seconds if result else f.seconds, 3),
         agent=author.agent,
         program_sha=author.program_sha,

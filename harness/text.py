@@ -6,6 +6,8 @@ import re
 
 DESCRIPTION_CHARS = 200  # a commit subject, a table cell
 NOTES_CHARS = 4000  # an agent's memory across experiments: the end is what it wrote last, so the end is kept
+REFLECTION_CHARS = 4000  # an agent's reflection on the night: sent back in every later task, so bounded like notes
+REASON_CHARS = 500  # a reason or an error is one line; an agent's exception text must not become a page
 
 # C0 and C1 controls but tab and newline, DEL, and the bidirectional overrides that can make a line read as another.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

@@ -364,3 +364,35 @@ def test_the_proxy_carries_tools_tool_choice_and_thinking(project: Path, fake_an
     row = experiments(project)[-1]
     assert json.loads(row["notes"]) == {"stop": "end_turn", "content": blocks, "out": 700}
     assert row["tokens_out"] == 700 and row["cost_usd"] == round(price(MODEL, 50, 700), 6)  # thinking is billed
+
+
+# An agent that writes pages where a line is wanted: a 12 MiB reflection, 2 MiB of notes and a 512 KiB description,
+# then an exception whose text is 4 MiB, then a proposal that reports what the task sent back to it.
+GIANT = """from harness.task import Proposal
+
+
+def propose(task, llm):
+    n = task.experiment
+    if n == 1:
+        big = "x" * 12 * 2**20
+        return Proposal("d" * 2**19, task.mutable_content + "# 1\\n", notes="n\\n" * 2**20, reflection=big)
+    if n == 2:
+        raise RuntimeError("e" * 4 * 2**20)
+    said = f"reflection {len(task.reflection)} notes {len(task.notes)}"
+    return Proposal(said, task.mutable_content + "# 3\\n")
+"""
+
+
+def test_a_giant_reflection_notes_and_error_are_bounded_in_the_ledger_and_the_next_task(project: Path, tmp_path):
+    agent = tmp_path / "giant.py"
+    agent.write_text(GIANT)
+    out = cli(project, "run", "--tag", "big", "--agent", str(agent), "--max-experiments", "3", timeout=300)
+    assert out.returncode == 0, out.stderr
+    first, second, third = experiments(project)[1:]
+    assert first["status"] != "invalid", first["reason"]
+    assert len(first["extra"]["reflection"]) <= 4000 and len(first["notes"]) <= 4000
+    assert len(first["description"]) <= 200
+    assert second["status"] == "invalid" and "RuntimeError: eee" in second["reason"] and len(second["reason"]) <= 500
+    said = dict(zip(*[iter(third["description"].split())] * 2, strict=True))
+    assert int(said["reflection"]) <= 4000 and int(said["notes"]) <= 4000
+    assert (project / "experiments.log").stat().st_size < 100_000
