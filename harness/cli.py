@@ -204,6 +204,8 @@ def report(tag: str | None, out: Path) -> None:
 @click.option("--direction", type=click.Choice(["minimize", "maximize"]), default="minimize", show_default=True)
 @click.option("--budget", type=float, default=300, show_default=True, help="Seconds each run is told it has.")
 @click.option("--timeout", type=float, default=None, help="Hard limit per run. [default: budget + 60 s grace]")
+@click.option("--evaluate", default="", help="Your trusted evaluator, e.g. 'python score.py' (its files protected).")
+@click.option("--hidden", multiple=True, help="Data only the evaluator sees, e.g. data/test/ (repeatable).")
 @click.option("--force", is_flag=True, help="Overwrite program.md and agent.py if they exist.")
 def init(
     directory: Path,
@@ -213,6 +215,8 @@ def init(
     direction: str,
     budget: float,
     timeout: float | None,
+    evaluate: str,
+    hidden: tuple[str, ...],
     force: bool,
 ) -> None:
     """Make another git repository ready for the loop: program.md, .gitignore entries, agent.py.
@@ -225,8 +229,14 @@ def init(
     directory = find_root(directory) if directory.is_dir() else directory  # a folder inside it names the repository
     written = scaffold.init(
         directory, mutable=mutable, run=run_, metric=metric, direction=direction, budget=budget,
-        timeout=timeout, force=force, agent_source=scaffold.seed_agent(),
+        timeout=timeout, force=force, agent_source=scaffold.seed_agent(), evaluate=evaluate, hidden=hidden,
     )  # fmt: skip
     for path in written:
         click.echo(f"wrote {path}")
-    click.echo(f"next: edit {directory / 'program.md'}, commit, then run 'autoresearch run --tag <name>' there")
+    for guess in scaffold.guesses(directory / mutable):
+        range_ = f"searched {scaffold.flow(guess.space)}" if guess.space else "not searched"
+        click.echo(f"  {guess.name} = {guess.value}: {range_}; {guess.why}")
+    click.echo(
+        f"next: read the guesses in {directory / 'program.md'} (each has its reason), commit, then "
+        "'autoresearch check' and 'autoresearch run --tag <name>' there"
+    )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +20,8 @@ IGNORED = (LEDGER, f"{RUNS}/")  # the ledger must survive every reset, and runs/
 
 HEADER = """\
 # autoresearch reads this front matter before every experiment; an edit applies from the next one.
-# Other keys: min_delta, baseline_runs, protected, model, max_cost_usd, patience, history, search, sandbox, network.
-# search (for the offline optuna agent) names constants of the mutable file and their ranges, e.g.
-#   search:
-#     LEARNING_RATE: {low: 1.0e-4, high: 1.0e-2, log: true}
-#     DEPTH: {low: 2, high: 8}
+# Other keys: min_delta, baseline_runs, model, max_cost_usd, patience, history, sandbox, network (the README's table).
+# 'autoresearch check' reads this file against the repository and runs the baseline once, creating nothing.
 #
 # The metric below is what the run prints about itself: code an agent rewrites all night can learn to print a
 # better number than it earns. Let a trusted command of yours decide it instead. After each run that ends well
@@ -60,6 +60,8 @@ def init(
     timeout: float | None,
     force: bool,
     agent_source: Path,
+    evaluate: str = "",
+    hidden: tuple[str, ...] = (),
 ) -> list[Path]:
     """Write program.md, add the git-ignore entries and copy the agent into `target`; returns the paths written.
 
@@ -78,15 +80,24 @@ def init(
     for path in (program, agent):
         if path.exists() and not force:
             raise HarnessError(f"{path} exists; --force to overwrite")
-    front = {"mutable": mutable, "run": run, "metric": metric, "direction": direction, "budget": _plain(budget),
-             **({"timeout": _plain(timeout)} if timeout is not None else {})}  # fmt: skip
-    space = search_space(target / mutable)
-    if space:
-        front["search"] = space
-    build_config(front, lambda key: f"--{key}")  # the loop's own checks, before anything is written
+    front: dict[str, Any] = {"mutable": mutable, "run": run, "metric": metric, "direction": direction}
+    front["budget"] = _plain(budget)
+    if timeout is not None:
+        front["timeout"] = _plain(timeout)
+    if evaluate:
+        front["evaluate"] = evaluate
+    if hidden:
+        front["hidden"] = list(hidden)
+    # The evaluator's own files are protected: a run that could edit its judge would be judged by itself.
+    front["protected"] = [PROGRAM, AGENT, *_files_named(target, evaluate)]
+    found = guesses(target / mutable)
+    space = {g.name: g.space for g in found if g.space is not None}
+    build_config({**front, "search": space}, lambda key: f"--{key}")  # the loop's own checks, before any write
 
     better = "as small as it can be" if direction == "minimize" else "as large as it can be"
-    text = "---\n" + HEADER + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n"
+    header = HEADER if not evaluate else HEADER[: HEADER.index("# The metric below")]
+    text = "---\n" + header + yaml.safe_dump(front, sort_keys=False, allow_unicode=True, width=1000)
+    text += search_block(found, mutable) + "---\n"
     text += BODY.format(metric=metric, mutable=mutable, run=run, budget=_plain(budget), better=better)
     program.write_text(text, encoding="utf-8")
     written = [program]
@@ -98,24 +109,108 @@ def init(
     return written
 
 
-def search_space(path: Path) -> dict[str, dict[str, Any]]:
-    """A starting search space for the offline agent: each positive UPPER_CASE number at the top of a Python file,
-    floats on a log scale from a tenth to ten times their value, integers from a quarter to four times."""
+@dataclass(frozen=True)
+class Guess:
+    """One constant of the mutable file and what init makes of it: a range and why, or why it is left alone."""
+
+    name: str
+    value: Any
+    space: dict[str, Any] | None  # None: not searched
+    why: str  # the comment beside it in program.md
+
+
+# Names that say what a number is, and so bound the range guessed for it.
+SEEDS = re.compile(r"(^|_)(SEED|RANDOM_STATE)(_|$)")
+SPLITS = re.compile(r"(^|_)(TEST|VAL|VALID|VALIDATION|EVAL|HOLDOUT|HELDOUT)(_|$)")
+FRACTIONS = re.compile(r"(^|_)(FRAC|FRACTION|SUBSAMPLE|DROPOUT|RATE|RATIO|SHARE|MOMENTUM)(_|$)")
+COUNTS = re.compile(r"(^|_)(N|NUM|MIN|MAX|SIZE|DEPTH|LAYERS|HEADS|ESTIMATORS|ITER|ITERS|EPOCHS|STEPS|BATCH|LEAF|"
+                    r"LEAVES|SAMPLES|SPLIT|DIM|WIDTH|HIDDEN|NEIGHBORS|K)(_|$)")  # fmt: skip
+# Library minimums a name tells: scikit-learn refuses min_samples_split=1 (a split needs two samples).
+MINIMUMS = {"MIN_SAMPLES_SPLIT": 2}
+
+
+def guess(name: str, value: Any) -> Guess | None:
+    """What init makes of one top-level constant, or None when it is not a number worth a line."""
+    if not name.isupper() or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if SEEDS.search(name):
+        return Guess(name, value, None, "a seed; a lucky seed is not a better method")
+    if SPLITS.search(name):
+        return Guess(name, value, None, "it decides what the score is measured on, not how good the method is")
+    if value < 0 or (value == 0 and not (isinstance(value, float) and FRACTIONS.search(name))):
+        return Guess(name, value, None, "no scale to search around; add a range by hand")
+    if isinstance(value, float):
+        if FRACTIONS.search(name) and value <= 1:
+            if value == 0:
+                return Guess(name, value, {"low": 0.0, "high": 0.5}, "0 in the file, a fraction by its name: 0 to 0.5")
+            low, high = _g(value / 10), min(1.0, _g(value * 10))
+            why = f"{_g(value)} in the file, a fraction by its name: a tenth of it to at most 1, log scale"
+            return Guess(name, value, {"low": low, "high": high, "log": True}, why)
+        low, high = _g(value / 10), _g(value * 10)
+        return Guess(name, value, {"low": low, "high": high, "log": True},
+                     f"{_g(value)} in the file: a tenth to ten times, log scale")  # fmt: skip
+    floor = MINIMUMS.get(name, 1)
+    if value <= floor:
+        return Guess(name, value, None, "already at its least sensible value; add a range by hand if wanted")
+    low, high = max(floor, value // 4), value * 4
+    why = f"{value} in the file: a quarter to four times"
+    if name in MINIMUMS:
+        why += f", at least {floor} (the libraries' minimum)"
+    elif COUNTS.search(name) or low == 1:
+        why += ", at least 1"
+    return Guess(name, value, {"low": low, "high": high}, why)
+
+
+def guesses(path: Path) -> list[Guess]:
+    """init's guesses for the constants at the top of a Python file (none for another kind of file)."""
     if path.suffix != ".py":
-        return {}
+        return []
     try:
         constants = read_constants(path.read_text(encoding="utf-8"))
     except (SyntaxError, ValueError, UnicodeDecodeError):
-        return {}
-    space: dict[str, dict[str, Any]] = {}
-    for name, value in constants.items():
-        if not name.isupper() or isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            continue
-        if isinstance(value, float):
-            space[name] = {"low": float(f"{value / 10:.3g}"), "high": float(f"{value * 10:.3g}"), "log": True}
-        elif value > 1:
-            space[name] = {"low": max(1, value // 4), "high": value * 4}
-    return space
+        return []
+    return [g for name, value in constants.items() if (g := guess(name, value)) is not None]
+
+
+def search_space(path: Path) -> dict[str, dict[str, Any]]:
+    """A starting search space for the offline agent: the constants init guesses a range for (see `guess`)."""
+    return {g.name: g.space for g in guesses(path) if g.space is not None}
+
+
+def search_block(found: list[Guess], mutable: str) -> str:
+    """The `search:` front matter, each guess with its reason beside it, and the constants left alone said so."""
+    searched = [g for g in found if g.space is not None]
+    lines = [
+        f"# search: ranges init guessed from the constants of {mutable}, each with its reason; narrow or widen them,",
+        "# or delete a line to leave that constant alone (a range a library refuses makes crashed experiments).",
+    ]
+    if searched:
+        lines.append("search:")
+        width = max(len(f"  {g.name}: {flow(g.space or {})}") for g in searched)
+        lines += [f"  {g.name}: {flow(g.space or {})}".ljust(width) + f"  # {g.why}" for g in searched]
+    else:
+        lines.append(f"# (no number at the top of {mutable} to search: write 'search:' by hand, as the README shows)")
+    lines += [f"# not searched: {g.name} = {g.value}: {g.why}" for g in found if g.space is None]
+    return "\n".join(lines) + "\n"
+
+
+def flow(space: dict[str, Any]) -> str:
+    """A range as YAML's flow style writes it: {low: 2, high: 20}."""
+    return "{" + ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in space.items()) + "}"
+
+
+def _g(value: float) -> float:
+    """Three significant digits: a bound a person reads."""
+    return float(f"{value:.3g}")
+
+
+def _files_named(root: Path, command: str) -> list[str]:
+    """The repository's files a command names (`python score.py --split test` names score.py)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return []
+    return [w for w in words if not w.startswith("-") and (root / w).is_file() and not Path(w).is_absolute()]
 
 
 def seed_agent() -> Path:

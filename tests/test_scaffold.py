@@ -107,3 +107,66 @@ def test_init_then_run_with_the_optuna_agent_in_a_foreign_repository(tmp_path: P
     assert kept and kept[-1]["metric"] > exps[0]["metric"]  # maximize: kept means higher
     assert all(r["delta"] > 0 for r in kept)
     assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+
+
+GBR = '''\
+"""A boosted model's knobs, checked as scikit-learn checks them. Usage: python gbr.py"""
+
+N_ESTIMATORS = 100
+MAX_DEPTH = 3
+MIN_SAMPLES_SPLIT = 2
+MIN_SAMPLES_LEAF = 1
+LEARNING_RATE = 0.1
+SUBSAMPLE = 0.9
+RANDOM_STATE = 13
+LOSS = "squared_error"
+
+import json, os  # noqa: E401
+
+assert MIN_SAMPLES_SPLIT >= 2, "min_samples_split must be >= 2"
+assert 0 < SUBSAMPLE <= 1, "subsample must be in (0, 1]"
+assert MAX_DEPTH >= 1 and N_ESTIMATORS >= 1
+loss = (LEARNING_RATE - 0.05) ** 2 + (SUBSAMPLE - 0.7) ** 2 + abs(MAX_DEPTH - 4) * 0.01 + RANDOM_STATE * 1e-9
+with open(os.path.join(os.environ["AUTORESEARCH_OUT"], "pred.json"), "w") as f:
+    json.dump({"loss": loss}, f)
+'''
+
+SCORE = '''\
+import json, os, sys  # noqa: E401
+print("rmse:", json.load(open(os.path.join(sys.argv[1], "pred.json")))["loss"])
+'''
+
+
+def test_init_bounds_and_explains_its_guesses_and_protects_the_evaluator(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    from harness.testing import cli, make_repo
+
+    repo = make_repo(tmp_path / "gbr", {"gbr.py": GBR, "score.py": SCORE})
+    out = cli(
+        repo / ".", "init", "--mutable", "gbr.py", "--run", f"{sys.executable} gbr.py", "--metric", "rmse",
+        "--budget", "10", "--evaluate", f"{sys.executable} score.py $AUTORESEARCH_OUT",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    # init says what it guessed and why, on the terminal and beside every range in program.md.
+    assert "RANDOM_STATE = 13: not searched; a seed" in out.stdout
+    assert "MIN_SAMPLES_SPLIT = 2: not searched" in out.stdout
+    program = load(repo / "program.md")
+    space = {p.name: p for p in program.config.search}
+    assert set(space) == {"N_ESTIMATORS", "MAX_DEPTH", "LEARNING_RATE", "SUBSAMPLE"}
+    assert space["SUBSAMPLE"].high == 1.0 and space["MAX_DEPTH"].low >= 1
+    lines = (repo / "program.md").read_text().splitlines()
+    for name in space:
+        (line,) = [x for x in lines if x.startswith(f"  {name}:")]
+        assert "# " in line and "in the file" in line  # each inferred range says where it came from
+    assert "score.py" in program.config.protected and program.config.evaluate.endswith("score.py $AUTORESEARCH_OUT")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "init")
+    out = cli(repo, "run", "--tag", "g", "--agent", "random", "--max-experiments", "12")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in (repo / "experiments.log").read_text().splitlines()]
+    exps = [r for r in rows if r["kind"] == "experiment"]
+    assert len(exps) == 13 and not [r for r in exps if r["status"] in ("crash", "invalid")]
+    for ref in git(repo, "for-each-ref", "--format=%(objectname)", "refs/autoresearch/g").split():
+        assert "RANDOM_STATE = 13\n" in git(repo, "show", f"{ref}:gbr.py") + "\n"
