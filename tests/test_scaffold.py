@@ -131,10 +131,10 @@ with open(os.path.join(os.environ["AUTORESEARCH_OUT"], "pred.json"), "w") as f:
     json.dump({"loss": loss}, f)
 '''
 
-SCORE = '''\
+SCORE = """\
 import json, os, sys  # noqa: E401
 print("rmse:", json.load(open(os.path.join(sys.argv[1], "pred.json")))["loss"])
-'''
+"""
 
 
 def test_init_bounds_and_explains_its_guesses_and_protects_the_evaluator(tmp_path: Path) -> None:
