@@ -161,14 +161,84 @@ def stop() -> None:
 @click.option("--since", default=None, help="Only rows after an ISO time or a duration ago (12h, 30m).")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows in the table (the summary counts all).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def log(tag: str | None, since: str | None, limit: int, as_json: bool) -> None:
+@click.option("--csv", "as_csv", is_flag=True, help="One CSV row per experiment, each parameter a column.")
+def log(tag: str | None, since: str | None, limit: int, as_json: bool, as_csv: bool) -> None:
     """Show the night: a table of experiments and a summary.
 
-    Example: autoresearch log --tag nov23
+    Example: autoresearch log --tag nov23 (or --csv > nov23.csv)
     """
+    if as_csv:
+        from harness import csvlog, nights
+
+        click.echo(csvlog.night_csv(nights.place(_root()), tag), nl=False)
+        return
     from harness import review
 
     click.echo(review.render_log(_root(), tag=tag, since=since, limit=limit, as_json=as_json), nl=False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def nights(as_json: bool) -> None:
+    """List the nights of this repository: state, baseline to best, experiments, keep rate, crashes, cost.
+
+    Example: autoresearch nights
+    """
+    import json
+
+    from harness import nights as nights_
+
+    lines = nights_.lines(nights_.place(_root()))
+    if as_json:
+        click.echo(json.dumps([n.to_json() for n in lines], indent=2))
+    else:
+        click.echo(nights_.table(lines), nl=False)
+
+
+@main.command()
+@click.argument("experiment", type=int)
+@click.option("--tag", default=None, help="The night. [default: the latest]")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(experiment: int, tag: str | None, as_json: bool) -> None:
+    """Show one experiment: its verdict, measurements, parameters, diff against its parent, and its logs.
+
+    Example: autoresearch show 12 --tag nov23
+    """
+    from harness import detail
+
+    click.echo(detail.show_repo(_root(), tag, experiment, as_json=as_json), nl=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (not loopback: a token).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port.")
+def serve(host: str, port: int) -> None:
+    """Serve the morning review in a browser: the nights, each night live, each experiment, two nights compared.
+    Read-only; on an address other than loopback it asks for the token in the URL it prints.
+
+    Example: autoresearch serve --port 8000
+    """
+    app = _web("app")
+
+    def announce(url: str) -> None:
+        click.echo(f"serving the review at {url} (Ctrl-C stops)", err=False)
+        sys.stdout.flush()
+
+    app.serve(_root(), host, port, announce)
+
+
+def _web(module: str) -> Any:
+    """A module of harness.web; a clear line when the optional web extra is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"harness.web.{module}")
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("starlette", "uvicorn", "jinja2"):
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"the web review needs {e.name}: pip install 'autoresearch[web]'") from None
+        raise
 
 
 @main.command()
@@ -185,11 +255,17 @@ def status() -> None:
 @main.command()
 @click.option("--tag", default=None, help="The night to report. [default: the latest]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True)
-def report(tag: str | None, out: Path) -> None:
-    """Write report.md and progress.png for a night.
+@click.option("--html", "as_html", is_flag=True, help="The pages of 'autoresearch serve' as static files instead.")
+def report(tag: str | None, out: Path, as_html: bool) -> None:
+    """Write report.md and progress.png for a night; with --html, the review's pages as static files (every night,
+    or the one --tag names), readable without a server.
 
-    Example: autoresearch report --tag nov23 --out report/
+    Example: autoresearch report --tag nov23 --out report/ (or --html --out site/)
     """
+    if as_html:
+        path = _web("export").write_site(_root(), out, [tag] if tag else None)
+        click.echo(f"wrote {path}")
+        return
     from harness import report as report_
 
     path = report_.report_repo(_root(), out, tag=tag)

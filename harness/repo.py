@@ -267,6 +267,9 @@ class Repo:
         """The content of a file at a commit."""
         return self._run("show", f"{sha}:{path}", strip_newline_in_stdout=False)
 
+    def diff(self, old: str, new: str) -> str:
+        return self._run("diff", "--no-color", "--no-ext-diff", old, new, strip_newline_in_stdout=False)
+
     def message(self, sha: str) -> str:
         return self._run("log", "-1", "--format=%B", sha)
 

@@ -1,0 +1,227 @@
+"""The nights of a repository, one line each: the `/` page of `autoresearch serve` and `autoresearch nights`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError, ProgramError
+from harness.ledger import Experiment, Ledger, MeasurementRow, Row
+from harness.paths import Layout
+from harness.review import Night, num, signed, summarize
+from harness.status import doing, duration, read_status
+
+CRASHED = ("crash", "timeout")  # the statuses counted as crashes in the nights table
+
+
+@dataclass(frozen=True)
+class Place:
+    """The repository under review: its ledger, and what program.md says of the metric, the file and the search."""
+
+    root: Path
+    metric: str
+    direction: str | None
+    mutable: str
+    search: tuple[str, ...]  # the names of the `search:` constants
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
+
+
+def place(root: Path) -> Place:
+    """The repository at `root`; a HarnessError when it has no ledger yet. A malformed program.md is read as absent."""
+    from harness.program import load
+
+    layout = Layout(root)
+    if not layout.ledger.exists():
+        raise HarnessError(f"no {layout.ledger.name} in {root}; start a night with 'autoresearch run --tag <name>'")
+    try:
+        config = load(layout.program).config
+    except ProgramError:
+        return Place(root, "metric", None, "train.py", ())
+    return Place(root, config.metric, config.direction, config.mutable, tuple(p.name for p in config.search))
+
+
+@dataclass(frozen=True)
+class TestScore:
+    """One locked-test score (a `kind: "test"` row): the champion it scored and its number; never a decision."""
+
+    experiment: int | None  # the experiment whose version was scored (the champion it made)
+    value: float | None
+    time: str
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One read of the ledger: every typed row, the locked-test rows, and the byte where the next row will start."""
+
+    rows: tuple[Row, ...]
+    tests: tuple[dict[str, Any], ...]
+    end: int  # the ledger's size when read: a live page follows from here, reading only the bytes written after
+    groups: dict[str, list[Row]] = field(default_factory=dict)  # tag -> its rows; built by read()
+
+    def of(self, tag: str) -> list[Row]:
+        if not self.groups and self.rows:
+            for r in self.rows:
+                self.groups.setdefault(r.tag, []).append(r)
+        return self.groups.get(tag, [])
+
+    def tests_of(self, tag: str) -> list[TestScore]:
+        return [test_score(t) for t in self.tests if t.get("tag") == tag]
+
+    def tags(self) -> list[str]:
+        return list(dict.fromkeys(r.tag for r in self.rows))
+
+
+@dataclass(frozen=True)
+class NightLine:
+    """A night in one line: where it stands, what it found, what it cost."""
+
+    tag: str
+    state: str  # running, stopped, ended (its loop died without stopping; `run --tag` resumes), or done
+    doing: str  # while running: what the loop is doing now ("" otherwise)
+    eta: str  # while running: when the run under way is due to end ("" otherwise)
+    metric: str
+    direction: str
+    baseline: float | None
+    best: float | None
+    change: float | None
+    change_pct: float | None
+    experiments: int
+    kept: int
+    keep_rate: float
+    crashes: int  # crash and timeout rows
+    contended: int  # runs measured while the machine was clearly busy
+    cost_usd: float
+    busy: float | None  # the share of the workers' time spent running runs
+    workers: int
+    first: str | None
+    last: str | None
+    hours: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read(path: Path) -> Rows:
+    """Every row of the ledger at `path`, typed, with its locked-test rows and its size."""
+    ledger = Ledger(path)
+    size = path.stat().st_size if path.exists() else 0
+    rows = ledger.read()
+    # The locked test's rows are read as plain objects, so a ledger with them reads the same with or without a type.
+    tests = tuple(r for r in ledger.rows() if r.get("kind") == "test") if _has_tests(path) else ()
+    return Rows(tuple(rows), tests, size)
+
+
+def _has_tests(path: Path) -> bool:
+    """Whether the ledger may hold a locked-test row (most do not, and are then decoded once only)."""
+    with open(path, "rb") as f:
+        return any(b'"test"' in block for block in iter(lambda: f.read(1 << 20), b""))
+
+
+def test_score(row: dict[str, Any]) -> TestScore:
+    """A `kind: "test"` row as a score, whatever names its fields use for the experiment and the number."""
+    exp = next((row[k] for k in ("experiment", "id") if isinstance(row.get(k), int)), None)
+    value = next((row[k] for k in ("value", "metric", "score") if isinstance(row.get(k), int | float)), None)
+    return TestScore(exp, None if value is None else float(value), str(row.get("time", "")))
+
+
+def night_of(rows: Rows, tag: str, metric: str, direction: str | None) -> Night:
+    """One night's summary from a read of the ledger; a HarnessError naming the tags when it has no rows."""
+    mine = rows.of(tag)
+    if not mine:
+        tags = ", ".join(rows.tags()) or "none yet"
+        raise HarnessError(f"no night '{tag}' in the ledger; its nights: {tags}")
+    return summarize(mine, tag, metric=metric, direction=direction)
+
+
+def lines(where: Place, rows: Rows | None = None) -> list[NightLine]:
+    """Every night of the repository, the latest first."""
+    rows = rows or read(where.layout.ledger)
+    state = read_status(where.layout.status)
+    running = _running(where.layout)
+    out = [line(where, rows, tag, state=state, running=running) for tag in rows.tags()]
+    return sorted(out, key=lambda n: n.last or "", reverse=True)
+
+
+def line(
+    where: Place, rows: Rows, tag: str, night: Night | None = None, state: Any = "", running: bool | None = None
+) -> NightLine:
+    """One night in a line; `night` when its summary is at hand, `state` and `running` when already read."""
+    mine = rows.of(tag)
+    night = night or night_of(rows, tag, where.metric, where.direction)
+    state = read_status(where.layout.status) if state == "" else state
+    running = _running(where.layout) if running is None else running
+    now, what, eta = "done", "", ""
+    if state is not None and state.get("tag") == tag:
+        now = "running" if running and state.get("phase") != "stopped" else _ended(state)
+        if now == "running":
+            what, eta = doing(state), _eta(state)
+    return NightLine(
+        tag=tag, state=now, doing=what, eta=eta, metric=night.metric, direction=night.direction,
+        baseline=night.baseline, best=night.best, change=night.change, change_pct=night.change_pct,
+        experiments=night.experiments, kept=night.kept, keep_rate=night.keep_rate,
+        crashes=sum(1 for r in mine if type(r) is Experiment and r.id != 0 and r.status in CRASHED),
+        contended=sum(1 for r in mine if type(r) is MeasurementRow and r.contended), cost_usd=night.spend_usd,
+        busy=night.busy, workers=night.workers, first=night.first, last=night.last, hours=night.hours,
+    )  # fmt: skip
+
+
+def _running(layout: Layout) -> bool:
+    from harness.lock import holder
+
+    return holder(layout.lock) is not None
+
+
+def _ended(state: dict[str, Any]) -> str:
+    return "stopped" if state.get("phase") == "stopped" else "ended"
+
+
+def _eta(state: dict[str, Any]) -> str:
+    """When the run under way is due to end, from its start and budget; "" when no run is under way."""
+    started, budget = state.get("started"), state.get("budget")
+    if state.get("phase") not in ("baseline", "remeasuring", "evaluating") or not isinstance(started, int | float):
+        return ""
+    if not isinstance(budget, int | float):
+        return ""
+    left = started + budget - time.time()
+    return f"run due in {duration(left)}" if left > 0 else "run past its budget"
+
+
+# --- `autoresearch nights` -------------------------------------------------------------------------------------------
+
+
+def table(nights: list[NightLine]) -> str:
+    """The nights as plain aligned text, one line each."""
+    if not nights:
+        return "no nights yet; start one with 'autoresearch run --tag <name>'\n"
+    head = ("tag", "state", "baseline", "best", "change", "exps", "kept", "crashes", "contended", "cost", "busy",
+            "span")  # fmt: skip
+    cells = [head] + [
+        (n.tag, n.state, num(n.baseline), num(n.best), change(n), str(n.experiments),
+         f"{n.kept} ({100 * n.keep_rate:.0f}%)", str(n.crashes), str(n.contended), f"${n.cost_usd:.2f}",
+         "-" if n.busy is None else f"{100 * n.busy:.0f}%", span(n))
+        for n in nights
+    ]  # fmt: skip
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    out = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+           .rstrip() for row in cells]  # fmt: skip
+    out += [f"{n.tag}: {n.doing}" + (f" ({n.eta})" if n.eta else "") for n in nights if n.state == "running"]
+    return "\n".join(out) + "\n"
+
+
+def change(n: NightLine) -> str:
+    """The change from baseline to best, with its percentage."""
+    if n.change is None:
+        return "-"
+    return signed(n.change) + (f" ({n.change_pct:+.1f}%)" if n.change_pct is not None else "")
+
+
+def span(n: NightLine) -> str:
+    """When the night ran: its first row's time and its length."""
+    if not n.first:
+        return "-"
+    return f"{n.first.replace('T', ' ')[:16]} +{duration(n.hours * 3600)}"
