@@ -415,6 +415,7 @@ time.sleep(600)
     assert not alive(pids_in(tmp_path / "grandchild")[0])
 
 
+@pytest.mark.slow  # it keeps every core busy for seconds
 @pytest.mark.skipif(not LINUX, reason="the cores' busy time comes from /proc/stat")
 def test_other_work_on_the_runs_cores_shows_in_its_load_and_marks_it_contended(tmp_path: Path) -> None:
     from harness.noise import contended

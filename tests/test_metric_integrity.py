@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import sandbox
 from harness.testing import PY, cli, git, make_repo
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(
-    not sandbox.probe("auto").active, reason=f"no OS sandbox here: {sandbox.probe('auto').missing}"
-)
+pytestmark = pytest.mark.sandbox
 # A small model, so that a run is a few seconds of training on a CPU plus the export, scored on fewer bytes.
 SMALL = {"DEPTH": "1", "WIDTH": "32", "HEADS": "2", "BLOCK_SIZE": "32", "BATCH_SIZE": "8"}
 SMALL_EVAL = {"EVAL_TOKENS": "8192"}

@@ -105,6 +105,7 @@ def test_another_seed_gives_other_points(tmp_path: Path):
     assert nights[0] != nights[1]
 
 
+@pytest.mark.slow  # 600 draws of two samplers
 def test_the_random_agent_draws_uniformly_from_the_space_whatever_the_results():
     told_good, told_bad = (
         OptunaAgent(SPACE, "minimize", sampler="random"),

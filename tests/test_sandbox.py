@@ -33,12 +33,9 @@ FAKE_KEY = "sk-ant-api03-" + "f4ke" * 10  # a made-up key, shaped like a real on
 
 
 @pytest.fixture
-def sb() -> sandbox.Sandbox:
-    """The sandbox this machine gives runs; the test is skipped, saying why, where there is none."""
-    found = sandbox.probe("auto")
-    if not found.active:
-        pytest.skip(f"bubblewrap cannot work on this machine: {found.missing}")
-    return found
+def sb(sandboxed: sandbox.Sandbox) -> sandbox.Sandbox:
+    """The sandbox this machine gives runs; without one the test is skipped, saying why (in CI it fails)."""
+    return sandboxed
 
 
 @dataclass(frozen=True)

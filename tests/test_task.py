@@ -18,6 +18,7 @@ from types import ModuleType
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # the bundled task: PyTorch in every test, its data built, models trained and scored
 nn = torch.nn
 F = torch.nn.functional
 
