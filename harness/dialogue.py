@@ -134,10 +134,12 @@ class Draft:
         self.content = content
         self.path = path
         self.max_tokens = max_tokens
+        self.original = content
         self.changed = False
         self.description = ""
         self.notes = ""
         self.reflection = ""
+        self.fields: dict[str, str] = {}  # the reply's other fields (EXPECTED, HYPOTHESIS), first said first kept
 
     def take(self, reply: Reply) -> Problem | None:
         """Take what a reply says; the Problem that stands in the way of a proposal, or None when there is none."""
@@ -150,17 +152,28 @@ class Draft:
         self.description = self.description or said.description
         self.notes = said.notes or self.notes
         self.reflection = said.reflection or self.reflection
+        for name, value in said.fields.items():
+            self.fields.setdefault(name, value)
         if said.blocks:
+            for n, (search, replace) in enumerate(said.blocks, 1):
+                if dropped := edits.lazy(search, replace):
+                    return self._lazy(dropped, f"edit block {n}")
             self.content, applied, miss = edits.apply(said.blocks, self.content, self.path)
             self.changed = self.changed or applied > 0
             if miss is not None:
                 return self._miss(miss, applied, said.blocks)
         elif said.whole is not None:
+            if dropped := edits.lazy(self.content, said.whole):
+                return self._lazy(dropped, "the whole file")
             self.content, self.changed = said.whole, True
         elif not self.changed:
             if not reply.text.strip() and not reply.tool_uses:
                 return Problem("empty", "the reply was empty")
             return Problem("no_edits", "the reply had no edit blocks and no whole file")
+        if self.content == self.original:
+            self.changed = False
+            why = "the edits leave the file exactly as it was (each REPLACE equals its SEARCH)"
+            return Problem("noop", why, {"path": self.path})
         error, context = edits.compile_error(self.content, self.path) if self.changed else ("", "")
         if error:
             fields = {"path": self.path, "error": error, "context": context}
@@ -184,12 +197,18 @@ class Draft:
         }
         return Problem(miss.kind, f"edit block {n} did not apply: {miss.why}", fields)
 
+    def _lazy(self, line: str, where: str) -> Problem:
+        why = f"{where} leaves code out with the line {line!r}, which would delete that code"
+        return Problem("lazy", why, {"path": self.path, "line": line, "where": where[:1].upper() + where[1:]})
+
     def proposal(self, notes_chars: int, reflection_chars: int) -> Proposal:
         return Proposal(
             description=self.description,
             content=self.content,
             notes=edits.head(self.notes, notes_chars),
             reflection=edits.head(self.reflection, reflection_chars),
+            expected=edits.one_line_of(self.fields.get("EXPECTED", "")),
+            hypothesis=edits.one_line_of(self.fields.get("HYPOTHESIS", "")),
         )
 
 
