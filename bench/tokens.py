@@ -210,6 +210,7 @@ class FakeModel:
         self.first: dict[int, dict[str, Any]] = {}  # experiment id -> its first request
         self.prompt: dict[int, int] = {}  # experiment id -> the uncached input of its first request (its prompt)
         self.count = 0
+        self.chars: list[int] = []  # input characters of each request of the night (the key check left out)
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -220,6 +221,8 @@ class FakeModel:
             if asked and int(asked.group(1)) not in self.prompt:
                 self.prompt[int(asked.group(1))] = uncached
             self.count += 1
+            if request.get("max_tokens") != 1:
+                self.chars.append(sum(len(text) for _, text, _ in _blocks(request)))
             tools = any(b["type"] == "tool_use" for b in content)
             body = message_body(
                 text,
@@ -417,6 +420,13 @@ def report(rows: list[Experiment], model: FakeModel, window: int, seconds: float
         f"({100 * read / max(1, total_in):.0f}% of input read from the cache)"
     )
     print(f"cost: ${sum(r.cost_usd for r in runs):.4f} in all, ${statistics.fmean(r.cost_usd for r in runs):.5f} a run")
+    if model.chars:
+        chars = statistics.fmean(model.chars)
+        print(
+            f"per request: {chars:.0f} input characters, {total_in / len(model.chars):.0f} input tokens "
+            f"({len(model.chars)} requests); cached share {100 * read / max(1, total_in):.0f}%; "
+            f"cache writes {write / max(1, len(runs)):.0f} tokens per experiment"
+        )
     if len(late) >= 20:
         # The verdict is on each experiment's prompt (its first call): a call after a tool round or a repair also
         # carries what the tool or the repair added, which says how the model chose, not whether the prompt grows.
@@ -438,9 +448,10 @@ def report(rows: list[Experiment], model: FakeModel, window: int, seconds: float
 # The headers agent.py starts the sections of its prompt with (a line that starts with one starts a section).
 SECTIONS = (
     "# program.md", "# The setup", "# prepare.py", "# train.py (current champion)", "# The champion's own run",
-    "# Kept so far", "# Code of earlier", "## #", "# Your reflection", "The night so far", "Recent experiments",
-    "The logs of the latest runs", "Review of the latest failures", "The last run failed", "Your notes",
-    "Before the DESCRIPTION, also write REFLECTION", "Propose experiment",
+    "# Kept so far", "# Code of earlier", "## #", "# Your reflection", "The night so far", "The noise:",
+    "The memory of the night", "Recent experiments", "In flight now", "The logs of the latest runs",
+    "Review of the latest", "The last run failed", "Your reflection", "Your notes",
+    "Before the DESCRIPTION, also write REFLECTION", "Refine:", "Propose experiment",
 )  # fmt: skip
 
 

@@ -88,7 +88,7 @@ def as_proposal(value: Any) -> Proposal:
         return Proposal.from_json(value)
     if hasattr(value, "description") and hasattr(value, "content"):
         notes, reflection = (str(getattr(value, name, "") or "") for name in ("notes", "reflection"))
-        return Proposal(str(value.description), str(value.content), notes, reflection)
+        return Proposal(str(value.description), str(value.content), notes, reflection=reflection)
     raise TypeError(f"the agent returned {type(value).__name__}, not a Proposal")
 
 

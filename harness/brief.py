@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import digest, edits, outline
+from harness import digest, edits, memory, outline
 from harness.config import Config
 from harness.errors import RepoError
 from harness.ledger import EVALUATED, FAILED, INTERRUPTED, Experiment
@@ -31,8 +31,9 @@ ARCHIVE_SHOWN = 6  # diffs in the archive, at most
 ARCHIVE_DIFF_CHARS = 2500  # of one diff
 ARCHIVE_CHARS = 9000  # of all its diffs together, about 2,300 tokens in the cached prefix
 SIMILAR = 0.6  # a diff whose changed names overlap a picked one's this much (Jaccard) adds nothing new
-CONTEXT_CHARS = 16_000  # of one context file, about 4,000 tokens in the cached prefix; a longer Python file is
-# shown as its outline (docstring, constants, public signatures and docstrings), and view_file shows it whole
+CONTEXT_CHARS = 16_000  # of one context file, about 4,000 tokens in the cached prefix. A Python file is shown as its
+# contract with the mutable file (what that file takes from it, what its docstring says the contract is) when that
+# is under half its size; a longer one without a contract as its outline; view_file shows either whole
 CRASH_CHARS = 8000  # of a failed run's log: its last traceback and what came just before it
 DIGEST_CHARS = 900  # of one run's digest
 RAN = EVALUATED | FAILED | INTERRUPTED  # rows whose run left a log worth a digest
@@ -46,6 +47,15 @@ def build_task(night: Night, program_text: str, config: Config, content: str) ->
     last = rows[-1] if rows else None
     champion = next((r for r in reversed(rows) if r.status == "keep" and r.file_sha == night.champion_sha), None)
     reflection, since = _reflection(tried)
+    margin = night.margin(config)
+    contended = {m.experiment for m in night.measured_rows if m.contended and m.purpose == "candidate"}
+
+    def attempt(r: Experiment) -> Attempt:
+        return _attempt(r, r.id in contended)
+
+    tries = [_try(r) for r in tried if r.status in RAN]
+    stalled, patience = memory.stalled(tries, margin)
+    runs = night.referee.trusted(night.champion_sha) if night.champion_sha else ()
     return Task(
         program=program_text,
         mutable_path=config.mutable,
@@ -54,25 +64,49 @@ def build_task(night: Night, program_text: str, config: Config, content: str) ->
         direction=config.direction,
         best=night.best,
         baseline=night.baseline,
-        history=tuple(_attempt(r) for r in tried[-config.history :]),
-        kept=tuple(_attempt(r) for r in tried if r.status == "keep")[-KEPT_SHOWN:],
+        history=tuple(attempt(r) for r in tried[-config.history :]),
+        kept=tuple(attempt(r) for r in tried if r.status == "keep")[-KEPT_SHOWN:],
         crash_tail=last.tail if last and last.status in FAILED else "",
         notes=next((r.notes for r in reversed(rows) if r.notes), ""),
         experiment=night.next_id(),
         search=config.search_dict(),
         budget=config.budget,
         timeout=config.timeout,
-        margin=night.margin(config),
+        margin=margin,
         machine=machine(),
         champion=night.champion,
-        champion_run=_attempt(champion) if champion else None,
+        champion_run=attempt(champion) if champion else None,
         context=tuple(ContextFile(p) for p in config.context if p != config.mutable),
         archive=_candidates(tried, config.sign),
         reflection=reflection,
         reflect=since >= config.reflect_every,
         agent_steps=config.agent_steps,
         hidden=config.hidden,
+        noise=night.noise,
+        champion_runs=tuple(m.value for m in runs),
+        keep_rule=keep_rule(config, margin),
+        families=memory.families(tries, config.sign, margin),
+        mode="broaden" if stalled >= patience else "exploit",
+        stalled=stalled,
+        patience=patience,
     )
+
+
+def keep_rule(config: Config, margin: float) -> str:
+    """The keep rule in one sentence."""
+    better = "lower" if config.direction == "minimize" else "higher"
+    again = ", then win a confirming run again" if config.confirm else ""
+    return f"a change is kept when its run is {better} than the champion's median by more than {margin:g}{again}"
+
+
+def in_flight(flights: list[tuple[int, str, str]]) -> tuple[Attempt, ...]:
+    """The experiments proposed and not finished, as (id, description, family), for a parallel night's Task."""
+    return tuple(Attempt(i, "in flight", None, None, d or "(being proposed)", family=f) for i, d, f in flights)
+
+
+def _try(row: Experiment) -> memory.Try:
+    family = row.extra.get("family") if isinstance(row.extra, dict) else None
+    return memory.Try(row.id, family if isinstance(family, str) else "", row.status, row.delta)
 
 
 def is_hidden(path: str, patterns: tuple[str, ...]) -> bool:
@@ -80,12 +114,15 @@ def is_hidden(path: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns)
 
 
-def _attempt(row: Experiment) -> Attempt:
+def _attempt(row: Experiment, contended: bool = False) -> Attempt:
     ran = row.status in RAN and bool(row.log)
+    extra = row.extra if isinstance(row.extra, dict) else {}
+    said = {k: str(extra.get(k) or "") for k in ("family", "expected", "mode")}
     return Attempt(
         row.id, row.status, row.metric, row.delta, row.description, row.reason,
         seconds=row.seconds if ran else None, peak_mem_mb=row.peak_mem_mb if ran else None,
         digest=digest.digest(row.tail, DIGEST_CHARS) if row.tail else "", commit=row.commit or "", log=row.log,
+        contended=contended, **said,
     )  # fmt: skip
 
 
@@ -100,7 +137,11 @@ def _reflection(tried: list[Experiment]) -> tuple[str, int]:
 
 
 def _candidates(tried: list[Experiment], sign: int) -> tuple[Inspiration, ...]:
-    """Kept experiments (newest first) and near misses (closest to a keep first), alternating, diffs still to read."""
+    """Kept experiments (newest first) and near misses (closest to a keep first), alternating, diffs still to read.
+    Only the experiments up to the latest keep count: the archive sits in the cached prefix, which then changes
+    only with the champion (the near misses since are in the history and the memory)."""
+    last = next((i for i in range(len(tried) - 1, -1, -1) if tried[i].status == "keep"), -1)
+    tried = tried[: last + 1]
     kept = [r for r in reversed(tried) if r.status == "keep" and r.commit][:ARCHIVE_KEPT]
     misses = [r for r in tried if r.status == "discard" and r.commit and r.delta is not None]
     near = sorted(misses, key=lambda r: -sign * (r.delta or 0.0))[:ARCHIVE_NEAR]
@@ -200,8 +241,15 @@ class Evidence:
             return ContextFile(path)  # named in program.md but not in the tree: skipped
         if "\0" in text or text.startswith(f"tree {champion}:"):
             return ContextFile(path)  # binary, or a folder
-        short = outline.outline(text) if len(text) > CONTEXT_CHARS and path.endswith(".py") else ""
-        if short:
+        module = path[:-3].replace("/", ".") if path.endswith(".py") else ""
+        said = outline.contract(text, module, task.mutable_content) if module else ""
+        if said:
+            what = f"its contract with {task.mutable_path}: the whole file is {len(text)} characters"
+            said = f"({what}; view_file {path} shows any part)\n{said}"
+        short = outline.outline(text) if len(text) > CONTEXT_CHARS and module else ""
+        if said and len(said) < len(text) // 2:  # a short file is shown whole: its contract would save nothing
+            text = said
+        elif short:
             text = f"(its outline: the whole file is {len(text)} characters; view_file {path} shows any part)\n{short}"
         return ContextFile(path, edits.head(text, CONTEXT_CHARS, f"[... {path} cut at {CONTEXT_CHARS} characters]"))
 

@@ -14,6 +14,8 @@ LINE_CHARS = 160
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _KEY_VALUE = re.compile(r"^\s*[A-Za-z_][\w ./()-]{0,40}:\s*\S")
+# A `key: value` line whose value is a file path (a run's own output folder): unique to each run, and no evidence.
+_PATH = re.compile(r"^\s*[A-Za-z_][\w ./()-]{0,40}:\s*(?:[A-Za-z]:)?\.{0,2}/\S*/\S*\s*$")
 _ERROR = re.compile(r"^(?:Traceback|\w*(?:Error|Exception)\b|Killed|Segmentation fault)")
 
 
@@ -50,10 +52,12 @@ def _summary(lines: list[str]) -> tuple[list[str], list[str]]:
     """(the summary lines, the lines before them)."""
     if "---" in lines:
         at = len(lines) - 1 - lines[::-1].index("---")
-        found = [line for line in lines[at + 1 :] if _KEY_VALUE.match(line)]
+        found = [line for line in lines[at + 1 :] if _KEY_VALUE.match(line) and not _PATH.search(line)]
         return found[:SUMMARY_LINES], lines[:at]
     found: list[str] = []
     for line in reversed(lines):
+        if _PATH.search(line):
+            continue  # a path differs every run and says nothing of how it went
         if not (_KEY_VALUE.match(line) and _NUMBER.search(line)) or len(found) == SUMMARY_LINES // 2:
             break
         found.insert(0, line)

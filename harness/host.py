@@ -134,6 +134,8 @@ class HostedAgent:
             raise AgentError(f"the API refused this proposal's request: {e}") from None
         self._refused = 0
         extra: dict[str, Any] = {"reflection": proposal.reflection} if proposal.reflection else {}
+        if proposal.hypothesis:
+            extra["hypothesis"] = proposal.hypothesis
         if tools:
             extra["tools"] = tools[:TOOLS_KEPT]
         return Proposed(proposal, extra)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from harness import crash, judge, outcome, recovery
+from harness import crash, judge, memory, outcome, recovery
 from harness.brief import build_task
 from harness.config import Config
 from harness.errors import (
@@ -52,6 +52,7 @@ class Loop:
         self.screen = screen
         self.count = 0  # experiments run in this invocation
         self.failed_remeasures = 0  # champion re-runs that failed in a row
+        self.tried = memory.Tried()  # the points that spent a run, to refuse a near-duplicate before its run
 
     def until_end(self, step: Callable[[], None] | None = None) -> LoopEnd:
         """Run until something ends the night, and say what: a stop, a limit, Ctrl-C, or a bug (with a crash log).
@@ -155,11 +156,16 @@ class Loop:
         if proposed is None or problem:
             self._unrun(exp_id, "invalid", proposed, problem, spend, task)
             return
+        proposed = memory.tagged(proposed, task, champion)
         sha = blob_sha(proposed.proposal.content)
         if (earlier := night.seen.get(sha)) is not None:
             reason = f"same content as experiment {earlier.id} ({earlier.status}); not run again"
             extra = {"same_as": earlier.id, "earlier_metric": earlier.metric}
             self._unrun(exp_id, "duplicate", proposed, reason, spend, task, extra)
+            return
+        self.tried.sync(night.rows, lambda commit: self._show(commit, config.mutable))
+        if reason := self.tried.refuse(proposed.proposal.content):
+            self._unrun(exp_id, "duplicate", proposed, reason, spend, task, {"near": True})
             return
         description = one_line(proposed.proposal.description)
         self._mark(exp_id, None, description)
@@ -216,6 +222,12 @@ class Loop:
             if isinstance(e, BudgetExceeded):
                 raise
             raise ServiceFailed(f"the LLM service failed: {e}") from None
+
+    def _show(self, commit: str, path: str) -> str | None:
+        try:
+            return self.repo.show(commit, path)
+        except RepoError:
+            return None
 
     def _failure(self, result: RunResult, config: Config) -> Status:
         """The status of a run that did not end well; a tampered tree is put back first."""

@@ -1,5 +1,6 @@
 """A Python file's API in few lines: its docstring, its constants, and the signatures and docstrings of its public
-functions and classes (what an agent needs of a context file that is too long to show whole)."""
+functions and classes (what an agent needs of a context file that is too long to show whole); and its contract
+with the file that uses it: what that file takes from it, and what its docstring says the contract is."""
 
 from __future__ import annotations
 
@@ -49,3 +50,47 @@ def _entry(node: ast.stmt, lines: list[str], indent: str) -> list[str]:
     else:
         out.append(f"{inner}...")
     return out
+
+
+def contract(source: str, module: str, user: str) -> str:
+    """What `user` (the mutable file's source) must call of `source` (the module `module`, read-only): the first
+    line of its docstring and the paragraphs that state a contract, then the entries of the names `user` takes from
+    it; "" when `source` does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return ""
+    lines = source.splitlines()
+    doc = ast.get_docstring(tree) or ""
+    paragraphs = [p.strip() for p in doc.split("\n\n") if p.strip()]
+    out = [paragraphs[0].splitlines()[0]] if paragraphs else []
+    out += [p for p in paragraphs[1:] if "contract" in p.lower()]
+    used = _used(user, module)
+    for node in tree.body:
+        if _names(node) & used:
+            out += _entry(node, lines, "")
+    return "\n".join(out).strip()
+
+
+def _used(user: str, module: str) -> set[str]:
+    """The names `user` imports from `module` (from m import a, b) or reads as its attributes (m.a)."""
+    try:
+        tree = ast.parse(user)
+    except (SyntaxError, ValueError):
+        return set()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == module:
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == module:
+            found.add(node.attr)
+    return found
+
+
+def _names(node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.Assign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return {t.id for t in targets if isinstance(t, ast.Name)}
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    return set()

@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from harness import crash, flight, records, recovery
-from harness.brief import build_task
+from harness.brief import build_task, in_flight
 from harness.errors import (
     AgentError,
     BudgetExceeded,
@@ -314,7 +314,9 @@ class Parallel:
         night, config = self.night, self.s.config
         champion = self.repo.show(night.champion, config.mutable)
         f = Flight(self.next_id(), night.champion, night.champion_sha, champion, None)
-        f.task = task = dataclasses.replace(build_task(night, self.s.program.text, config, champion), experiment=f.id)
+        flying = [(g.id, g.description, _family(g)) for g in sorted(self.flights.values(), key=lambda g: g.id) if g.id]
+        task = build_task(night, self.s.program.text, config, champion)
+        f.task = task = dataclasses.replace(task, experiment=f.id, in_flight=in_flight(flying))
         self.flights[f.id] = f
         self.count += 1
         flight.mark(self.s.layout, self.s.tag, f, self.records.who())
@@ -381,3 +383,8 @@ class Parallel:
         state |= {"workers": self.ex.slots, "in_flight": ids, "busy": self.ex.slots - len(self.free)}
         write_status(self.s.layout.status, state)
         self.screen.update(state)
+
+
+def _family(f: Flight) -> str:
+    family = f.proposed.extra.get("family") if f.proposed else None
+    return family if isinstance(family, str) else ""

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from harness import flight, outcome, workspace
+from harness import flight, memory, outcome, workspace
 from harness.errors import RepoError
 from harness.evaluate import RunResult
 from harness.flight import Flight
@@ -32,6 +32,7 @@ class Records:
     def __init__(self, session: Session, agent: Agent, screen: Screen, flights: dict[int, Flight]) -> None:
         self.s, self.night, self.repo, self.agent, self.screen = session, session.night, session.repo, agent, screen
         self.flights = flights  # the scheduler's experiments in flight: a finished one leaves it here
+        self.tried = memory.Tried()  # the points that spent a run, to refuse a near-duplicate before its run
 
     def accept(self, f: Flight) -> bool:
         """Check a proposal before it costs compute and commit it on its parent: True when it is to be measured; else
@@ -48,6 +49,8 @@ class Records:
         if problem:
             self.finish(f, "invalid", reason=problem)
             return False
+        if f.task is not None and f.proposed is not None:
+            f.proposed = memory.tagged(f.proposed, f.task, f.parent_content)
         f.file_sha = sha = blob_sha(content)
         # A re-based experiment may carry exactly its own version (every change of it conflicted): that is measured
         # again against the new champion, not refused as a duplicate of itself.
@@ -59,6 +62,9 @@ class Records:
             why = f"same content as experiment {k} ({earlier.status if earlier else 'in flight'}); not run again"
             self.finish(f, "duplicate", reason=why, extra={"same_as": k, "earlier_metric": earlier and earlier.metric})
             return False
+        if not measured and (why := self._near(f)):
+            self.finish(f, "duplicate", reason=why, extra={"near": True})
+            return False
         try:
             made = self.repo.commit_file(mutable, content, f.description)
             self.s.reset_hard(night.champion)  # the tree stays at the champion; the commit is moved onto its parent
@@ -69,6 +75,21 @@ class Records:
             return False
         flight.mark(self.s.layout, self.s.tag, f, self.who())
         return True
+
+    def _near(self, f: Flight) -> str:
+        """Why `f` is a near-duplicate of a point that ran or is running, or ""."""
+        self.tried.sync(self.night.rows, self._show)
+        flying = memory.Tried()
+        for g in self.flights.values():
+            if g is not f and g.commit:
+                flying.add(g.id, "in flight", g.content)
+        return self.tried.refuse(f.content) or flying.refuse(f.content)
+
+    def _show(self, commit: str) -> str | None:
+        try:
+            return self.repo.show(commit, self.s.config.mutable)
+        except RepoError:
+            return None
 
     # --- rows ----------------------------------------------------------------------------------------------------
 

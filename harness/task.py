@@ -24,6 +24,24 @@ class Attempt:
     digest: str = ""  # a few lines of its run's log: progress samples and the final numbers (bounded)
     commit: str = ""  # its commit: on the branch when kept, under refs/autoresearch/<tag>/discarded/ otherwise
     log: str = ""  # its run's log, relative to the repository root
+    contended: bool = False  # its run shared a busy machine: its number is not to be trusted alone
+    family: str = ""  # what the change is about: the constants it moved, or the model's own hypothesis
+    expected: str = ""  # the effect its proposal predicted (its EXPECTED: line)
+    mode: str = ""  # "exploit" or "broaden": what the night asked for when it was proposed
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family of changes tried this night (the memory beyond the history window): how often, how well, and what
+    it amounts to so far."""
+
+    name: str
+    tries: int
+    kept: int
+    best: float | None  # the best delta of its tries against the champion of their time
+    inside: bool  # that best delta is inside the noise (within the keep threshold)
+    status: str  # promising, inconclusive, dead end
+    last: int  # the latest experiment of the family
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,15 @@ class Task:
     reflect: bool = False  # True when this proposal should write a new reflection (every `reflect_every`)
     agent_steps: int = 0  # rounds of read-only tool use allowed before the answer
     hidden: tuple[str, ...] = ()  # program.md's `hidden:` patterns: data no agent may see, not even through a tool
+    # The noise and the memory of the night, kept by the harness (they change every experiment: never cached).
+    noise: float = 0.0  # the spread (standard deviation) of one run, from repeated runs of the same versions
+    champion_runs: tuple[float, ...] = ()  # the champion's trusted runs: its number is their median
+    keep_rule: str = ""  # the keep rule in one sentence
+    families: tuple[Family, ...] = ()  # every family of changes tried this night, the most recent first
+    mode: str = "exploit"  # "broaden" once the night has stalled, back to "exploit" after a keep
+    stalled: int = 0  # experiments since the last keep
+    patience: int = 0  # experiments without a keep after which the night broadens
+    in_flight: tuple[Attempt, ...] = ()  # experiments proposed and not finished yet (a parallel night)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +121,9 @@ class Task:
             data["champion_run"] = Attempt(**data["champion_run"])
         data["context"] = tuple(ContextFile(**c) for c in data.get("context", ()))
         data["archive"] = tuple(Inspiration(**i) for i in data.get("archive", ()))
+        data["families"] = tuple(Family(**f) for f in data.get("families", ()))
+        data["in_flight"] = tuple(Attempt(**a) for a in data.get("in_flight", ()))
+        data["champion_runs"] = tuple(data.get("champion_runs", ()))
         return cls(**data)
 
 
@@ -106,6 +136,8 @@ class Proposal:
     notes: str = ""
     reason: str = ""  # why this change rather than another (the hybrid records its LLM's reason to accept or override)
     reflection: str = ""  # when the task asked for one: what worked, what failed, what to try next
+    expected: str = ""  # the effect the model predicts (its EXPECTED: line), kept in the ledger beside the result
+    hypothesis: str = ""  # the idea's family in the model's words (its HYPOTHESIS: line), for the night's memory
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +150,8 @@ class Proposal:
             notes=str(data.get("notes", "") or ""),
             reason=str(data.get("reason", "") or ""),
             reflection=str(data.get("reflection", "") or ""),
+            expected=str(data.get("expected", "") or ""),
+            hypothesis=str(data.get("hypothesis", "") or ""),
         )
 
 

@@ -105,16 +105,18 @@ def test_prompt_has_cached_blocks_for_the_setup_the_champion_and_the_archive():
     assert "cache_control" not in situation
     assert "Make f() small." in setup["text"] and "def evaluate(): ..." in setup["text"]
     assert "300 s (wall clock)" in setup["text"] and "killed at 360 s" in setup["text"]
-    assert "more than 0.002" in setup["text"] and "2 CPU cores" in setup["text"]
+    assert "2 CPU cores" in setup["text"]
+    assert "0.002" not in setup["text"]  # the keep threshold moves with the noise: never in the cached prefix
     assert SOURCE in champ["text"] and "steps: 812" in champ["text"] and "(299 s)" in champ["text"]
     assert "+B = 2" in arch["text"] and "#3 keep" in arch["text"]
-    assert "LR matters; depth does not" in arch["text"]  # the reflection changes seldom: it is cached too
     text = situation["text"]
+    # The reflection changes every few experiments, which would rewrite a cached block each time: it is not cached.
+    assert "LR matters; depth does not" in text and "LR matters" not in arch["text"]
     assert "idea 59" in text and "idea 40" in text and "(301 s, 2048 MB)" in text
     assert "loss 2.59" in text and "loss 2.57" in text and "loss 2.56" not in text  # digests of the latest three
     assert "val_bpb: 1.1" in text  # what the champion's run did not print
     assert "try B next" in text
-    assert "issue / evidence / suggested fix" in text
+    assert "#59 worse / not better / this direction does not pay" in text  # +0.1 is beyond the 0.002 of noise
     assert "REFLECTION" not in text
 
 
