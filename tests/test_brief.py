@@ -135,10 +135,31 @@ def test_hidden_data_is_never_shown_by_a_tool_or_as_context(repo: Path):
     assert [c.path for c in evidence.attach(task).context] == ["prepare.py"]
 
 
-def test_a_long_python_context_file_is_shown_as_its_outline(tmp_path: Path):
+def test_a_python_context_file_is_shown_as_its_contract_with_the_mutable_file(tmp_path: Path):
     body = "".join(f"    x{i} = {i}  # a line of the body\n" for i in range(800))
     source = (
-        '"""The fixed evaluation."""\n\nEVAL_TOKENS = 4096  # bytes scored\n_PRIVATE = 1\n\n\n'
+        '"""The fixed evaluation.\n\nIt reads data/.\n\nModel contract: model(x) gives logits."""\n\n'
+        "EVAL_TOKENS = 4096  # bytes scored\nVOCAB = 256  # bytes\n_PRIVATE = 1\n\n\n"
+        f'def evaluate_bpb(model, device) -> float:\n    """Bits per byte of `model`."""\n{body}\n\n'
+        f'def get_batch(split):\n    """A batch."""\n{body}\n\ndef _helper():\n{body}'
+    )
+    train = "from prepare import VOCAB, get_batch\n" + TRAIN
+    repo = make_repo(tmp_path / "o", {"train.py": train, "prepare.py": source})
+    task = task_of(repo, mutable_content=train, context=(ContextFile("prepare.py"),))
+    [shown] = Evidence(Repo(repo), repo).attach(task).context
+    assert shown.content.startswith("(its contract with train.py: the whole file is")
+    assert "view_file prepare.py shows any part" in shown.content
+    # Its docstring's first line and the paragraphs that state a contract; what train.py takes from it.
+    assert "The fixed evaluation.\nModel contract: model(x) gives logits." in shown.content
+    assert "VOCAB = 256  # bytes" in shown.content and 'def get_batch(split):\n    """A batch."""' in shown.content
+    assert "It reads data/" not in shown.content and "EVAL_TOKENS" not in shown.content
+    assert "evaluate_bpb" not in shown.content and "x799" not in shown.content and "_helper" not in shown.content
+
+
+def test_a_long_python_context_file_without_a_contract_is_shown_as_its_outline(tmp_path: Path):
+    body = "".join(f"    x{i} = {i}  # a line of the body\n" for i in range(800))
+    source = (
+        "EVAL_TOKENS = 4096  # bytes scored\n_PRIVATE = 1\n\n\n"
         f'def evaluate_bpb(model, device) -> float:\n    """Bits per byte of `model`."""\n{body}\n\n'
         f"def _helper():\n{body}"
     )
