@@ -143,6 +143,35 @@ def hyper(tag: str, generations: int | None, window: int, **limits: Any) -> None
 
 
 @main.command()
+@click.option("--no-run", is_flag=True, help="Only read program.md against the repository; run nothing.")
+def check(no_run: bool) -> None:
+    """Read program.md against the repository (every key, search name and file it names), then run the baseline
+    once in the sandbox with the evaluator, printing what a night would record; creates no branch, ref or ledger row.
+
+    Example: autoresearch check
+    """
+    from harness import check as check_
+
+    root = _root()
+    program, found = check_.check(root)
+    click.echo(f"program.md: no mistake found against {root}")
+    for line in found.facts:
+        click.echo(f"  {line}")
+    for line in found.warnings:
+        click.echo(f"warning: {line}")
+    if no_run:
+        return
+    from harness import dryrun
+
+    click.echo(f"running the baseline ({program.config.run}) ...")
+    trial = dryrun.trial(root, program)
+    for line in dryrun.describe(trial, program, root):
+        click.echo(line)
+    if trial.failure:
+        sys.exit(1)
+
+
+@main.command()
 def stop() -> None:
     """Ask the running loop to stop after its current experiment.
 

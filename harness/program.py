@@ -61,6 +61,32 @@ def parse(text: str, path: Path = Path("program.md")) -> Program:
     return Program(config, body.strip() + "\n", sha, path)
 
 
+def locate(text: str) -> dict[tuple[str | int, ...], int]:
+    """The line of every key and list item of the front matter, by its path: ("search", "DEPTH") -> 14,
+    ("protected", 1) -> 9; {} when there is no front matter (parse reports a malformed one)."""
+    try:
+        front, _, first = split_front_matter(text)
+        node = yaml.compose(front or "", Loader=yaml.SafeLoader)
+    except (ProgramError, yaml.YAMLError):
+        return {}
+    found: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    found[(*path, key.value)] = first + key.start_mark.line
+                    walk(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                found[(*path, i)] = first + item.start_mark.line
+                walk(item, (*path, i))
+
+    if node is not None:
+        walk(node, ())
+    return found
+
+
 def load(path: Path) -> Program:
     """Read and parse program.md; a missing or unreadable file is a ProgramError too."""
     try:

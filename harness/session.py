@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import flight, paths, recovery, sandbox
+from harness import check, flight, paths, recovery, sandbox
 from harness.config import Config, override
 from harness.errors import HarnessError, ProgramError, RepoError
 from harness.gitdir import ControlSnapshot
@@ -122,6 +122,8 @@ def open_session(root: Path, options: Options) -> Session:
             ledger.note(tag, f"repaired a torn last line of the ledger ({len(torn)} bytes kept in {keep})")
         layout.stop_request.unlink(missing_ok=True)
         program = load(layout.program)
+        # Every mistake of program.md against the repository stops the start before a branch or a row is made.
+        check.validate(repo.root, program, repo.tracked())
         config = override(program.config, **options.overrides)
         devices = sandbox.gpu_devices()
         sandbox.probe(config.sandbox, devices=devices)  # `sandbox: required` without one stops here, exit 2
