@@ -31,12 +31,13 @@ class Place:
         return Layout(self.root)
 
 
-def place(root: Path) -> Place:
-    """The repository at `root`; a HarnessError when it has no ledger yet. A malformed program.md is read as absent."""
+def place(root: Path, ledger: bool = True) -> Place:
+    """The repository at `root`; a HarnessError when it has no ledger yet (unless `ledger` is False: a server may
+    start before the first night). A malformed program.md is read as absent."""
     from harness.program import load
 
     layout = Layout(root)
-    if not layout.ledger.exists():
+    if ledger and not layout.ledger.exists():
         raise HarnessError(f"no {layout.ledger.name} in {root}; start a night with 'autoresearch run --tag <name>'")
     try:
         config = load(layout.program).config
@@ -118,6 +119,8 @@ def read(path: Path) -> Rows:
 
 def _has_tests(path: Path) -> bool:
     """Whether the ledger may hold a locked-test row (most do not, and are then decoded once only)."""
+    if not path.exists():
+        return False
     with open(path, "rb") as f:
         return any(b'"test"' in block for block in iter(lambda: f.read(1 << 20), b""))
 

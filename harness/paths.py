@@ -94,6 +94,12 @@ class Layout:
         """runs/<tag>/<id>.log; repeated runs get <id>.<n>.log."""
         return self.tag_dir(tag) / f"{_stem(exp_id, repeat, kind)}.log"
 
+    def run_logs(self, tag: str, exp_id: int) -> list[Path]:
+        """Every log experiment <id>'s runs and evaluations have written so far (its re-runs and the champion's
+        re-runs before it included)."""
+        folder = self.tag_dir(tag)
+        return [p for p in (folder / f"{exp_id}.log", *folder.glob(f"{exp_id}.*.log")) if p.is_file()]
+
     def eval_log(self, tag: str, exp_id: int, repeat: int = 0, kind: str = "") -> Path:
         """runs/<tag>/<id>.eval.log: what the trusted evaluator said of that run."""
         return self.tag_dir(tag) / f"{_stem(exp_id, repeat, kind)}.eval.log"

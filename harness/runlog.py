@@ -94,6 +94,7 @@ class LogReader(threading.Thread):
         if room > 0:
             head = chunk[:room]
             self.out.write(head)
+            self.out.flush()  # the log grows as the run prints, so a person (or the review's live tail) can follow it
             self.written += len(head)
             self.before = self.head_last = head[-1]
             chunk = chunk[room:]

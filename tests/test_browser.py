@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.ledger import Experiment, Ledger
-from harness.testing import TOY_TRAIN, cli, make_repo, toy_program
+from harness.testing import TOY_TRAIN, cli, make_repo, toy_program, wait_until
 from harness.testing.nights import experiment_row
 
 pytestmark = pytest.mark.slow
@@ -204,3 +204,49 @@ def test_the_compare_page_draws_both_nights(page, site, tmp_path):
     assert page.locator(".side.night0 table.experiments tbody tr").count() >= 2  # the baseline and a keep
     page.screenshot(path=tmp_path / "compare.png", full_page=True)
     assert page.errors == []
+
+
+# A run that takes a few seconds and says what it does, so the page can show the run under way.
+SLOW_TRAIN = TOY_TRAIN.replace(
+    "loss = ", "import time\nfor step in range(4):\n    print(f'step {step}', flush=True)\n    time.sleep(0.6)\nloss = "
+)
+
+
+def test_a_running_night_fills_in_on_the_open_page(browser, tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    root = make_repo(tmp_path / "project", {"train.py": SLOW_TRAIN, "program.md": toy_program(budget=5, timeout=20)})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "harness", "serve", "--port", "0"], cwd=root, stdout=subprocess.PIPE, text=True
+    )  # fmt: skip (before the night: it may)
+    night = subprocess.Popen([sys.executable, "-m", "harness", "run", "--tag", "live", "--agent", "optuna",
+                              "--max-experiments", "3"], cwd=root, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        wait_until(lambda: any(r.id == 0 for r in _experiments(root, "live")), 120, "the baseline row")
+        assert server.stdout is not None
+        url = server.stdout.readline().split(" at ", 1)[1].split()[0].rstrip("/")
+        page = context.new_page()
+        page.goto(url + "/tag/live")
+        page.evaluate("window.notReloaded = true")
+        assert page.inner_text("#state") == "running"
+        # The run under way shows its log as it prints it.
+        try:
+            page.locator("#tail", has_text="step").wait_for(timeout=60_000)  # (the policy forbids eval'd predicates)
+        except PlaywrightTimeout:
+            page.screenshot(path=tmp_path / "no-tail.png", full_page=True)  # what the page showed instead
+            raise
+        page.screenshot(path=tmp_path / "running.png", full_page=True)
+        for exp in (1, 2, 3):
+            page.locator(f'#experiments tbody tr td[data-v="{exp}"]').wait_for(timeout=90_000)
+        page.locator("#state", has_text="stopped").wait_for(timeout=60_000)
+        assert night.wait(timeout=60) == 0
+        assert page.evaluate("window.notReloaded") is True
+        assert page.locator("#experiments tbody tr").count() == len(_experiments(root, "live")) == 4
+        page.screenshot(path=tmp_path / "finished.png", full_page=True)
+    finally:
+        context.close()
+        for process in (night, server):
+            process.terminate()
+            process.wait(timeout=30)

@@ -26,7 +26,7 @@ from harness.errors import HarnessError
 from harness.ledger import Experiment, Generation
 from harness.nights import Place, Rows, place
 from harness.review import agent_labels, num
-from harness.status import doing, read_status
+from harness.status import read_status
 from harness.web import pages, render
 from harness.web.follow import Follow, size
 
@@ -68,7 +68,7 @@ PAGES_KEPT = 64  # pages kept made from one read of the ledger
 def create_app(root: Path, token: str | None = None, poll: float = POLL) -> ASGI:
     """The review of the repository at `root`; with a token, every request must carry it (once in the URL, then
     a cookie)."""
-    where = place(root)  # a repository without a ledger is a clear error before the server starts
+    where = place(root, ledger=False)  # a server may start before the first night
     cache = _Cache()
     live = render.Links()
 
@@ -158,7 +158,7 @@ async def _stream(where: Place, tag: str, offset: int, night: Any, poll: float) 
     follow = Follow(where.layout.ledger, offset)
     baseline, generations = night.baseline, list(night.generations)
     labels = agent_labels(generations)
-    seen_tail: tuple[Any, int] = (None, -1)
+    seen_tail: tuple[str, int] | None = None
     seen_state = ""
     quiet = 0.0
     yield "retry: 1000\n\n"
@@ -183,14 +183,12 @@ async def _stream(where: Place, tag: str, offset: int, night: Any, poll: float) 
             if now != seen_state:
                 seen_state = now
                 yield _event("state", {"state": now})
-            exp = state.get("experiment")
-            if now == "running" and isinstance(exp, int):
-                log = where.layout.run_log(tag, exp)
-                mark = (exp, size(log))
-                if mark != seen_tail:
+            if now == "running":
+                tail = pages.live_tail(where, tag)
+                mark = (tail.log, tail.size) if tail else None
+                if tail is not None and mark != seen_tail:
                     seen_tail = mark
-                    text = pages.live_tail(where, tag)
-                    yield _event("tail", {"doing": doing(state), "text": text.text if text else ""})
+                    yield _event("tail", {"doing": tail.doing, "text": tail.text, "log": tail.log})
         quiet += poll
         if quiet >= HEARTBEAT:
             quiet = 0.0

@@ -47,6 +47,8 @@ class Tail:
     experiment: int | None
     text: str
     doing: str
+    log: str  # the log shown: the experiment's latest (a confirmation, an evaluation, the champion's re-run)
+    size: int
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,12 @@ def live_tail(where: Place, tag: str) -> Tail | None:
     if state is None or state.get("tag") != tag or not isinstance(state.get("experiment"), int):
         return None
     exp = state["experiment"]
-    return Tail(exp, log_tail(where.layout.run_log(tag, exp), LIVE_TAIL), doing(state))
+    logs = where.layout.run_logs(tag, exp)
+    if not logs:
+        return Tail(exp, "", doing(state), "", 0)
+    latest = max(logs, key=lambda p: p.stat().st_mtime_ns)
+    size = latest.stat().st_size
+    return Tail(exp, log_tail(latest, LIVE_TAIL), doing(state), str(latest.relative_to(where.root)), size)
 
 
 def _latest(rows: Any) -> list[Experiment]:

@@ -97,6 +97,9 @@
       var doing = document.getElementById("doing"), pre = document.getElementById("tail");
       if (doing) doing.textContent = tail.doing;
       if (pre) pre.textContent = tail.text;
+      var log = document.getElementById("tail-log"), section = document.getElementById("live");
+      if (section) section.hidden = false;
+      if (log) log.textContent = tail.log;
     });
     source.addEventListener("state", function (e) {
       var state = JSON.parse(e.data), el = document.getElementById("state");
