@@ -64,7 +64,7 @@ def scope(content: object, champion: str, tried: Collection[str], sha: str, stra
     if not isinstance(content, str) or not content.strip():
         return Rejection("scope", "the rewrite gave no agent.py content")
     if content == champion:
-        return Rejection("scope", "the candidate is the champion agent.py unchanged")
+        return Rejection("scope", "the rewrite returned the champion agent.py unchanged: no rewrite")
     size = len(content.encode("utf-8", errors="replace"))
     if size > MAX_AGENT_BYTES:
         return Rejection("scope", f"the candidate is {size:,} bytes, over the limit of {MAX_AGENT_BYTES:,}")

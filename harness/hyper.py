@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import agentgates, recovery, runner, sandbox
+from harness import agentgates, probation, recovery, runner, sandbox
 from harness.agentgates import Limits, Rejection
 from harness.brief import build_task
 from harness.config import Config
@@ -28,26 +28,22 @@ from harness.ledger import Experiment, Generation, GenerationStatus
 from harness.loop import Loop
 from harness.night import Night
 from harness.paths import AGENT, PROGRAM, Layout, agent_ref, seed_agent_tag
-from harness.probation import Probation, Role
+from harness.probation import Probation
 from harness.repo import Repo, with_trailers
 from harness.session import Options
 from harness.status import Screen, write_status
 from harness.task import Spend, Task
 from harness.text import REASON_CHARS, one_line
 
-FAILURES = 3  # a champion whose propose() raises this many times in a row gives its place back to the one before
 STOPPED = "the harness stopped during this generation (killed, power cut or Ctrl-C)"
-# The reasons of an invalid row that say the agent itself failed, not the model's reply.
-RAISED = ("agent propose() raised", "the agent process", "the agent took longer")
 
 
 @dataclass(frozen=True)
 class Plan:
     """How `hyper` alternates: experiments per window, generations in this invocation, and the gates' limits."""
 
-    window: int = 10  # experiments by the champion before each rewrite; the probation window is as long
+    window: int = 10  # experiments by the champion between two rewrites; probation looks after each window as long
     generations: int | None = None  # rewrites in this invocation; None: until another limit ends the night
-    failures: int = FAILURES
     limits: Limits = field(default_factory=Limits)
 
 
@@ -99,7 +95,6 @@ class Hyper:
         self.champion: HostedAgent = loop.agent
         self.trial: Trial | None = None
         self.done = 0  # generations decided in this invocation
-        self.failures = 0  # the champion's proposals in a row that raised
         if not self.repo.exists(f"refs/tags/{seed_agent_tag(self.tag)}") and not self.night.generations:
             self.repo.tag(seed_agent_tag(self.tag), self.night.champion)
         self._recover()
@@ -109,15 +104,16 @@ class Hyper:
 
     def turn(self) -> None:
         if self.trial is None:
-            if self.plan.generations is not None and self.done >= self.plan.generations:
-                raise LimitReached(f"reached --generations {self.plan.generations}")
+            if self.window >= self.plan.window:
+                self.answer()  # after every window, whatever else ends the night
+            self._check_generations()
             if self.window >= self.plan.window:
                 self.window = 0
-                self.trial = self.generation()
-                if self.trial is None and self.plan.generations is not None and self.done >= self.plan.generations:
-                    raise LimitReached(f"reached --generations {self.plan.generations}")
-        role: Role = self.trial.probation.next_role() if self.trial else "champion"
-        self.loop.agent = self.trial.agent if self.trial and role == "candidate" else self.champion
+                if len(self._record_of(self.champion.sha)) >= probation.RECORD * self.plan.window:
+                    self.trial = self.generation()
+                if self.trial is None:
+                    self._check_generations()
+        self.loop.agent = self.trial.agent if self.trial else self.champion
         before = len(self.night.rows)
         try:
             self.loop.experiment()
@@ -129,11 +125,13 @@ class Hyper:
         if self.trial is None:
             self.window += 1
         else:
-            self.trial.probation.add(role, row)
+            self.trial.probation.add(row)
             if self.trial.probation.done:
                 self.decide(self.trial)
-        if role == "champion":
-            self._watch(row)
+
+    def _check_generations(self) -> None:
+        if self.plan.generations is not None and self.done >= self.plan.generations:
+            raise LimitReached(f"reached --generations {self.plan.generations}")
 
     # --- a generation: the rewrite and the gates ------------------------------------------------------------
 
@@ -184,13 +182,15 @@ class Hyper:
         self.s.ledger.note(self.tag, f"generation {n} passed the gates; on probation", generation=n)
         self.loop.screen.info(f"generation {n}: passed the gates ({description}); probation begins")
         agent = self._hosted(path, f"gen{n}")
-        return Trial(n, agent, path, description, spend, Probation(max(1, self.plan.window // 2)))
+        reference = tuple(self._record_of(self.champion.sha))
+        return Trial(n, agent, path, description, spend, Probation(self.plan.window, reference, config.direction))
 
     def decide(self, trial: Trial) -> None:
         """Accept the candidate on the branch, or keep it under refs/autoresearch/<tag>/agents/<n>, by the
         probation rule (harness.probation)."""
-        config = self.s.config
-        accepted, why, scores = trial.probation.verdict(config.direction, self.night.margin(config))
+        verdict = trial.probation.verdict
+        assert verdict is not None, "decide() follows a probation that is done"
+        accepted, why, scores = verdict.accepted, verdict.why, verdict.scores
         self.trial = None
         if not accepted:
             self._rejected(trial.generation, Rejection("probation", why), trial.path, trial.description, trial.spend,
@@ -208,33 +208,53 @@ class Hyper:
         self.loop.screen.info(f"generation {trial.generation}: accepted, {why}")
         self.layout.generation_marker(self.tag).unlink(missing_ok=True)
 
-    # --- a champion that keeps failing ----------------------------------------------------------------------
+    # --- a champion answers for its record ---------------------------------------------------------------------
 
-    def _watch(self, row: Experiment) -> None:
-        """Count the champion's proposals in a row that raised; at the limit, the agent before it comes back."""
-        failed = row.status == "invalid" and row.reason.startswith(RAISED)
-        self.failures = self.failures + 1 if failed else 0
-        if self.failures < self.plan.failures:
+    def answer(self) -> None:
+        """After each window: a champion whose experiments as champion did clearly worse than the record of the
+        agent before it (harness.probation.answers) gives its place back to that agent, whatever its failures
+        were (raises, no proposal, invalid or unchanged files, discards)."""
+        crowned = self._crowned()
+        if crowned is None:
+            return  # the seed agent: a person wrote it, and there is no agent before it
+        by_id = {r.id: r for r in self.night.rows}
+        reference = [by_id[i] for i in crowned.scores.get("reference", []) if i in by_id]
+        after = crowned.after if crowned.after is not None else -1
+        record = [r for r in self._record_of(self.champion.sha) if r.id > after and r.agent == self.champion.name]
+        why = probation.answers(record, reference, self.plan.window, self.s.config.direction)
+        if not why:
             return
-        self.failures = 0
         lineage = self._lineage()
-        if len(lineage) < 2:
-            self.s.ledger.note(self.tag, f"the seed agent raised in propose {self.plan.failures} times in a row; "
-                               "there is no earlier agent to go back to")  # fmt: skip
-            return
         (_, number), (before, _) = lineage[-1], lineage[-2]
         path = self.layout.agent_copy(self.tag, "previous")
         _write(path, self.repo.show(before, AGENT))
         parent = self.night.champion
-        why = f"the champion agent raised in propose {self.plan.failures} times in a row ({one_line(row.reason)})"
         commit = self.repo.commit_beside(parent, AGENT, path, with_trailers(
             f"agent: back to the agent before generation {number}", {"Generation": str(number), "Status": "reverted"}
         ))  # fmt: skip
         sha = agent_sha(path.read_bytes())
-        self._record(number, "reverted", "propose", why, sha, commit, parent, "back to the previous champion", Spend())
+        self._record(number, "reverted", "record", why, sha, commit, parent, "back to the previous champion", Spend(),
+                     {"reference": [r.id for r in reference], "record": [r.id for r in record]})  # fmt: skip
         self.s.reset_hard(commit)
         self.champion = self._hosted(self.layout.agent, "llm")
         self.loop.agent = self.champion
+        self.loop.screen.info(f"generation {number}: reverted: {why}")
+
+    def _record_of(self, sha: str) -> list[Experiment]:
+        """The experiments an agent version proposed in this night (on probation and as champion), the latest
+        REFERENCE windows of them; interrupted ones are no evidence."""
+        rows = [r for r in self.night.rows if r.id != 0 and r.agent_sha == sha and r.status != "interrupted"]
+        return rows[-probation.REFERENCE * self.plan.window :]
+
+    def _crowned(self) -> Generation | None:
+        """The generation row that made the champion what it is (its acceptance), or None for the seed agent."""
+        stack: list[Generation] = []
+        for g in self.night.generations:
+            if g.status == "accepted":
+                stack.append(g)
+            elif g.status == "reverted" and stack:
+                stack.pop()
+        return stack[-1] if stack else None
 
     def _lineage(self) -> list[tuple[str, int]]:
         """The commits the champion agents came from, oldest first, with their generations (the seed's is 0)."""

@@ -126,8 +126,9 @@ STAGES = ("rewrite", "scope", "compile", "contract", "import", "signature", "smo
 
 class Generation(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="generation"):
     """One HyperAgent generation (kind "generation"): a candidate agent.py from the champion's rewrite(), accepted
-    after every gate and probation, or rejected at the first stage it failed. "reverted" records a champion that
-    kept raising in propose() and gave its place back to the agent before it (its commit puts that agent back)."""
+    after every gate and probation, or rejected at the first stage it failed. "reverted" (stage "record") records a
+    champion whose experiments did worse than the record it was accepted against, which gave its place back to the
+    agent before it (its commit puts that agent back; its error says why)."""
 
     tag: str
     generation: int  # 1, 2, ...: the rewrites of the tag, in order
@@ -137,7 +138,7 @@ class Generation(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="g
     agent_sha: str  # the candidate's version (sha256 of agent.py, 16 hex digits, as experiment rows' agent_sha)
     champion_sha: str  # the champion agent's version it was tried against
     commit: str | None  # accepted: on the branch; rejected: under refs/autoresearch/<tag>/agents/<n>
-    scores: dict[str, Any] = msgspec.field(default_factory=dict)  # probation: each pair, and the wins of each side
+    scores: dict[str, Any] = msgspec.field(default_factory=dict)  # probation's evidence: ids, keeps, gains and z
     parent: str = ""  # the branch's champion commit when the candidate was made
     description: str = ""  # the candidate's own one-line description of its change
     after: int | None = None  # the last experiment before this row

@@ -301,8 +301,10 @@ def figures(night: Night) -> list[tuple[str, str]]:
 def generation_line(g: Generation) -> str:
     """One generation as the `log` table shows it."""
     what = f"{g.description} ({g.error})" if g.status == "reverted" else g.error or g.description
-    if g.status == "accepted" and "candidate" in g.scores:
-        what += f" (pairs won {g.scores['candidate']}, the champion {g.scores.get('champion', 0)})"
+    if g.status == "accepted" and isinstance(g.scores.get("candidate"), list):
+        turns, reference = len(g.scores["candidate"]), len(g.scores.get("reference", []))
+        what += (f" (kept {g.scores.get('candidate_keeps', 0)} of {turns} against the champion's "
+                 f"{g.scores.get('reference_keeps', 0)} of {reference}, z {g.scores.get('z', 0):+.2f})")  # fmt: skip
     return f"   gen {g.generation}  {g.status}  {g.stage}  {flat(what)}"
 
 

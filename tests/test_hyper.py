@@ -126,7 +126,7 @@ REJECTED = {
     "wrapped": (RELAY.replace(PROPOSE, WRAPPED), "signature", "propose(task, llm) cannot be called"),
     "wrong type": (RELAY.replace(RETURN, "return dict(d=f'{value}', c="), "smoke",
                    "propose returned dict, not a harness.task.Proposal"),
-    "identical": (RELAY, "scope", "the candidate is the champion agent.py unchanged"),
+    "identical": (RELAY, "scope", "the rewrite returned the champion agent.py unchanged: no rewrite"),
     "too large": (RELAY + "\nPAD = '" + "x" * 300_000 + "'\n", "scope", "over the limit"),
 }  # fmt: skip
 
@@ -134,6 +134,8 @@ REJECTED = {
 def test_every_bad_rewrite_is_rejected_at_its_gate_and_the_champion_is_untouched(relay, fake_anthropic):
     repo = relay
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)  # the key check
+    for value in ("2.9", "2.8"):  # the seed's record must hold three windows before its first rewrite
+        fake_anthropic.reply(value)
     for i, (source, _, _) in enumerate(REJECTED.values()):
         fake_anthropic.reply(f"{2.0 + i / 100:.2f}")  # the champion's window
         fake_anthropic.reply(source)  # its rewrite
@@ -155,7 +157,7 @@ def test_every_bad_rewrite_is_rejected_at_its_gate_and_the_champion_is_untouched
     # Every experiment of the night was proposed by the seed agent, and the morning's table says so.
     assert {r["agent_sha"] for r in rows(repo, "experiment") if r["id"]} == {agent_sha(RELAY.encode())}
     table = cli(repo, "log", "--tag", "h").stdout
-    assert table.count("[seed]") == len(REJECTED) + 1 and "   gen 9  rejected  signature  TypeError" in table
+    assert table.count("[seed]") == len(REJECTED) + 3 and "   gen 9  rejected  signature  TypeError" in table
     assert "generations:      12 (0 accepted; rejected at contract 6, scope 2," in table
 
 
@@ -170,23 +172,31 @@ WORSE = BETTER.replace("small and bold,", "large and vague,")
 
 def test_a_better_rewrite_is_accepted_after_probation_and_a_worse_one_rejected(repo, fake_anthropic):
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    fake_anthropic.reply(edit("X = 3.0", "X = 2.0", "X to 2"))  # 1: the seed's window: keep
+    # 1-3: the seed's record (three windows of one): one small keep, two discards
+    fake_anthropic.reply(edit("X = 3.0", "X = 2.9", "X to 2.9"))
+    fake_anthropic.reply(edit("X = 2.9", "X = 3.5", "X to 3.5"))
+    fake_anthropic.reply(edit("Y = 2", "Y = 0", "Y to 0"))
     fake_anthropic.reply(whole(BETTER, "a bolder prompt"), input_tokens=900, output_tokens=3000)  # generation 1
-    fake_anthropic.reply(edit("X = 2.0", "X = 1.5", "X to 1.5"))  # 2: the candidate's turn: keep
-    fake_anthropic.reply(edit("X = 1.5", "X = 3.5", "X to 3.5"))  # 3: the champion's turn: discard, far worse
-    fake_anthropic.reply(edit("Y = 2", "Y = 4", "Y to 4"))  # 4: the new champion's window: keep
+    # 4-6: every turn of probation is the candidate's; three keeps, each larger than the seed's: accepted at look 3
+    fake_anthropic.reply(edit("X = 2.9", "X = 2.0", "X to 2"))
+    fake_anthropic.reply(edit("X = 2.0", "X = 1.25", "X to 1.25"))
+    fake_anthropic.reply(edit("Y = 2", "Y = 5", "Y to 5"))
+    fake_anthropic.reply(edit("X = 1.25", "X = 3.0", "X back to 3"))  # 7: the new champion's window: discard
     fake_anthropic.reply(whole(WORSE, "a vaguer prompt"))  # generation 2
-    fake_anthropic.reply(edit("X = 1.5", "X = 3.0", "X back to 3"))  # 5: the candidate's turn: discard
-    fake_anthropic.reply(edit("Y = 4", "Y = 5", "Y to 5"))  # 6: the champion's turn: keep
+    # 8-9: the candidate discards twice against the record of the champion: rejected at look 2
+    fake_anthropic.reply(edit("X = 1.25", "X = 3.2", "X to 3.2"))
+    fake_anthropic.reply(edit("Y = 5", "Y = 9", "Y to 9"))
     out = hyper(repo, fake_anthropic, "--generations", "2")
     assert out.returncode == 0, out.stderr
     assert "reached --generations 2" in out.stdout
     first, second = rows(repo, "generation")
     assert (first["status"], first["stage"], first["error"]) == ("accepted", "probation", "")
-    assert first["scores"]["candidate"] == 1 and first["scores"]["champion"] == 0
+    assert first["scores"]["candidate"] == [4, 5, 6] and first["scores"]["reference"] == [1, 2, 3]
+    assert first["scores"]["candidate_keeps"] == 3 and first["scores"]["z"] >= 1.9
     assert first["agent_sha"] == agent_sha(BETTER.encode()) and first["cost_usd"] > 0
     assert (second["status"], second["stage"]) == ("rejected", "probation")
-    assert "worse experiments than the champion" in second["error"]
+    assert "not shown better than the champion's record" in second["error"]
+    assert second["scores"]["reference"] == [4, 5, 6, 7] and second["scores"]["candidate"] == [8, 9]
     # The accepted agent is the champion, on the branch as a commit of its own and in the tree, fences and all.
     assert (repo / "agent.py").read_text() == BETTER
     log = git(repo, "log", "--format=%s", "autoresearch/h")
@@ -195,19 +205,20 @@ def test_a_better_rewrite_is_accepted_after_probation_and_a_worse_one_rejected(r
     assert git(repo, "rev-parse", "refs/autoresearch/h/agents/2") == second["commit"]
     experiments = rows(repo, "experiment")
     assert [(r["id"], r["agent"], r["status"]) for r in experiments[1:]] == [
-        (1, "llm", "keep"), (2, "gen1", "keep"), (3, "llm", "discard"),
-        (4, "llm", "keep"), (5, "gen2", "discard"), (6, "llm", "keep"),
+        (1, "llm", "keep"), (2, "llm", "discard"), (3, "llm", "discard"), (4, "gen1", "keep"), (5, "gen1", "keep"),
+        (6, "gen1", "keep"), (7, "llm", "discard"), (8, "gen2", "discard"), (9, "gen2", "discard"),
     ]  # fmt: skip
     assert experiments[4]["agent_sha"] == agent_sha(BETTER.encode())
     # The rewrite was asked for with the champion's source and the fence that holds it.
-    rewrite = json.dumps(fake_anthropic.requests[2].json["messages"])
+    rewrite = json.dumps(fake_anthropic.requests[4].json["messages"])
     assert "improve yourself" in rewrite and "````" in rewrite
     # A restart finds the branch where the ledger says it is: the accepted agent's commit is no hand edit.
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
     again = hyper(repo, fake_anthropic, "--max-experiments", "0")
     assert again.returncode == 0, again.stderr
     table = cli(repo, "log", "--tag", "h").stdout
-    assert "gen 1  accepted" in table and "gen 2  rejected  probation" in table
+    assert "gen 1  accepted  probation  a bolder prompt (kept 3 of 3 against the champion's 1 of 3, z +1.99)" in table
+    assert "gen 2  rejected  probation" in table
 
 
 # --- side effects the static check cannot see ---------------------------------------------------------------------
@@ -296,9 +307,9 @@ def rewrite(task, llm):
 def test_a_candidate_that_hunts_for_the_key_and_tampers_finds_and_changes_nothing(relay, fake_anthropic):
     git_config = (relay / ".git" / "config").read_bytes()
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    fake_anthropic.reply("2.0")  # the champion's window
-    fake_anthropic.reply(HUNTER)  # generation 1: passes the gates (its smoke test hunts too)
-    fake_anthropic.reply("1.5")  # probation: the champion's turn (the hunter calls no LLM)
+    for value in ("2.9", "2.8", "2.0"):  # the champion's record: three windows
+        fake_anthropic.reply(value)
+    fake_anthropic.reply(HUNTER)  # generation 1: passes the gates (its smoke test hunts too); it calls no LLM
     out = hyper(relay, fake_anthropic, "--generations", "1")
     assert out.returncode == 0, out.stderr
     hunt = next(r for r in rows(relay, "experiment") if r["agent"] == "gen1")
@@ -319,7 +330,8 @@ def test_a_candidate_that_hunts_for_the_key_and_tampers_finds_and_changes_nothin
 def test_a_kill_during_the_gates_is_recorded_and_the_night_goes_on(relay, fake_anthropic):
     sleeper = RELAY + "\n\nclass Slow:\n    import time\n    time.sleep(10**6)\n"
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    fake_anthropic.reply("2.0")
+    for value in ("2.2", "2.1", "2.0"):
+        fake_anthropic.reply(value)
     fake_anthropic.reply(sleeper)  # its import never ends: the harness is killed while it waits
     marker = relay / "runs" / "h" / "generation.json"
     command = [PY, "-m", "harness", "hyper", "--tag", "h", "--window", "1"]
@@ -347,31 +359,92 @@ def test_a_kill_during_the_gates_is_recorded_and_the_night_goes_on(relay, fake_a
     untouched(relay, RELAY)
 
 
-# --- a champion that keeps raising --------------------------------------------------------------------------------
+# --- a sleeper: behaves at the gates and on probation, fails as champion ----------------------------------------
 
-FLAKY = RELAY.replace(
+SLEEPER = RELAY.replace(
     '    value = text if text.replace(".", "", 1).isdigit() else "2.5"',
-    '    if text == "boom":\n        raise RuntimeError("boom")\n'
+    '    if text == "raise":\n        raise RuntimeError("asleep")\n'
+    '    if text == "same":\n        return Proposal("nothing to change", task.mutable_content)\n'
+    '    if text == "junk":\n        return Proposal("junk", "def (:\\n")\n'
     '    value = text if text.replace(".", "", 1).isdigit() else "2.5"',
+).replace(
+    '    reply = llm.complete(system="", messages=[{"role": "user", "content": "rewrite"}], max_tokens=50)\n'
+    '    return Proposal("a rewrite", reply.text)',
+    '    return Proposal("myself again", task.agent_source)',
 )
 
 
-def test_a_champion_that_raises_three_times_in_a_row_gives_its_place_back(relay, fake_anthropic):
+def test_a_sleeper_that_fails_as_champion_and_rewrites_itself_gives_its_place_back(relay, fake_anthropic):
+    assert SLEEPER != RELAY and "myself again" in SLEEPER
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    for value in ("2.5", "2.4", "2.3", "2.2"):  # 1-4: the relay's window
+    for value in ("2.95", "2.9", "2.85"):  # 1-3: the seed's record, three small keeps
         fake_anthropic.reply(value)
-    fake_anthropic.reply(FLAKY)  # generation 1
-    for value in ("1.5", "3.9", "3.8", "1.3"):  # 5-8: probation, candidate first, then champion first
+    fake_anthropic.reply(SLEEPER)  # generation 1
+    for value in ("2.3", "1.8", "1.25"):  # 4-6: probation, three keeps larger than the seed's: accepted
         fake_anthropic.reply(value)
-    for _ in range(3):  # 9-11: the new champion raises
-        fake_anthropic.reply("boom")
-    out = cli(relay, "hyper", "--tag", "h", "--window", "4", "--max-experiments", "11", env=env(fake_anthropic))
+    for kind in ("same", "raise", "junk"):  # 7-9: the champion fails a different way each window
+        fake_anthropic.reply(kind)
+    fake_anthropic.reply(RELAY)  # generation 4, by the agent back in its place: unchanged
+    out = hyper(relay, fake_anthropic, "--generations", "4")
     assert out.returncode == 0, out.stderr
-    accepted, reverted = rows(relay, "generation")
-    assert (accepted["generation"], accepted["status"], accepted["scores"]["candidate"]) == (1, "accepted", 2)
-    assert (reverted["generation"], reverted["status"], reverted["stage"]) == (1, "reverted", "propose")
-    assert "raised in propose 3 times in a row" in reverted["error"] and "RuntimeError: boom" in reverted["error"]
-    assert (reverted["champion_sha"], reverted["agent_sha"]) == (agent_sha(FLAKY.encode()), agent_sha(RELAY.encode()))
-    assert [r["status"] for r in rows(relay, "experiment")[9:]] == ["invalid"] * 3
+    accepted, itself, again, reverted, last = rows(relay, "generation")
+    assert (accepted["generation"], accepted["status"]) == (1, "accepted")
+    # Its rewrite hands back its own source: no rewrite, and no way around the record it answers for.
+    for g in (itself, again):
+        assert (g["status"], g["stage"]) == ("rejected", "scope") and "unchanged: no rewrite" in g["error"]
+    assert [r["status"] for r in rows(relay, "experiment")[7:]] == ["invalid"] * 3
+    assert (reverted["generation"], reverted["status"], reverted["stage"]) == (1, "reverted", "record")
+    assert "its 3 experiments as champion (kept 0, 3 gave no metric) did worse than the record" in reverted["error"]
+    assert reverted["scores"] == {"reference": [1, 2, 3], "record": [7, 8, 9]}
+    assert (reverted["champion_sha"], reverted["agent_sha"]) == (agent_sha(SLEEPER.encode()), agent_sha(RELAY.encode()))
+    assert (last["generation"], last["champion_sha"]) == (4, agent_sha(RELAY.encode()))
     untouched(relay, RELAY)
     assert git(relay, "log", "-1", "--format=%s", "autoresearch/h") == "agent: back to the agent before generation 1"
+    table = cli(relay, "log", "--tag", "h").stdout
+    assert "reverted  record  back to the previous champion (its 3 experiments" in table
+
+
+# --- a champion that deals for its candidate ----------------------------------------------------------------------
+
+# The champion throws its own turn whenever its candidate's experiments are in the history (a pair of probation, as
+# the pair rule had it), and its rewrite is a candidate that never keeps anything.
+THROWER = RELAY.replace(
+    "def propose(task, llm):\n",
+    "def propose(task, llm):\n"
+    '    if any(a.description.startswith("cand:") for a in task.history):\n'
+    '        return Proposal("thrown", task.mutable_content)\n',
+)
+NEVER = '''"""The thrower's candidate: it proposes an edit that is always worse."""
+
+from harness.task import Proposal
+
+
+def propose(task, llm):
+    return Proposal("cand: X to 3.5", task.mutable_content.replace("X = 2.7", "X = 3.5"))
+
+
+def rewrite(task, llm):
+    return Proposal("same", task.agent_source)
+'''
+
+
+@pytest.fixture
+def thrower(tmp_path: Path) -> Path:
+    return project(tmp_path, THROWER)
+
+
+def test_a_champion_cannot_throw_turns_for_its_candidate_which_is_judged_on_its_record(thrower, fake_anthropic):
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
+    for value in ("2.9", "2.8", "2.7"):  # 1-3: the champion's record, before the rewrite
+        fake_anthropic.reply(value)
+    fake_anthropic.reply(NEVER)  # generation 1
+    out = hyper(thrower, fake_anthropic, "--generations", "1")
+    assert out.returncode == 0, out.stderr
+    (generation,) = rows(thrower, "generation")
+    assert (generation["status"], generation["stage"]) == ("rejected", "probation")
+    assert generation["scores"]["reference"] == [1, 2, 3] and generation["scores"]["candidate"] == [4, 5]
+    # Every turn of probation was the candidate's: the champion had none to throw.
+    experiments = rows(thrower, "experiment")
+    assert [(r["id"], r["agent"]) for r in experiments[4:]] == [(4, "gen1"), (5, "gen1")]
+    assert "thrown" not in {r["description"] for r in experiments}
+    untouched(thrower, THROWER)
