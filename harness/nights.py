@@ -162,7 +162,7 @@ def line(
     if state is not None and state.get("tag") == tag:
         now = "running" if running and state.get("phase") != "stopped" else _ended(state)
         if now == "running":
-            what, eta = doing(state), _eta(state)
+            what, eta = doing(state), _eta(state, [r for r in mine if type(r) is Experiment])
     return NightLine(
         tag=tag, state=now, doing=what, eta=eta, metric=night.metric, direction=night.direction,
         baseline=night.baseline, best=night.best, change=night.change, change_pct=night.change_pct,
@@ -183,15 +183,32 @@ def _ended(state: dict[str, Any]) -> str:
     return "stopped" if state.get("phase") == "stopped" else "ended"
 
 
-def _eta(state: dict[str, Any]) -> str:
-    """When the run under way is due to end, from its start and budget; "" when no run is under way."""
-    started, budget = state.get("started"), state.get("budget")
-    if state.get("phase") not in ("baseline", "remeasuring", "evaluating") or not isinstance(started, int | float):
+def _eta(state: dict[str, Any], rows: list[Experiment], now: float | None = None) -> str:
+    """When the night should end, from the limits the loop was started with (--hours, --max-experiments) and its
+    pace since it started; without a limit, when the run under way is due."""
+    now = time.time() if now is None else now
+    started, limit, hours = state.get("loop_started"), state.get("max_experiments"), state.get("hours")
+    if not isinstance(started, int | float):
         return ""
-    if not isinstance(budget, int | float):
-        return ""
-    left = started + budget - time.time()
-    return f"run due in {duration(left)}" if left > 0 else "run past its budget"
+    ends = []
+    if isinstance(hours, int | float):
+        ends.append(started + 3600 * hours)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    done = sum(1 for r in rows if r.id != 0 and r.time >= since)
+    if isinstance(limit, int) and done:
+        ends.append(now + (limit - done) * (now - started) / done)
+    if ends:
+        end = min(ends)
+        return f"ends about {time.strftime('%H:%M', time.gmtime(end))} UTC (in {duration(max(0.0, end - now))})"
+    run_started, budget = state.get("started"), state.get("budget")
+    if (
+        state.get("phase") in ("baseline", "remeasuring", "evaluating")
+        and isinstance(run_started, int | float)
+        and (isinstance(budget, int | float))
+    ):
+        left = run_started + budget - now
+        return f"until stopped; this run is due in {duration(left)}" if left > 0 else "until stopped"
+    return "until stopped"
 
 
 # --- `autoresearch nights` -------------------------------------------------------------------------------------------

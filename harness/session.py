@@ -68,8 +68,10 @@ class Session:
         return sandbox.probe(self.config.sandbox, devices=self.devices)
 
     def state(self, agent: str, phase: str, exp_id: int, description: str) -> dict[str, Any]:
-        """What the night is doing now, as the status file and the live display show it."""
-        return snapshot(self.tag, agent, phase, exp_id, description, self.config, self.night, self.started)
+        """What the night is doing now, as the status file and the live display show it; with this invocation's
+        limits, from which the review tells when the night should end."""
+        state = snapshot(self.tag, agent, phase, exp_id, description, self.config, self.night, self.started)
+        return {**state, "max_experiments": self.options.max_experiments, "hours": self.options.hours}
 
     def steer(self, info: Callable[[str], None]) -> None:
         """Apply an edit of program.md from the next experiment on (a `steer` row), or report a malformed one and

@@ -240,6 +240,13 @@ def test_a_running_night_fills_in_on_the_open_page(browser, tmp_path):
         page.screenshot(path=tmp_path / "running.png", full_page=True)
         for exp in (1, 2, 3):
             page.locator(f'#experiments tbody tr td[data-v="{exp}"]').wait_for(timeout=90_000)
+            if exp == 1:
+                index = context.new_page()
+                index.goto(url + "/")
+                line = index.inner_text("table.nights tbody tr")
+                # While it runs, when it should end, from its pace and --max-experiments.
+                assert "ends about" in line or "running" not in line, line
+                index.close()
         page.locator("#state", has_text="stopped").wait_for(timeout=60_000)
         assert night.wait(timeout=60) == 0
         assert page.evaluate("window.notReloaded") is True

@@ -92,3 +92,30 @@ def test_log_csv_reads_the_search_constants_from_the_file_when_the_agent_recorde
     )
     table = list(csv.DictReader(io.StringIO(cli(project, "log", "--csv").stdout)))
     assert table[0]["X"] == "3.0" and table[0]["Y"] == "2" and table[0]["agent"] == "llm"
+
+
+def test_a_running_night_says_what_it_does_and_when_it_should_end(project: Path):
+    import time
+
+    from harness import nights
+    from harness.lock import LoopLock
+    from harness.paths import Layout
+    from harness.status import write_status
+
+    write_night(project, "n1", 4)
+    layout = Layout(project)
+    started = time.time() - 600
+    state = {"pid": 1, "tag": "n1", "phase": "evaluating", "experiment": 5, "description": "raise LR",
+             "started": time.time() - 10, "budget": 300, "loop_started": started, "max_experiments": None,
+             "hours": 2.0}  # fmt: skip
+    write_status(layout.status, state)
+    with LoopLock(layout.lock):  # the loop's lock, held: the night runs
+        line = nights.lines(nights.place(project))[0]
+        assert line.state == "running" and line.doing.startswith("experiment 5 evaluating for 10s of 5m budget")
+        end = time.strftime("%H:%M", time.gmtime(started + 7200))
+        assert line.eta == f"ends about {end} UTC (in 1h50m)"
+        write_status(layout.status, state | {"hours": None})
+        assert nights.lines(nights.place(project))[0].eta == "until stopped; this run is due in 4m50s"
+    write_status(layout.status, state | {"phase": "stopped"})
+    line = nights.lines(nights.place(project))[0]
+    assert line.state == "stopped" and line.eta == "" and line.doing == ""
