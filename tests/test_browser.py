@@ -239,7 +239,7 @@ def test_a_running_night_fills_in_on_the_open_page(browser, tmp_path):
             raise
         page.screenshot(path=tmp_path / "running.png", full_page=True)
         for exp in (1, 2, 3):
-            page.locator(f'#experiments tbody tr td[data-v="{exp}"]').wait_for(timeout=90_000)
+            page.locator(f'#experiments tbody tr[data-id="{exp}"]').wait_for(timeout=90_000)
             if exp == 1:
                 index = context.new_page()
                 index.goto(url + "/")

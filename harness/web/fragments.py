@@ -30,7 +30,7 @@ def table_rows(rows: Iterable[TableRow], link: tuple[str, str]) -> Markup:
         c = r.cells()
         status = esc(r.status)
         out.append(
-            f'<tr class="{status}"><td data-v="{r.id}"><a href="{before}{r.id}{after}">{r.id}</a></td>'
+            f'<tr class="{status}" data-id="{r.id}"><td data-v="{r.id}"><a href="{before}{r.id}{after}">{r.id}</a></td>'
             f'<td>{status}</td><td data-v="{_v(r.metric)}">{c["metric"]}</td>'
             f'<td data-v="{_v(r.delta)}">{c["delta"]}</td><td data-v="{_v(r.vs_baseline)}">{c["vs_baseline"]}</td>'
             f'<td class="desc">{escape(r.description)}</td><td>{esc(r.agent)}</td><td>{esc(r.worker or "-")}</td>'

@@ -49,6 +49,7 @@
   function addRow(table, row, link) {
     var tr = document.createElement("tr"), c = row.cells;
     tr.className = row.status;
+    tr.dataset.id = String(row.id);
     var first = cell(tr, "", row.id), a = document.createElement("a");
     a.href = link + row.id; a.textContent = String(row.id); first.appendChild(a);
     cell(tr, row.status);
@@ -56,8 +57,8 @@
     cell(tr, row.description).className = "desc";
     cell(tr, row.agent); cell(tr, row.worker || "-");
     cell(tr, c.seconds, row.seconds); cell(tr, c.cost, row.cost_usd);
-    var old = table.querySelector('tbody tr td[data-v="' + row.id + '"]');
-    if (old && old.cellIndex === 0) old.parentNode.replaceWith(tr); else table.tBodies[0].appendChild(tr);
+    var old = table.querySelector('tbody tr[data-id="' + row.id + '"]');
+    if (old) old.replaceWith(tr); else table.tBodies[0].appendChild(tr);
   }
 
   function addPoint(svg, row) {
