@@ -150,10 +150,10 @@ def broken_invariants(repo: Path) -> list[str]:
 
 
 def _optuna_agrees(repo: Path, exps: list[dict]) -> list[str]:
+    from harness.agents.optuna import OptunaAgent
     from harness.config import Config
     from harness.ledger import Ledger
     from harness.night import result_of
-    from harness.optuna_agent import OptunaAgent
     from harness.program import load
 
     config: Config = load(repo / "program.md").config

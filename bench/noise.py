@@ -1,5 +1,5 @@
 """
-How often keep decisions go wrong under noise: the old rule against harness.noise's Referee, over simulated nights.
+How often keep decisions go wrong under noise: the old rule against harness.keeprule's Referee, over simulated nights.
 
 Usage:
     python bench/noise.py                                   # 2000 nights of 100 experiments
@@ -14,7 +14,7 @@ baseline run is spoiled by SPOIL sigma (a download during it). A share SEEN of t
 load and CPU time (the rest, a throttled GPU say, does not).
 
 The old rule: the noise is the standard deviation of two baseline runs measured once, and a candidate is kept on
-one run that beats the champion's first number by more than it. The new rule is harness.noise itself (Referee,
+one run that beats the champion's first number by more than it. The new rule is harness.keeprule itself (Referee,
 remeasure_due, settle), driven as the loop drives it. Both rules see the same proposals in the same night.
 
 Printed per rule: false keeps (kept but truly worse than the champion) as a share of keeps, missed improvements
@@ -32,7 +32,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from harness.noise import Measurement, Purpose, Referee, settle
+from harness.keeprule import Measurement, Purpose, Referee, settle
 
 START = 2.80  # the baseline's true val_bpb (the bundled task at a 30 s budget on 2 cores)
 SIGMA = 0.06  # run-to-run spread of that task on a quiet machine (the issue's clean baselines)
@@ -100,7 +100,7 @@ def proposals(rng: random.Random, n: int) -> list[float]:
 
 
 def old_night(steps: list[float], machine: Machine, spoiled: bool) -> Tally:
-    """The rule before harness.noise: two baseline runs set the noise once, one run decides a keep."""
+    """The rule before harness.keeprule: two baseline runs set the noise once, one run decides a keep."""
     sigma, tally = machine.sigma, Tally()
     first = [machine.run(START, spoil=spoiled and i == 0)[0] for i in range(BASELINE_RUNS)]
     best, noise = statistics.fmean(first), statistics.stdev(first)
@@ -120,7 +120,7 @@ def old_night(steps: list[float], machine: Machine, spoiled: bool) -> Tally:
 
 
 def new_night(steps: list[float], machine: Machine, spoiled: bool, max_runs: int | None = None) -> Tally:
-    """harness.noise's rule, driven as the loop drives it: re-measures when due, then settle() per candidate."""
+    """harness.keeprule's rule, driven as the loop drives it: re-measures when due, then settle() per candidate."""
     sigma, tally, referee = machine.sigma, Tally(), Referee()
     truths = {"base": START}
     champion, lowest = "base", START
@@ -244,7 +244,7 @@ def main() -> None:
         },
     )
     summary("old rule (noise of 2 baseline runs, one run decides)", old, spoiled, BASELINE_RUNS, args.experiments)
-    summary("new rule (harness.noise.Referee)", new, spoiled, BASELINE_RUNS, args.experiments)
+    summary("new rule (harness.keeprule.Referee)", new, spoiled, BASELINE_RUNS, args.experiments)
     summary(
         "new rule, equal time (stopped at the old rule's runs)", same_time, spoiled, BASELINE_RUNS, args.experiments
     )

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import executor as executors
+from harness.executors import local as executors
 from harness.parallel import Parallel
 from harness.session import Options, open_session
 from harness.task import Proposal, Proposed, Result, Spend, Task

@@ -12,8 +12,8 @@ in a share FAILED of the rest, gives no metric (an invalid proposal). The rows a
 
 Before: harness/probation.py as of commit BEFORE, read from git: the window shared in pairs of turns between the
 candidate and the live champion; the candidate wins its place with at least as many pairs as the champion. After:
-harness.probation as it is: every turn the candidate's, judged against the champion's record from before the rewrite
-(RECORD windows of it), looked at after every window. The cases:
+harness.hyper.probation as it is: every turn the candidate's, judged against the champion's record from before the
+rewrite (RECORD windows of it), looked at after every window. The cases:
 
   equal      the candidate is exactly as good as the champion (the champion keeps --keep of its experiments)
   worse      half the champion's keep rate
@@ -36,8 +36,8 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import probation
 from harness.errors import RepoError
+from harness.hyper import probation
 from harness.ledger import Experiment
 from harness.repo import Repo
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import process, sandbox, workspace
+from harness import jails, process, sandbox
 from harness.program import load
 
 GOAL_MS = 30.0  # the sandbox's whole added cost per experiment on a 2-core machine
@@ -54,15 +54,15 @@ def main() -> None:
         raise SystemExit(f"no sandbox on this machine: {sb.missing}")
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     config = load(ROOT / "program.md").config  # the bundled task's: its protected files are shown, not copied
-    files, protected = workspace.unprotected(tracked, config), workspace.guarded(config)
+    files, protected = jails.unprotected(tracked, config), jails.guarded(config)
 
     where.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-", dir=where) as tmp:
         out = Path(tmp, "out")
         out.mkdir()
         sandbox.own(sb, out)
-        tree = workspace.scratch(sb, ROOT, Path(tmp, "tree"), files)
-        view = workspace.repo_view(ROOT, tree, protected=protected, writable=[out])
+        tree = jails.scratch(sb, ROOT, Path(tmp, "tree"), files)
+        view = jails.repo_view(ROOT, tree, protected=protected, writable=[out])
         true = shutil.which("true") or "/bin/true"
 
         def plain() -> None:
@@ -75,8 +75,8 @@ def main() -> None:
         removals = iter(range(n))
 
         def prepare() -> None:
-            copy = workspace.scratch(sb, ROOT, Path(tmp, f"copy-{next(copies)}"), files)
-            sandbox.command(sb, workspace.repo_view(ROOT, copy, protected=protected, writable=[out]), [true])
+            copy = jails.scratch(sb, ROOT, Path(tmp, f"copy-{next(copies)}"), files)
+            sandbox.command(sb, jails.repo_view(ROOT, copy, protected=protected, writable=[out]), [true])
 
         def remove() -> None:
             shutil.rmtree(Path(tmp, f"copy-{next(removals)}"))

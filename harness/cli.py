@@ -132,7 +132,7 @@ def hyper(tag: str, generations: int | None, window: int, **limits: Any) -> None
 
     Example: autoresearch hyper --tag nov23 --generations 5 --window 10
     """
-    from harness import hyper as hyper_
+    from harness.hyper import mode as hyper_
 
     plan = hyper_.Plan(window=window, generations=generations)
 

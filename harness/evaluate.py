@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 from harness import proctable
+from harness.jails import Jail
 from harness.runlog import LogReader, last_value, metric_names, tail
-from harness.workspace import Jail
 
 Outcome = Literal["ok", "crash", "timeout", "tampered"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import recovery, workspace
+from harness import jails, recovery
 from harness.evaluate import RunResult
 from harness.ledger import Ledger
 from harness.paths import Layout
@@ -84,5 +84,5 @@ def clean(layout: Layout, tag: str) -> list[str]:
     work = layout.work(tag, CHECKOUTS[0]).parent
     found = sorted(p.name for p in work.iterdir() if p.name.startswith(CHECKOUTS)) if work.is_dir() else []
     for name in found:
-        workspace.remove(work / name)
+        jails.remove(work / name)
     return found

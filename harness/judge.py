@@ -1,5 +1,5 @@
 """How the night weighs a result: every run recorded as a measurement, the champion re-measured, a winner confirmed
-before it is kept, contention marked. The rule itself is harness.noise; this module runs what it asks for."""
+before it is kept, contention marked. The rule itself is harness.keeprule; this module runs what it asks for."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness import noise
+from harness import keeprule
 from harness.config import Config
+from harness.keeprule import Measurement, Purpose, Verdict
 from harness.ledger import MeasurementRow
 from harness.measure import Measured, measure
-from harness.noise import Measurement, Purpose, Verdict
 from harness.repo import blob_sha
 from harness.session import Session
 
@@ -97,7 +97,7 @@ def settle(
         content = champion if version == champion_sha else None
         return run_version(session, config, exp_id, purpose, content).measurement
 
-    return noise.settle(
+    return keeprule.settle(
         night.referee, blob_sha(candidate), champion_sha, again, config.direction, config.min_delta, config.confirm
     )
 

@@ -26,17 +26,17 @@ from harness.errors import (
     StopRequested,
 )
 from harness.evaluate import RunResult, baseline_failed
-from harness.gates import check_proposal
+from harness.jails import guarded
 from harness.ledger import Status
 from harness.night import result_of
 from harness.outcome import Author, Finished
 from harness.paths import PROGRAM, branch, discarded_ref
+from harness.precheck import check_proposal
 from harness.repo import blob_sha, with_trailers
 from harness.session import Session
 from harness.status import Screen, write_status
 from harness.task import Agent, Proposed, Spend, Task
 from harness.text import one_line
-from harness.workspace import guarded
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})  # no room left: a stop, never a crash
 

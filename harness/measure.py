@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import workspace
+from harness import jails
 from harness.config import Config
 from harness.evaluate import RunResult, evaluate, trusted_metric
 from harness.paths import LEDGER, RUNS
@@ -57,13 +57,13 @@ def measure(
     root = repo.root
     out = layout.run_out(tag, exp_id, repeat, kind)
     before = set() if sb.active else repo.untracked()
-    compiled = {} if sb.active else compiled_files(root, workspace.guarded(config))
+    compiled = {} if sb.active else compiled_files(root, jails.guarded(config))
     ledger = b"" if sb.active else _read(layout.ledger)  # without a sandbox a run could write rows of its own
-    with workspace.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, session.devices) as jail:
+    with jails.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, session.devices) as jail:
         started()
         result = evaluate(
             root, config.run, metric=config.metric, timeout=config.timeout,
-            log=layout.run_log(tag, exp_id, repeat, kind), jail=jail, protected=workspace.guarded(config),
+            log=layout.run_log(tag, exp_id, repeat, kind), jail=jail, protected=jails.guarded(config),
         )  # fmt: skip
     control = session.restore_control()
     if not sb.active and _read(layout.ledger) != ledger:
@@ -77,9 +77,9 @@ def measure(
         left = repo.untracked() - before
         removed = sorted(p for p in left if p.split("/")[0] not in _HARNESS_FILES)
         repo.clean(removed)
-        removed += purge_compiled(root, workspace.guarded(config), compiled)
+        removed += purge_compiled(root, jails.guarded(config), compiled)
     if config.evaluate and result.outcome != "tampered":
-        with workspace.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
+        with jails.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
             result = trusted_metric(
                 result, jail, config.evaluate, metric=config.metric, timeout=config.evaluate_timeout,
                 log=layout.eval_log(tag, exp_id, repeat, kind),

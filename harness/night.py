@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from harness.config import Config
+from harness.keeprule import Measurement, Purpose, Referee
 from harness.ledger import EVALUATED, FAILED, Experiment, Generation, MeasurementRow
-from harness.noise import Measurement, Purpose, Referee
 from harness.offsets import Offsets
 from harness.task import Result
 

@@ -35,7 +35,8 @@ from harness.errors import (
     ServiceFailed,
     StopRequested,
 )
-from harness.executor import Executor, Lane
+from harness.executors.local import Executor, Lane
+from harness.executors.workers import Done, Job
 from harness.flight import Flight
 from harness.judge import FAILED_REMEASURES
 from harness.ledger import MeasurementRow, Status
@@ -46,7 +47,6 @@ from harness.session import Session
 from harness.status import Screen, write_status
 from harness.task import Agent, Proposal, Proposed, Spend, Task
 from harness.text import one_line, short
-from harness.workers import Done, Job
 
 BASELINE, CHAMPION, CONFIRM, CANDIDATE = range(4)  # the order waiting runs take a free worker in
 

@@ -9,21 +9,21 @@ from typing import Any
 
 import msgspec
 
-from harness import flight, memory, outcome, workspace
+from harness import flight, jails, memory, outcome
 from harness.errors import RepoError
 from harness.evaluate import RunResult
+from harness.executors.workers import Done
 from harness.flight import Flight
-from harness.gates import check_proposal
 from harness.ledger import MeasurementRow, Status
 from harness.night import result_of
 from harness.outcome import Author, Finished
 from harness.paths import PROGRAM, discarded_ref
+from harness.precheck import check_proposal
 from harness.repo import blob_sha, with_trailers
 from harness.session import Session
 from harness.status import Screen
 from harness.task import Agent
 from harness.text import short
-from harness.workers import Done
 
 
 class Records:
@@ -102,7 +102,7 @@ class Records:
             result = dataclasses.replace(result, outcome="tampered", metric=None, reason=reason)
             done = dataclasses.replace(done, result=result)
         if result.outcome == "tampered":
-            self.repo.restore(workspace.guarded(self.s.config))
+            self.repo.restore(jails.guarded(self.s.config))
         value = result.metric if result.outcome == "ok" else None
         found = None
         if value is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, ProgramError
+from harness.keeprule import Measurement, Referee
 from harness.ledger import (
     EVALUATED,
     FAILED,
@@ -25,7 +26,6 @@ from harness.ledger import (
     Row,
     Steer,
 )
-from harness.noise import Measurement, Referee
 from harness.paths import Layout
 from harness.text import clip, flat
 

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import executor
 from harness.config import Config
 from harness.errors import HarnessError, LedgerError, LoopEnd
+from harness.executors import local as executor
 from harness.loop import Loop
 from harness.night import Night
 from harness.parallel import Parallel

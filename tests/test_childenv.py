@@ -12,7 +12,7 @@ import pytest
 
 from harness import childenv, sandbox
 from harness.evaluate import evaluate
-from harness.workspace import Jail
+from harness.jails import Jail
 
 # --- the environment ---------------------------------------------------------------------------------------------
 

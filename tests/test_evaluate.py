@@ -15,9 +15,9 @@ import pytest
 
 from harness import childenv, proctable, sandbox
 from harness.evaluate import RunResult, evaluate, hash_paths
+from harness.jails import Jail
 from harness.runlog import parse_metric
 from harness.testing import alive
-from harness.workspace import Jail
 
 PY = sys.executable
 LINUX = proctable.has_proc()
@@ -418,7 +418,7 @@ time.sleep(600)
 @pytest.mark.slow  # it keeps every core busy for seconds
 @pytest.mark.skipif(not LINUX, reason="the cores' busy time comes from /proc/stat")
 def test_other_work_on_the_runs_cores_shows_in_its_load_and_marks_it_contended(tmp_path: Path) -> None:
-    from harness.noise import contended
+    from harness.keeprule import contended
 
     # A run that needs little CPU (it mostly sleeps) beside a process that spins on every core the run may use: the
     # cores were busy, and not with the run. That is a run a wall-clock metric cannot trust.

@@ -13,7 +13,7 @@ import pytest
 
 from harness import report, runner
 from harness.agents import build_agent
-from harness.hybrid_agent import HybridAgent
+from harness.agents.hybrid import HybridAgent
 from harness.session import Options
 from harness.source import read_constants
 from harness.task import Agent

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import agentgates, sandbox, workspace
+from harness import jails, sandbox
+from harness.agents.host import agent_sha
 from harness.edits import fence_for
-from harness.host import agent_sha
+from harness.hyper import gates as agentgates
 from harness.paths import Layout
 from harness.program import load
 from harness.repo import Repo
@@ -231,7 +232,7 @@ def gates(repo: Path, source: str, limits: agentgates.Limits) -> agentgates.Reje
     path.parent.mkdir(parents=True)
     path.write_text(source)
     config = load(layout.program).config
-    jail = workspace.agent_jail(sandbox.probe(config.sandbox), Repo(repo), config, layout.work("t", "gates"), [path])
+    jail = jails.agent_jail(sandbox.probe(config.sandbox), Repo(repo), config, layout.work("t", "gates"), [path])
     task = Task("", "train.py", TOY_TRAIN, "val_bpb", "minimize", None, None)
     return agentgates.isolated(path, task, jail, layout.generation_log("t", 1, "gates"), limits)
 

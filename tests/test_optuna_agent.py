@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.agents.optuna import REDRAWS, OptunaAgent
 from harness.errors import ProgramError
-from harness.optuna_agent import REDRAWS, OptunaAgent
 from harness.program import parse
 from harness.source import read_constants
 from harness.task import Result, Task

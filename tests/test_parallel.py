@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import childenv, proctable, workers
+from harness import childenv, proctable
+from harness.agents.optuna import OptunaAgent
 from harness.config import Param
+from harness.executors import workers
 from harness.merge import merge
 from harness.offsets import Offsets
-from harness.optuna_agent import OptunaAgent
 from harness.task import Result, Task
 from harness.testing import PY, cli, git, make_repo, toy_program, wait_until
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness import process, sandbox, workspace
+from harness import jails, process, sandbox
 from harness.errors import SandboxError
 from harness.testing import alive, git, make_repo, wait_for_line
 
@@ -99,8 +99,8 @@ def world(tmp_path: Path, sb: sandbox.Sandbox) -> World:
     out.mkdir(parents=True)
     sandbox.own(sb, out)
     tracked = git(repo, "ls-files").splitlines()
-    tree = workspace.scratch(sb, repo, tmp_path / "scratch", tracked)
-    view = workspace.repo_view(
+    tree = jails.scratch(sb, repo, tmp_path / "scratch", tracked)
+    view = jails.repo_view(
         repo, tree, protected=["prepare.py", "program.md"], hidden=["secret", "holdout.bin"], writable=[out]
     )
     return World(sb, repo, tree, out, view)
@@ -422,8 +422,8 @@ def test_protected_files_git_ledger_venv_and_the_harness_cannot_be_written(world
 def test_run_in_a_worktree_sees_neither_its_git_file_nor_the_main_git(world, tmp_path):
     worktree = tmp_path / "worker-1"
     git(world.repo, "worktree", "add", "-q", "--detach", str(worktree))
-    tree = workspace.scratch(world.sb, worktree, tmp_path / "worker-scratch", git(worktree, "ls-files").splitlines())
-    view = workspace.repo_view(worktree, tree, protected=["prepare.py"], writable=[world.out])
+    tree = jails.scratch(world.sb, worktree, tmp_path / "worker-scratch", git(worktree, "ls-files").splitlines())
+    view = jails.repo_view(worktree, tree, protected=["prepare.py"], writable=[world.out])
     worker = World(world.sb, worktree, tree, world.out, view)
     main_git = world.repo / ".git"
     status, output = worker.run(PEEK, str(worktree / ".git"), str(main_git), str(main_git / "worktrees"))
@@ -637,7 +637,7 @@ def test_spawn_refuses_an_environment_that_holds_a_credential(tmp_path):
 UNPRIVILEGED = """\
 import json, os, sys, tempfile
 from pathlib import Path
-from harness import process, sandbox, workspace
+from harness import process, sandbox, jails
 sb = sandbox.probe("auto", sys.argv[1])
 report = {"active": sb.active, "user": sb.user, "missing": sb.missing}
 if sb.active:
@@ -647,8 +647,8 @@ if sb.active:
         (repo / ".git").mkdir()
         (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\\n")
         (repo / "prepare.py").write_text("# fixed\\n")
-        tree = workspace.scratch(sb, repo, Path(tmp, "scratch"), ["prepare.py"])
-        view = workspace.repo_view(repo, tree, protected=["prepare.py"])
+        tree = jails.scratch(sb, repo, Path(tmp, "scratch"), ["prepare.py"])
+        view = jails.repo_view(repo, tree, protected=["prepare.py"])
         probe = (
             "echo x > checkpoint.pt; echo y >> prepare.py; ls -A .git; set -- /proc/[0-9]*; echo procs $#;"
             "grep CapEff /proc/self/status; unshare -U true && echo nested userns;"

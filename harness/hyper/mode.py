@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import agentgates, probation, recovery, runner, sandbox
-from harness.agentgates import Limits, Rejection
+from harness import recovery, runner, sandbox
+from harness.agents.host import HostedAgent, agent_sha, jails
 from harness.brief import build_task
 from harness.config import Config
 from harness.errors import (
@@ -23,12 +23,13 @@ from harness.errors import (
     RequestRefused,
     ServiceFailed,
 )
-from harness.host import HostedAgent, agent_sha, jails
+from harness.hyper import gates, probation
+from harness.hyper.gates import Limits, Rejection
+from harness.hyper.probation import Probation
 from harness.ledger import Experiment, Generation, GenerationStatus
 from harness.loop import Loop
 from harness.night import Night
 from harness.paths import AGENT, PROGRAM, Layout, agent_ref, seed_agent_tag
-from harness.probation import Probation
 from harness.repo import Repo, with_trailers
 from harness.session import Options
 from harness.status import Screen, write_status
@@ -162,16 +163,16 @@ class Hyper:
         content = proposal.content
         sha = agent_sha(content.encode("utf-8", errors="replace"))
         tried = {g.agent_sha for g in self.night.generations} | {g.champion_sha for g in self.night.generations}
-        rejection = agentgates.scope(content, source, tried | {self.champion.sha}, sha, self._strays())
+        rejection = gates.scope(content, source, tried | {self.champion.sha}, sha, self._strays())
         if rejection is not None:
             return self._rejected(n, rejection, None, description, spend, sha)
         path = self.layout.agent_copy(self.tag, str(n))
         _write(path, content)
         self._mark(n, "compile", description=description, spend=spend)
-        rejection = agentgates.static(content)
+        rejection = gates.static(content)
         if rejection is None:
             self._status("gates", f"generation {n}: the import, signature and smoke gates")
-            rejection = agentgates.isolated(
+            rejection = gates.isolated(
                 path, task, self.jail(self.layout.work(self.tag, "gates"), [path]),
                 self.layout.generation_log(self.tag, n, "gates"), self.plan.limits,
                 entered=lambda stage: self._mark(n, stage, description=description, spend=spend),

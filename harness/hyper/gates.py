@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import process
+from harness.agents.host import Lines
 from harness.edits import fence_for
-from harness.gates import compiles
-from harness.host import Lines
+from harness.jails import Jail
+from harness.precheck import compiles
 from harness.task import Spend, Task
 from harness.text import one_line
-from harness.workspace import Jail
 
 MAX_AGENT_BYTES = 256 * 2**10  # a candidate larger than this is not a plausible agent.py (the seed is ~10 KiB)
 ENTRIES = ("propose", "rewrite")
@@ -195,7 +195,10 @@ def isolated(
     log.parent.mkdir(parents=True, exist_ok=True)
     with jail as cell, open(log, "wb") as sink:
         child = cell.spawn(
-            [sys.executable, "-I", "-m", "harness.gate_child"], stdin=process.PIPE, stdout=process.PIPE, stderr=sink
+            [sys.executable, "-I", "-m", "harness.hyper.gate_child"],
+            stdin=process.PIPE,
+            stdout=process.PIPE,
+            stderr=sink,
         )
         try:
             child.stdin.write((json.dumps(request) + "\n").encode())

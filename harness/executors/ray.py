@@ -12,12 +12,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from harness import sandbox, workers
+from harness import sandbox
 from harness.config import Config
 from harness.errors import HarnessError
 from harness.evaluate import RunResult
+from harness.executors import workers
+from harness.executors.workers import Device, Done, Job, Spot
 from harness.paths import Layout
-from harness.workers import Device, Done, Job, Spot
 
 
 class RayExecutor:

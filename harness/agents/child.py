@@ -1,6 +1,6 @@
 """The child side of the agent host: load an agent file, call one entry, and proxy its LLM calls to the harness.
 
-The harness starts `python -I -m harness.agent_child` with a scrubbed environment. One JSON request comes on stdin;
+The harness starts `python -I -m harness.agents.child` with a scrubbed environment. One JSON request comes on stdin;
 each LLM call and each read-only tool call goes out on the protocol pipe (the original stdout) and its answer comes
 back on stdin; the last line out is the proposal or the error. Whatever the agent prints goes to stderr, which the
 harness keeps in a log.

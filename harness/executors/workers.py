@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import sandbox, workspace
+from harness import jails, sandbox
 from harness.config import Config
 from harness.evaluate import RunResult, evaluate, trusted_metric
 from harness.measure import compiled_files, purge_compiled
@@ -108,9 +108,9 @@ def checkout(sb: Sandbox, config: Config, spot: Spot, content: str) -> None:
     the mutable file), with the mutable file's content. Without a sandbox it is the run's working folder, so the
     protected files and the untracked entries of the repository (its data, its venv) are links to the real ones: a
     run that writes one writes the real file, and is caught as tampered as it would be working in the repository."""
-    workspace.remove(spot.tree)
-    copied = [rel for rel in workspace.unprotected(spot.files, config) if rel != config.mutable]
-    workspace.scratch(sb, spot.source, spot.tree, copied)
+    jails.remove(spot.tree)
+    copied = [rel for rel in jails.unprotected(spot.files, config) if rel != config.mutable]
+    jails.scratch(sb, spot.source, spot.tree, copied)
     target = spot.tree / config.mutable
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(content, encoding="utf-8")
@@ -127,24 +127,24 @@ def measure(config: Config, sb: Sandbox, devices: tuple[str, ...], device: Devic
     """Run one version once on `device` in its own checkout, then the trusted evaluator when program.md names one;
     the checkout is gone afterwards. What the run left in the repository's protected folders as compiled files
     (without a sandbox) is removed, as the one-worker loop does."""
-    workspace.remove(spot.out)
+    jails.remove(spot.out)
     spot.out.mkdir(parents=True)
     sandbox.own(sb, spot.out)
-    guarded = workspace.guarded(config)
+    guarded = jails.guarded(config)
     compiled = {} if sb.active else compiled_files(spot.root, guarded)
     try:
         checkout(sb, config, spot, job.content)
-        with workspace.tree_jail(sb, spot.root, config, spot.tree, spot.out, devices, device.env()) as jail:
+        with jails.tree_jail(sb, spot.root, config, spot.tree, spot.out, devices, device.env()) as jail:
             result = evaluate(
                 spot.root, config.run, metric=config.metric, timeout=config.timeout, log=spot.log, jail=jail,
                 protected=guarded,
             )  # fmt: skip
     finally:
-        workspace.remove(spot.tree)
+        jails.remove(spot.tree)
     if not sb.active:
         purge_compiled(spot.root, guarded, compiled)
     if config.evaluate and result.outcome != "tampered":
-        with workspace.evaluator_jail_at(sb, spot.root, config, spot.eval_work, spot.out, device.env()) as jail:
+        with jails.evaluator_jail_at(sb, spot.root, config, spot.eval_work, spot.out, device.env()) as jail:
             result = trusted_metric(
                 result, jail, config.evaluate, metric=config.metric, timeout=config.evaluate_timeout, log=spot.eval_log
             )

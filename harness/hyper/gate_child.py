@@ -1,9 +1,9 @@
 """The child side of the gates that run a candidate agent: import it, bind its entry points, and smoke-test propose.
 
-The harness starts `python -I -m harness.gate_child` in the sandbox, with a scrubbed environment and the candidate as
-a read-only scratch copy. One JSON request comes on stdin; the child lowers its own resource limits before any
-candidate code runs, says each gate it enters on the protocol pipe (so a hang or a kill is charged to the right
-one), and ends with the smoke test's proposal or the gate that failed and why. The smoke test's `llm` is the real
+The harness starts `python -I -m harness.hyper.gate_child` in the sandbox, with a scrubbed environment and the
+candidate as a read-only scratch copy. One JSON request comes on stdin; the child lowers its own resource limits
+before any candidate code runs, says each gate it enters on the protocol pipe (so a hang or a kill is charged to the
+right one), and ends with the smoke test's proposal or the gate that failed and why. The smoke test's `llm` is the real
 proxy; the harness answers it with a stub reply, never the API.
 """
 
@@ -16,7 +16,7 @@ import resource
 import sys
 from typing import Any
 
-from harness.agent_child import LLMProxy, load_agent
+from harness.agents.child import LLMProxy, load_agent
 from harness.task import Proposal, Task
 
 ENTRIES = ("propose", "rewrite")

@@ -16,16 +16,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness import childenv, process, sandbox, toolbox, workspace
+from harness import childenv, process, sandbox, toolbox
 from harness.brief import Evidence
 from harness.config import Config
 from harness.edits import head
 from harness.errors import AgentError, BudgetExceeded, LLMError, RequestRefused
+from harness.jails import Jail, agent_jail
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.task import Proposal, Proposed, Result, Spend, Task
 from harness.text import REASON_CHARS, REFLECTION_CHARS, clean, one_line, tail
-from harness.workspace import Jail
 
 if TYPE_CHECKING:
     from harness.llm import LLMClient
@@ -43,10 +43,10 @@ JailFactory = Callable[[Path, Sequence[Path]], AbstractContextManager[Jail]]
 
 
 def jails(config: Config, repo: Repo) -> JailFactory:
-    """The jail of every child that runs an agent of a night: workspace.agent_jail in the night's sandbox (a plain
+    """The jail of every child that runs an agent of a night: jails.agent_jail in the night's sandbox (a plain
     child with a scrubbed environment when the sandbox is not in force)."""
     sb = sandbox.probe(config.sandbox)
-    return lambda work, readable: workspace.agent_jail(sb, repo, config, work, readable)
+    return lambda work, readable: agent_jail(sb, repo, config, work, readable)
 
 
 class HostedAgent:
@@ -162,7 +162,10 @@ class HostedAgent:
         seen = tools if tools is not None else []
         with self.jail(self.workdir, [self.path]) as jail, open(log_path, "wb") as log:
             child = jail.spawn(
-                [sys.executable, "-I", "-m", "harness.agent_child"], stdin=process.PIPE, stdout=process.PIPE, stderr=log
+                [sys.executable, "-I", "-m", "harness.agents.child"],
+                stdin=process.PIPE,
+                stdout=process.PIPE,
+                stderr=log,
             )
             try:
                 child.stdin.write((json.dumps(request) + "\n").encode())

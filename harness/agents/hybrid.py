@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.agents.optuna import OptunaAgent
 from harness.errors import AgentError
-from harness.optuna_agent import OptunaAgent
 from harness.task import Agent, Proposal, Proposed, Result, Spend, Task
 
 NAME = "hybrid"

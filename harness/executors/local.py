@@ -2,7 +2,7 @@
 and gives back a Future of what was measured; the scheduler waits on those futures and on nothing else.
 
 Local: one long-lived thread per worker, pinned to its device (bubblewrap's --die-with-parent follows the thread that
-started it, and a thread's CPU mask is what its runs inherit). Ray (harness.rayexec): each measurement a Ray task.
+started it, and a thread's CPU mask is what its runs inherit). Ray (harness.executors.ray): each measurement a Ray task.
 Slurm would plug in the same way: a submitit executor whose submit() sends workers.measure as a job to the cluster
 and returns the job's future (submitit's jobs are waited on as futures), with the checkout shipped as Ray's is.
 """
@@ -16,11 +16,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from harness import recovery, workers, workspace
+from harness import jails, recovery
 from harness.config import Config
+from harness.executors import workers
+from harness.executors.workers import Device, Done, Job, Spot
 from harness.paths import Layout
 from harness.sandbox import Sandbox
-from harness.workers import Device, Done, Job, Spot
 
 T = TypeVar("T")
 
@@ -115,7 +116,7 @@ class LocalExecutor:
             lane.close()
         for slot in range(self.slots):
             for name in (f"worker-{slot}", f"evaluator-{slot}"):
-                workspace.remove(self.layout.work(self.tag, name))
+                jails.remove(self.layout.work(self.tag, name))
 
 
 def build(
@@ -123,7 +124,7 @@ def build(
 ) -> Executor:
     """The executor program.md asks for: this machine's devices, or a Ray cluster (the `ray` extra)."""
     if config.executor == "ray":
-        from harness import rayexec
+        from harness.executors import ray as rayexec
 
         return rayexec.RayExecutor(config, root, tag, files)
     gpus = workers.visible_gpus()

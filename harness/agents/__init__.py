@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from harness.agents.host import HostedAgent
+from harness.agents.hybrid import ADVISOR, HybridAgent
+from harness.agents.optuna import OptunaAgent, Sampler
 from harness.config import Config
 from harness.errors import HarnessError, LLMError
-from harness.host import HostedAgent
-from harness.hybrid_agent import ADVISOR, HybridAgent
 from harness.night import Night
-from harness.optuna_agent import OptunaAgent, Sampler
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.task import Agent

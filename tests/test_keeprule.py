@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.noise import (
+from harness.keeprule import (
     CONFIRM,
     MIN_CHAMPION_RUNS,
     MIN_REPEATS,

@@ -1,0 +1,1 @@
+"""Where measurements run: this machine's workers, or a cluster's."""

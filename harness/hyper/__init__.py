@@ -1,0 +1,1 @@
+"""HyperAgent mode: the agent rewrites itself between windows of experiments, behind gates and a probation."""
