@@ -4,6 +4,7 @@ temporary folder."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -150,6 +151,7 @@ def test_a_row_appended_to_the_ledger_appears_without_a_reload(page, site, tmp_p
     page.goto(url + "/tag/t1")
     page.evaluate("window.notReloaded = true")
     before = page.locator("#experiments tbody tr").count()
+    best_before = page.get_attribute("#plot path.curve.best", "d")  # the running best goes on to the new row
     row = experiment_row("t1", 100, status="discard", metric=1.5, best=0.6, delta=0.9,
                          description="appended while the page was open")  # fmt: skip
     Ledger(root / "experiments.log").append(row)
@@ -157,6 +159,8 @@ def test_a_row_appended_to_the_ledger_appears_without_a_reload(page, site, tmp_p
     assert page.locator("#experiments tbody tr").count() == before + 1
     assert page.evaluate("window.notReloaded") is True
     assert page.locator('#plot .pt.live[data-id="100"]').count() == 1
+    line = page.get_attribute("#plot path.curve.best", "d")
+    assert line.startswith(best_before) and re.fullmatch(r" H[\d.]+ V[\d.]+", line[len(best_before) :])
     assert page.inner_text("#count") == str(before + 1)
     page.screenshot(path=tmp_path / "live.png", full_page=True)
     assert page.errors == []

@@ -161,3 +161,31 @@ def test_the_night_page_shows_generations_and_locked_test_scores_when_the_ledger
     data = client.get("/tag/n1.json").json()
     assert [g["generation"] for g in data["generations"]] == [1, 2]
     assert data["tests"] == [{"experiment": 5, "value": 1.9, "time": "2026-11-23T01:03:00Z"}]
+
+
+def test_serve_on_an_address_others_can_reach_prints_a_url_with_its_token(reviewed: Path):
+    import socket
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    server = subprocess.Popen([sys.executable, "-m", "harness", "serve", "--host", "0.0.0.0", "--port", "0"],
+                              cwd=reviewed, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split(" at ", 1)[1].split()[0]
+        host, port, token = re.fullmatch(r"http://([^/:]+):(\d+)/\?token=([\w-]{32})", url).groups()  # type: ignore[union-attr]
+        assert host == socket.gethostname()
+        local = f"http://127.0.0.1:{port}/"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(local + "tag/n1", timeout=30)
+        assert refused.value.code == 403
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with browser.open(f"{local}?token={token}", timeout=30) as page:  # the token, then its cookie
+            assert page.status == 200 and page.url == local and "n1" in page.read().decode()
+        with browser.open(local + "tag/n1.json", timeout=30) as data:
+            assert data.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -200,7 +200,8 @@ def _row_json(row: Experiment, baseline: float | None, night: Any, labels: dict[
     from dataclasses import replace
 
     r = pages.table_row(row, replace(night, baseline=baseline), labels)
-    return {**vars(r), "cells": r.cells(), "best_text": num(row.best) if row.best is not None else ""}
+    best = {"best": row.best, "best_text": num(row.best) if row.best is not None else ""}
+    return {**vars(r), "cells": r.cells(), **best}
 
 
 def _generation(line: bytes, tag: str) -> Generation | None:
@@ -308,6 +309,8 @@ def serve(root: Path, host: str, port: int, announce: Callable[[str], None]) -> 
         raise HarnessError(f"cannot listen on {host}:{port}: {e.strerror}; pick another with --port") from None
     sock.listen(128)  # connections wait from now on, so the URL works the moment it is printed
     shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
+    if host.strip("[]") in ("0.0.0.0", "::"):
+        shown = socket.gethostname()  # every address: the URL names this machine as others reach it
     url = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?token={token}" if token else "")
     announce(url)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)

@@ -79,6 +79,12 @@
     title.textContent = row.id + " " + row.status + " " + row.cells.metric + ": " + row.description;
     pt.appendChild(title);
     svg.querySelector(".points").appendChild(pt);
+    var best = svg.querySelector("path.curve.best");
+    if (best && row.best !== null) {
+      var b = Math.min(Math.max(row.best, +d.y0), +d.y1);
+      best.setAttribute("d", best.getAttribute("d") + " H" + x.toFixed(1) + " V" +
+        (T + (d.y1 - b) / (d.y1 - d.y0) * (h - T - B)).toFixed(1));
+    }
   }
 
   function live(url, table, refilter) {
