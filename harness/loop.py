@@ -164,8 +164,9 @@ class Loop:
             self._unrun(exp_id, "duplicate", proposed, reason, spend, task, extra)
             return
         self.tried.sync(night.rows, lambda commit: self._show(commit, config.mutable))
-        if reason := self.tried.refuse(proposed.proposal.content):
-            self._unrun(exp_id, "duplicate", proposed, reason, spend, task, {"near": True})
+        if (found := self.tried.refuse(proposed.proposal.content)) is not None:
+            reason, extra = memory.refusal(found, night.rows)
+            self._unrun(exp_id, "duplicate", proposed, reason, spend, task, extra)
             return
         description = one_line(proposed.proposal.description)
         self._mark(exp_id, None, description)

@@ -104,14 +104,15 @@ class Tried:
     def drop(self, exp_id: int) -> None:
         self.points.pop(exp_id, None)
 
-    def refuse(self, content: str) -> str:
-        """The reason to refuse `content` before it runs, or "" when it is a point not tried yet."""
+    def refuse(self, content: str) -> tuple[int, str] | None:
+        """(the tried experiment `content` is a near-duplicate of, the reason to refuse it before it runs), or None
+        when it is a point not tried yet."""
         p = point(content)
         for exp_id, (label, q) in self.points.items():
             why = near(p, q)
             if why:
-                return f"a near-duplicate of experiment {exp_id} ({label}): {why}; not run"
-        return ""
+                return exp_id, f"a near-duplicate of experiment {exp_id} ({label}): {why}; not run"
+        return None
 
 
 # --- a family: what a change is about -----------------------------------------------------------------------------
@@ -211,6 +212,14 @@ def stalled(tries: list[Try], margin: float) -> tuple[int, int]:
     if recent and sum(abs(d) <= margin for d in recent) * 2 > len(recent):
         allowed = max(MIN_PATIENCE, allowed - allowed // 3)
     return since, allowed
+
+
+def refusal(found: tuple[int, str], rows: Iterable[Experiment]) -> tuple[str, dict[str, object]]:
+    """The reason and the row's extra of a refused near-duplicate: the experiment it repeats and its metric, which
+    an optimizer learns as this point's result."""
+    k, why = found
+    earlier = next((r.metric for r in rows if r.id == k), None)
+    return why, {"same_as": k, "earlier_metric": earlier, "near": True}
 
 
 def tagged(proposed: Proposed, task: Task, champion: str) -> Proposed:

@@ -62,8 +62,9 @@ class Records:
             why = f"same content as experiment {k} ({earlier.status if earlier else 'in flight'}); not run again"
             self.finish(f, "duplicate", reason=why, extra={"same_as": k, "earlier_metric": earlier and earlier.metric})
             return False
-        if not measured and (why := self._near(f)):
-            self.finish(f, "duplicate", reason=why, extra={"near": True})
+        if not measured and (found := self._near(f)) is not None:
+            why, extra = memory.refusal(found, night.rows)
+            self.finish(f, "duplicate", reason=why, extra=extra)
             return False
         try:
             made = self.repo.commit_file(mutable, content, f.description)
@@ -76,8 +77,8 @@ class Records:
         flight.mark(self.s.layout, self.s.tag, f, self.who())
         return True
 
-    def _near(self, f: Flight) -> str:
-        """Why `f` is a near-duplicate of a point that ran or is running, or ""."""
+    def _near(self, f: Flight) -> tuple[int, str] | None:
+        """(the experiment `f` is a near-duplicate of, why), when it repeats a point that ran or is running."""
         self.tried.sync(self.night.rows, self._show)
         flying = memory.Tried()
         for g in self.flights.values():

@@ -82,18 +82,31 @@ def _situation(task: Task) -> str:
     s = task.suggestion
     goal = "lower" if task.direction == "minimize" else "higher"
     lines = [f"Metric: {task.metric} ({goal} is better). Baseline {_f(task.baseline)}, champion {_f(task.best)}."]
+    if task.noise:
+        noise = f"one run varies by about {task.noise:.3g}; a keep must beat the champion by {task.margin:g}"
+        lines.append(f"Noise: {noise}.")
+    lines.append(f"Budget: each run has {task.budget:g} s of wall clock.")
     lines.append(f"The optimizer ({s.get('sampler', 'TPE')}) has learned {s.get('told', 0)} results. Its space:")
     lines += [f"  {name}: {_space(spec)}" for name, spec in task.search.items()]
+    if s.get("fresh_at") is not None:
+        lines.append(f"A kept change of the code started a fresh study at #{s['fresh_at']}: trials on older code "
+                     "measured another program and are not in it.")  # fmt: skip
+    importance = s.get("importance") or {}
+    if importance:
+        lines.append("Importance of each parameter (its share of the results' variation): "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in importance.items()))  # fmt: skip
     best = s.get("best") or {}
     if best:
         lines.append(f"Best trial: #{best.get('experiment')} {_f(best.get('value'))} {_params(best.get('params'))}")
     if s.get("region"):
-        region = "; ".join(f"{k} {_range(v)}" for k, v in s["region"].items())
-        lines.append(f"Best region (the best quarter of the trials): {region}")
+        region = "; ".join(f"{k} {_region(v)}" for k, v in s["region"].items())
+        top, of = s.get("region_of") or (0, 0)
+        lines.append(f"Best region (the best {top} of {of} trials): {region}")
     trials = s.get("trials", [])[-TRIALS_SHOWN:]
     if trials:
-        lines.append("Latest trials, oldest first (experiment, value, point):")
-        lines += [f"  #{t.get('experiment')} {_f(t.get('value'))} {_params(t.get('params'))}" for t in trials]
+        lines.append("Latest trials, oldest first (experiment, value or status, point, code version):")
+        lines += [f"  #{t.get('experiment')} {_outcome(t)} {_params(t.get('params'))} [code {t.get('code') or '?'}]"
+                  for t in trials]  # fmt: skip
     if task.history:
         lines.append("Recent experiments of the night, oldest first (id, status, metric, delta, description):")
         lines += [f"  #{a.id} {a.status} {_f(a.metric)} {_d(a.delta)} {a.description}" for a in task.history]
@@ -106,9 +119,19 @@ def _situation(task: Task) -> str:
         f"Overrides so far: {s.get('overrides', 0)} of {s.get('experiments', 0)} experiments "
         f"(at most {share:.0%} may be overrides)."
     )
+    lines.append(f"The current code is version {s.get('code') or '?'}.")
     lines.append(f"The optimizer suggests for experiment #{task.experiment}: {_params(s.get('params'))}")
     lines.append("Accept it, or override it with your own edit.")
     return "\n".join(lines)
+
+
+def _outcome(trial: dict[str, Any]) -> str:
+    """A trial's value, or what became of it when its run gave none (a crash is told as the worst value seen)."""
+    status = trial.get("status") or ""
+    if status in ("keep", "discard", "") and trial.get("value") is not None:
+        return _f(trial.get("value"))
+    told = f" (told as {_f(trial['value'])})" if trial.get("value") is not None else ""
+    return f"{status or 'failed'}{told}"
 
 
 def _space(spec: dict[str, Any]) -> str:
@@ -117,10 +140,11 @@ def _space(spec: dict[str, Any]) -> str:
     return f"{spec.get('low')} .. {spec.get('high')}" + (" (log scale)" if spec.get("log") else "")
 
 
-def _range(values: list[Any]) -> str:
-    if len(values) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return f"{_g(values[0])}..{_g(values[1])}"
-    return "{" + ", ".join(map(str, values)) + "}"
+def _region(spec: dict[str, Any]) -> str:
+    """A region as it is: the choices the best trials took, or the range of their values."""
+    if "choices" in spec:
+        return "{" + ", ".join(map(str, spec["choices"])) + "}"
+    return f"{_g(spec.get('low'))}..{_g(spec.get('high'))}"
 
 
 def _params(params: dict[str, Any] | None) -> str:

@@ -24,9 +24,12 @@ UNUSABLE = "not told as a trial: the edit changes code, or leaves the search spa
 class HybridAgent:
     """Composes the optimizer (an OptunaAgent) and an LLM agent whose Task carries the optimizer's suggestion.
 
-    Each experiment the optimizer suggests a point. When an override is within `share` (after n experiments, at most
-    ceil(share * n) were overrides), the LLM sees the suggestion, the trials so far and the best region, and either
-    accepts the point or returns its own edit; otherwise it is not asked, and the point runs. Optuna is told every
+    Each experiment the optimizer suggests a point. During its random start-up trials the LLM is not asked (there is
+    no model to review). After them, when an override is within `share` (after n experiments, at most
+    ceil(share * n) were overrides), the LLM sees the suggestion and the optimizer's state (trials failed ones too,
+    the best region, each parameter's importance, the code version each trial ran on) and either accepts the point
+    or returns its own edit; otherwise it is not asked, and the point runs. A kept change of the code starts the
+    optimizer on a fresh study. Optuna is told every
     result: the suggested point's when it ran, and an override's as a trial of its own when the override changed only
     search constants inside the space, or else as a failed trial marked unusable (it cannot model a code change).
     The ledger row's `extra` says which: `source` (optimizer or llm), `decision`, `why`, `suggested`, `told`.
@@ -53,6 +56,11 @@ class HybridAgent:
     def propose(self, task: Task) -> Proposed:
         suggested = self.optimizer.propose(task)
         params = suggested.extra["params"]
+        if self.optimizer.in_startup():  # asked after the proposal, which may have begun a fresh study
+            # A random start-up point is drawn to explore, not modelled: there is nothing for the LLM to review.
+            done, total = self.optimizer.state()["startup"]
+            why = f"not asked: the optimizer's random start-up ({done} of {total} trials told before TPE models them)"
+            return self._suggestion(suggested, "not asked", why)
         allowed = self.overrides + 1 <= math.ceil(self.share * (self.proposed + 1))
         if not allowed:
             why = f"not asked: {self.overrides} of {self.proposed} were overrides (override_share {self.share:g})"

@@ -20,7 +20,9 @@ NAMES: dict[str, str] = {"tpe": "optuna", "random": "random"}  # the agent's nam
 STARTUP_TRIALS = 5  # random trials before TPE models the results; few, because a night has ~100 experiments
 REDRAWS = 10  # draws to find a point not already tried or in flight, before proposing a repeat anyway
 TRIALS_SHOWN = 40  # of the trials, how many (the latest) the hybrid's LLM sees
-BEST_SHARE = 0.25  # the best region: the range of the best quarter of the trials (at least three)
+BEST_SHARE = 0.25  # the best region: the range of the best quarter of the trials (at least three) ...
+REGION_TRIALS = 8  # ... once there are this many: before, a "best quarter" would cover every trial
+IMPORTANCE_TRIALS = 5  # completed trials before each parameter's importance is estimated (PED-ANOVA)
 
 
 class OptunaAgent:
@@ -58,10 +60,17 @@ class OptunaAgent:
         self.sign = 1 if direction == "maximize" else -1
         self.sha = hashlib.sha256(json.dumps([sampler, *map(repr, space)]).encode()).hexdigest()[:16]
         self.dists = {p.name: _distribution(optuna, p) for p in space}
+        self.direction = direction
         self.study = optuna.create_study(direction=direction, sampler=self._sampler(0, 0))
         self.pending: dict[int, Any] = {}  # experiment id -> optuna trial, asked and not yet told
         self.worst: float | None = None
         self.baseline_content = baseline_content  # the unmodified file: its constants are the first point Optuna learns
+        # The version of the code around the search constants: a trial says which it ran on, and a kept change of
+        # the code starts a fresh study (its trials measured another program), with the trials of that code only.
+        self.code = self.version(baseline_content) if baseline_content else ""
+        self.told: list[tuple[dict[str, Any], float | None, int, str, str]] = []  # (params, value, id, code, status)
+        self.fresh_at: int | None = None  # the experiment whose proposal started the current study, if any
+        self.replay: dict[int, tuple[dict[str, Any], str]] = {}  # in flight when a fresh study began: (point, code)
 
     def check(self, content: str, path: str) -> None:
         """A ProgramError when the mutable file lacks a constant named in `search:`."""
@@ -78,8 +87,21 @@ class OptunaAgent:
 
     # --- the Agent protocol ---------------------------------------------------------------------------------
 
+    def version(self, content: str) -> str:
+        """The code version of a file: a short hash of it with the search constants' values masked."""
+        try:
+            masked = set_constants(content, {p.name: 0 for p in self.space})
+        except (KeyError, SyntaxError):
+            masked = content
+        return hashlib.sha256(masked.encode()).hexdigest()[:8]
+
     def propose(self, task: Task) -> Proposed:
+        code = self.version(task.mutable_content)
+        if self.code and code != self.code:
+            self._fresh(code, task.experiment)
+        self.code = code
         trial = self._ask(task.experiment)
+        trial.set_user_attr("code", code)
         params = dict(trial.params)
         self.pending[task.experiment] = trial  # told when its result comes, even an `invalid` one
         current = read_constants(task.mutable_content)
@@ -89,14 +111,24 @@ class OptunaAgent:
             raise AgentError(f"{task.mutable_path} has no top-level constant {e.args[0]}") from None
         changed = [f"{k}={literal(v)}" for k, v in params.items() if current.get(k) != v]
         description = ", ".join(changed) if changed else "same constants as the champion"
-        return Proposed(Proposal(description=description, content=content), extra={"params": params})
+        return Proposed(Proposal(description=description, content=content), extra={"params": params, "code": code})
+
+    def in_startup(self) -> bool:
+        """Whether the next point is one of the random start-up trials, drawn before TPE models the results."""
+        return self.sampler == "tpe" and len(self._complete()) < STARTUP_TRIALS
 
     def observe(self, row: Result) -> None:
         trial = self.pending.pop(row.id, None)
+        if row.id in self.replay:
+            params, code = self.replay.pop(row.id)
+            self._add(params, self._value(row), row.id, code, row.status, current=code == self.code)
+            return
         if trial is None:
             self._learn(row)
             return
         value = self._value(row)
+        trial.set_user_attr("status", row.status)
+        self.told.append((dict(trial.params), value, row.id, trial.user_attrs.get("code", ""), row.status))
         if value is None:
             self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
         else:
@@ -131,21 +163,25 @@ class OptunaAgent:
         return params if same else None
 
     def state(self) -> dict[str, Any]:
-        """What the optimizer knows, as plain data: the latest trials, the best one, and the best region."""
-        done = [t for t in self.study.trials if t.state.name == "COMPLETE" and t.params]
+        """What the optimizer knows, as plain data: the latest trials (failed ones too, each with its status and code
+        version), the best one, the best region once there are enough trials, each parameter's importance, and
+        whether it is still drawing its random start-up points."""
+        done = self._complete()
+        shown = [t for t in self.study.trials if "status" in t.user_attrs and t.params][-TRIALS_SHOWN:]
         trials = [
-            {"experiment": t.user_attrs.get("experiment"), "params": t.params, "value": t.value}
-            for t in done[-TRIALS_SHOWN:]
-        ]
+            {"experiment": t.user_attrs.get("experiment"), "params": t.params, "value": t.value,
+             "status": t.user_attrs.get("status", ""), "code": t.user_attrs.get("code", "")}
+            for t in shown
+        ]  # fmt: skip
         ranked = sorted(done, key=lambda t: -self.sign * t.value)
-        top = ranked[: max(3, math.ceil(BEST_SHARE * len(ranked)))]
-        region: dict[str, list[Any]] = {}
+        region: dict[str, dict[str, Any]] = {}
+        top = ranked[: max(3, math.ceil(BEST_SHARE * len(ranked)))] if len(ranked) >= REGION_TRIALS else []
         for name, dist in self.dists.items():
             values = [t.params[name] for t in top if name in t.params]
             if values and hasattr(dist, "choices"):
-                region[name] = sorted(set(values), key=str)
+                region[name] = {"choices": [c for c in dist.choices if c in values]}  # in the space's own order
             elif values:
-                region[name] = [min(values), max(values)]
+                region[name] = {"low": min(values), "high": max(values)}
         first = ranked[0] if ranked else None
         best = (
             {"experiment": first.user_attrs.get("experiment"), "params": first.params, "value": first.value}
@@ -153,7 +189,45 @@ class OptunaAgent:
             else {}
         )
         sampler = "TPE (Bayesian)" if self.sampler == "tpe" else "uniform random"
-        return {"sampler": sampler, "trials": trials, "told": len(done), "best": best, "region": region}
+        return {
+            "sampler": sampler, "trials": trials, "told": len(done), "best": best, "region": region,
+            "region_of": [len(top), len(ranked)], "importance": self._importance(done),
+            "startup": [min(len(done), STARTUP_TRIALS), STARTUP_TRIALS] if self.sampler == "tpe" else [],
+            "code": self.code, "fresh_at": self.fresh_at,
+        }  # fmt: skip
+
+    def _importance(self, done: list[Any]) -> dict[str, float]:
+        """Each parameter's share of the variation of the results (PED-ANOVA, no extra dependency); {} while there
+        are too few trials, or the values do not vary."""
+        optuna = self._optuna
+        if len(done) < IMPORTANCE_TRIALS or len({t.value for t in done}) < 2:
+            return {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+            try:
+                found = optuna.importance.get_param_importances(self.study, evaluator=evaluator)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                return {}
+        return {k: round(float(v), 3) for k, v in found.items()}
+
+    def _complete(self) -> list[Any]:
+        return [t for t in self.study.trials if t.state.name == "COMPLETE" and t.params]
+
+    def _fresh(self, code: str, experiment: int) -> None:
+        """A new study for a new version of the code: it starts from the trials of that code only (none, unless
+        the night went back to it). A point in flight on the old code is learned by the new study only if its
+        code is the new one."""
+        optuna = self._optuna
+        for trial in self.pending.values():
+            self.replay[trial.user_attrs["experiment"]] = (dict(trial.params), trial.user_attrs.get("code", ""))
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)  # closed in the old study
+        self.pending = {}
+        self.study = optuna.create_study(direction=self.direction, sampler=self._sampler(experiment, 0))
+        self.fresh_at = experiment
+        for params, value, exp_id, version, status in self.told:
+            if version == code:
+                self._add(params, value, exp_id, version, status, log=False)
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -193,7 +267,9 @@ class OptunaAgent:
         else:
             params = extra.get("params")
         if isinstance(params, dict) and set(params) == set(self.dists) and self._inside(params):
-            self._add(params, self._value(row), row.id)
+            code = extra.get("code") if row.id else self.code
+            code = code if isinstance(code, str) and code else self.code  # a ledger older than code versions
+            self._add(params, self._value(row), row.id, code, row.status, current=code == self.code)
             return
         # Information it cannot use (a code change, another agent's row, a point outside today's space): kept as a
         # failed trial that TPE ignores, so that every experiment of the night is in the study.
@@ -213,9 +289,25 @@ class OptunaAgent:
             return float(row.extra["earlier_metric"])
         return self.worst
 
-    def _add(self, params: dict[str, Any], value: float | None, experiment: int) -> None:
+    def _add(
+        self,
+        params: dict[str, Any],
+        value: float | None,
+        experiment: int,
+        code: str,
+        status: str,
+        *,
+        log: bool = True,
+        current: bool = True,
+    ) -> None:
+        """Learn a point: logged with its code version (for a fresh study later), and added to the study when it
+        ran on the current code."""
+        if log:
+            self.told.append((params, value, experiment, code, status))
+        if not current:
+            return
         optuna = self._optuna
-        attrs = {"experiment": experiment}
+        attrs = {"experiment": experiment, "code": code, "status": status}
         if value is None:
             state = optuna.trial.TrialState.FAIL
             trial = optuna.trial.create_trial(params=params, distributions=self.dists, state=state, user_attrs=attrs)
