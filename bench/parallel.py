@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.executors import local as executors
+from harness import executors
 from harness.parallel import Parallel
 from harness.session import Options, open_session
 from harness.task import Proposal, Proposed, Result, Spend, Task
@@ -107,7 +107,7 @@ def night(workers: int, ahead: int, run: float, think: float, per_worker: int, k
         session = open_session(root, Options(tag="bench", agent="thinker", max_experiments=n))
         clock = Clock()
         try:
-            ex = executors.build(
+            ex = executors.load(session.config.executor).build(
                 session.config, root, "bench", tuple(session.repo.tracked()), session.sandbox, session.devices
             )
             scheduler = Parallel(session, Thinker(think), clock, ex, ahead=ahead)

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from harness.agents import KINDS
 from harness.errors import HarnessError
+from harness.executors import EXECUTORS
 
 if TYPE_CHECKING:  # the modules behind a command load when it runs, so `--help` and `log` start fast
     from harness.runner import Ending
@@ -103,9 +105,9 @@ def _night(tag: str, limits: dict[str, Any], start: Start, agent: str | None = N
 
 @main.command()
 @_night_options
-@click.option("--agent", default=None, help="llm, optuna, random, hybrid or an agent file. [default: llm with a key]")
+@click.option("--agent", default=None, help=f"{KINDS}. [default: llm with a key, else optuna]")
 @click.option("--workers", default=None, help="Evaluations in flight at once, or auto (one per visible GPU).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default=None, help="Where evaluations run.")
+@click.option("--executor", type=click.Choice(list(EXECUTORS)), default=None, help="Where evaluations run.")
 def run(tag: str, agent: str | None, workers: str | None, **limits: Any) -> None:
     """Run the experiment loop on branch autoresearch/<tag> until stopped.
 

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from harness import executors
 from harness.errors import ProgramError
+from harness.executors import EXECUTORS
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 _NUMBER = (int, float)
@@ -97,9 +99,7 @@ class Config:
         1, "evaluations in flight at once, each in its own checkout on its own device (`auto`: one per visible GPU)",
         int, str,
     )  # fmt: skip
-    executor: Literal["local", "ray"] = _key(
-        "local", "where evaluations run: `local` (this machine) or `ray` (a Ray cluster; the `ray` extra)", str
-    )
+    executor: str = _key("local", f"where evaluations run: {executors.described()}", str)
     ray_address: str = _key(
         "", "the Ray cluster `executor: ray` joins (`auto`: the one `ray start --head` runs here)", str,
         shown="none (a Ray instance of its own)",
@@ -226,8 +226,8 @@ def _checked(values: dict[str, Any]) -> Config:
         and not (isinstance(values["workers"], int) and values["workers"] >= 1)
     ):
         raise ValueError(f"'workers' must be a whole number of at least 1, or auto, not {values['workers']!r}")
-    if "executor" in values and values["executor"] not in ("local", "ray"):
-        raise ValueError(f"'executor' must be local or ray, not {values['executor']!r}")
+    if "executor" in values and values["executor"] not in EXECUTORS:
+        raise ValueError(f"'executor' must be {' or '.join(EXECUTORS)}, not {values['executor']!r}")
     if values.get("grace", 0) < 0:
         raise ValueError(f"'grace' must not be negative, not {values['grace']!r}")
     if values.get("agent_steps", 0) < 0:

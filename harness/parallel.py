@@ -35,7 +35,7 @@ from harness.errors import (
     ServiceFailed,
     StopRequested,
 )
-from harness.executors.local import Executor, Lane
+from harness.executors.base import Executor, Lane
 from harness.executors.workers import Done, Job
 from harness.flight import Flight
 from harness.judge import FAILED_REMEASURES

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import executors
 from harness.config import Config
 from harness.errors import HarnessError, LedgerError, LoopEnd
-from harness.executors import local as executor
 from harness.loop import Loop
 from harness.night import Night
 from harness.parallel import Parallel
@@ -97,7 +97,9 @@ def _loop(session: Session, agent: Agent, screen: Screen) -> Loop | Parallel:
     if config.workers == 1 and config.executor == "local":
         return Loop(session, agent, screen)
     files = tuple(session.repo.tracked())
-    ex = executor.build(config, session.repo.root, session.tag, files, session.sandbox, session.devices)
+    ex = executors.load(config.executor).build(
+        config, session.repo.root, session.tag, files, session.sandbox, session.devices
+    )
     where = f"{ex.slots} workers ({ex.name}): {ex.describe()}"
     screen.info(f"parallel: {where}; the agent proposes ahead of them")
     session.ledger.note(session.tag, f"parallel: {where}", workers=ex.slots, executor=ex.name)

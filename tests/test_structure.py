@@ -6,7 +6,9 @@ import ast
 import re
 from pathlib import Path
 
+from harness.agents import AGENTS
 from harness.config import schema
+from harness.executors import EXECUTORS
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "harness"
@@ -92,3 +94,15 @@ def test_the_readme_table_of_program_keys_is_the_schema():
         line = next(line for line in readme.splitlines() if line.startswith(f"| `{key.name}` |"))
         assert key.meaning in line, f"README's line for '{key.name}' does not carry the schema's meaning"
         assert f"| {rows[key.name]} |" in line and rows[key.name].strip("`") == key.shown, key.name
+
+
+def test_every_registered_agent_and_executor_is_in_the_readme_and_its_module_exists():
+    readme = (ROOT / "README.md").read_text()
+    for name, kind in AGENTS.items():
+        assert f"- `--agent {name}`" in readme, f"README.md's Agents list has no `--agent {name}`"
+        assert (ROOT / (kind.module.replace(".", "/") + ".py")).is_file(), kind.module
+    for name, kind in EXECUTORS.items():
+        module = kind.module.replace(".", "/") + ".py"
+        line = next((line for line in readme.splitlines() if line.startswith(f"| `executor: {name}` |")), "")
+        assert kind.meaning in line and f"`{module}`" in line, f"README.md's executors table lacks {name}"
+        assert (ROOT / module).is_file(), module

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.agents.optuna import OptunaAgent
-from harness.errors import AgentError
+from harness.agents.host import HostedAgent
+from harness.agents.optuna import OptunaAgent, offline
+from harness.config import Config
+from harness.errors import AgentError, LLMError
+from harness.night import Night
+from harness.paths import Layout
+from harness.repo import Repo
 from harness.task import Agent, Proposal, Proposed, Result, Spend, Task
 
 NAME = "hybrid"
 # The LLM's side, an agent file like agent.py that reads task.suggestion; it runs in a child process whose LLM calls
 # the harness makes, so it never holds the key.
 ADVISOR = Path(__file__).with_name("advisor.py")
+NAME_OF_ADVISOR = "hybrid-llm"  # the LLM's side, as its child process and logs name it
 WHY_CHARS = 300  # of the LLM's reason, kept in the ledger
 UNUSABLE = "not told as a trial: the edit changes code, or leaves the search space, so it is no point Optuna can model"
 
@@ -112,3 +118,25 @@ class HybridAgent:
         if source in ("optimizer", "llm"):
             self.proposed += 1
             self.overrides += source == "llm"
+
+
+def build(
+    kind: str,
+    config: Config,
+    night: Night,
+    layout: Layout,
+    repo: Repo,
+    say: Callable[[str], None],
+    secrets: Mapping[str, str],
+) -> HybridAgent:
+    """Optuna and the advisor in its child (the key checked now), having learned the night so far."""
+    if not secrets.get("ANTHROPIC_API_KEY", "").strip():
+        raise LLMError(
+            "--agent hybrid needs ANTHROPIC_API_KEY (an LLM reviews the optimizer's suggestions); export it, or "
+            "use the offline agent with --agent optuna"
+        )
+    optimizer = offline("tpe", config, night, repo)
+    advisor = HostedAgent.start(ADVISOR, NAME_OF_ADVISOR, config, layout, night.tag, say, secrets, night.spend_usd)
+    hybrid = HybridAgent(optimizer, advisor, share=config.override_share)
+    hybrid.resume(night.results())
+    return hybrid

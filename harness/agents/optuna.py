@@ -7,11 +7,14 @@ import hashlib
 import json
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from harness.config import Param
+from harness.config import Config, Param
 from harness.errors import AgentError, ProgramError
+from harness.night import Night
+from harness.paths import Layout
+from harness.repo import Repo
 from harness.source import literal, read_constants, set_constants
 from harness.task import Proposal, Proposed, Result, Spend, Task
 
@@ -330,6 +333,35 @@ class OptunaAgent:
             return None
         params = {name: values.get(name) for name in self.dists}
         return params if all(v is not None for v in params.values()) else None
+
+
+SAMPLERS: dict[str, Sampler] = {"optuna": "tpe", "random": "random"}  # by agent kind
+
+
+def build(
+    kind: str,
+    config: Config,
+    night: Night,
+    layout: Layout,
+    repo: Repo,
+    say: Callable[[str], None],
+    secrets: Mapping[str, str],
+) -> OptunaAgent:
+    """The offline agent `kind` (optuna or random), having learned the night so far from the ledger."""
+    agent = offline(SAMPLERS[kind], config, night, repo)
+    agent.resume(night.results())
+    return agent
+
+
+def offline(sampler: Sampler, config: Config, night: Night, repo: Repo) -> OptunaAgent:
+    """An optimizer over program.md's `search:` space, checked against the champion file; it learns the baseline's
+    constants from the file the baseline ran."""
+    champion = repo.show(night.champion, config.mutable)
+    base = [r for r in night.rows if r.id == 0 and r.status == "keep" and r.commit]
+    baseline = repo.show(base[-1].commit, config.mutable) if base and base[-1].commit else champion
+    agent = OptunaAgent(config.search, config.direction, sampler=sampler, baseline_content=baseline, seed=config.seed)
+    agent.check(champion, config.mutable)
+    return agent
 
 
 def _seed(seed: int, experiment: int, attempt: int) -> int:

@@ -1,73 +1,18 @@
-"""Where measurements run: the seam between this machine's workers and a cluster. An executor takes a Job for a slot
-and gives back a Future of what was measured; the scheduler waits on those futures and on nothing else.
-
-Local: one long-lived thread per worker, pinned to its device (bubblewrap's --die-with-parent follows the thread that
-started it, and a thread's CPU mask is what its runs inherit). Ray (harness.executors.ray): each measurement a Ray task.
-Slurm would plug in the same way: a submitit executor whose submit() sends workers.measure as a job to the cluster
-and returns the job's future (submitit's jobs are waited on as futures), with the checkout shipped as Ray's is.
-"""
+"""The local executor: this machine's workers, one long-lived thread per worker, pinned to its device (bubblewrap's
+--die-with-parent follows the thread that started it, and a thread's CPU mask is what its runs inherit)."""
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
 
 from harness import jails, recovery
 from harness.config import Config
 from harness.executors import workers
+from harness.executors.base import Lane
 from harness.executors.workers import Device, Done, Job, Spot
 from harness.paths import Layout
 from harness.sandbox import Sandbox
-
-T = TypeVar("T")
-
-
-class Executor(Protocol):
-    """What the scheduler needs of where measurements run."""
-
-    slots: int  # measurements it runs at once
-    name: str  # "local" or "ray", for the start line and the ledger
-
-    def describe(self) -> str: ...
-
-    def submit(self, job: Job, slot: int, config: Config) -> Future[Done]: ...
-
-    def cancel(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class Lane:
-    """One long-lived thread that runs what it is given, in order; a daemon, so a stuck call never holds the exit."""
-
-    def __init__(self, name: str, setup: Callable[[], None] = lambda: None) -> None:
-        self._work: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
-        self._setup = setup
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
-        self._work.put((fn, future))
-        return future
-
-    def close(self) -> None:
-        self._work.put(None)
-
-    def _serve(self) -> None:
-        self._setup()
-        while (item := self._work.get()) is not None:
-            fn, future = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as e:  # handed to whoever waits on the future, which raises it there
-                future.set_exception(e)
 
 
 class LocalExecutor:
@@ -121,12 +66,8 @@ class LocalExecutor:
 
 def build(
     config: Config, root: Path, tag: str, files: tuple[str, ...], sb: Sandbox, nodes: tuple[str, ...]
-) -> Executor:
-    """The executor program.md asks for: this machine's devices, or a Ray cluster (the `ray` extra)."""
-    if config.executor == "ray":
-        from harness.executors import ray as rayexec
-
-        return rayexec.RayExecutor(config, root, tag, files)
+) -> LocalExecutor:
+    """`workers` of this machine's devices: one per visible GPU, or a share of the CPU cores each."""
     gpus = workers.visible_gpus()
     n = workers.count(config.workers, gpus)
     return LocalExecutor(root, tag, files, sb, nodes, workers.plan(n, gpus, workers.cores()))

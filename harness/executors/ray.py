@@ -125,3 +125,10 @@ def _with_log(result: RunResult, log: Path) -> RunResult:
     import dataclasses
 
     return dataclasses.replace(result, log=log)
+
+
+def build(
+    config: Config, root: Path, tag: str, files: tuple[str, ...], sb: sandbox.Sandbox, nodes: tuple[str, ...]
+) -> RayExecutor:
+    """Measurements as tasks on the Ray cluster `ray_address` names; the sandbox and devices are each node's own."""
+    return RayExecutor(config, root, tag, files)
