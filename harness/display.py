@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.ledger import EVALUATED, Experiment
-from harness.status import doing, duration, standing
+from harness.status import doing, duration, outlook, standing
 from harness.text import flat
 
 REFRESH = 4  # panel redraws per second: enough for a ticking clock, cheap for the loop
@@ -105,18 +105,15 @@ class Display:
             elif self._live is not None:
                 self._live.refresh()
             return
-        key = (state.get("phase"), state.get("experiment"), state.get("description"))
+        key = (state.get("phase"), state.get("experiment"), state.get("description"), state.get("step"),
+               state.get("rerun"), state.get("why"))  # fmt: skip
         if key == self._last:
             return
         self._last = key
         # Proposing is left out of plain output: one line when a run starts and one when it ends say enough.
-        phase, exp, description = state.get("phase"), state.get("experiment"), flat(state.get("description") or "")
-        if phase == "baseline":
-            self._plain(f"baseline evaluating: {description}")
-        elif phase == "remeasuring":
-            self._plain(f"champion measured again (before exp {exp})")
-        elif phase == "evaluating":
-            self._plain(f"exp {exp} evaluating: {description}")
+        phase, exp = state.get("phase"), state.get("experiment")
+        if phase in ("baseline", "remeasuring", "evaluating"):
+            self._plain(flat(doing(state, elapsed=False)))
         elif phase == "stopping":
             self._plain(f"stopping after exp {exp}")
 
@@ -164,22 +161,28 @@ class Display:
         grid = Table.grid(padding=(0, 1))
         grid.add_column()
         grid.add_row(Text(doing(s, now, elapsed=False), style="bold"))
-        started, budget, timeout = s.get("started"), s.get("budget"), s.get("timeout")
-        phase = s.get("phase")
-        if phase in ("baseline", "remeasuring", "evaluating") and isinstance(started, int | float) and budget:
+        started, phase, step = s.get("started"), s.get("phase"), s.get("step") or "run"
+        # Each step against its own limit: the run against its budget (killed at the timeout), the evaluator
+        # against evaluate_timeout.
+        limit = s.get("evaluate_timeout") if step == "evaluator" else s.get("budget")
+        if phase in ("baseline", "remeasuring", "evaluating") and isinstance(started, int | float) and limit:
             spent = max(0.0, now - started)
-            over = spent > budget
+            over = spent > limit
             style = "red" if over else "bar.finished"
-            bar = ProgressBar(total=budget, completed=min(spent, budget), width=30, finished_style=style)
-            clock = f"{duration(spent)} / {duration(budget)}"
-            if over:  # past the budget the run may still finish; the timeout is where it is killed
-                clock += f", {duration(spent - budget)} over" + (f" (killed at {duration(timeout)})" if timeout else "")
+            bar = ProgressBar(total=limit, completed=min(spent, limit), width=24, finished_style=style)
+            clock = f"{duration(spent)} / {duration(limit)}"
+            timeout = s.get("timeout")
+            if over and step != "evaluator":  # past the budget the run may still finish; the timeout kills it
+                clock += f", {duration(spent - limit)} over" + (f" (killed at {duration(timeout)})" if timeout else "")
             line = Table.grid(padding=(0, 2))
             line.add_row(bar, Text(clock, style="red" if over else ""))
             grid.add_row(line)
         elif phase == "proposing" and isinstance(started, int | float):
             grid.add_row(Spinner("dots", text=f"{duration(now - started)} so far"))
         grid.add_row(Text(standing(s)))
+        ahead = outlook(s, now)
+        if ahead:
+            grid.add_row(Text(ahead, style="dim"))
         title = f"autoresearch {s.get('tag', '')} · agent {s.get('agent', '')}"
         return Panel(grid, title=title, title_align="left", border_style="blue")
 

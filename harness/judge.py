@@ -33,6 +33,7 @@ def run_version(
     purpose: Purpose,
     content: str | None = None,
     started: Callable[[], None] = lambda: None,
+    scoring: Callable[[], None] = lambda: None,
 ) -> Run:
     """Measure the checked-out tree, or the tree with `content` in the mutable file for this run only (the champion,
     measured beside a candidate), and record the run as a measurement row before anything is decided on it."""
@@ -45,7 +46,7 @@ def run_version(
         kind = (
             "remeasure" if purpose == "remeasure" else ""
         )  # the champion's runs are named apart from the experiment's
-        measured = measure(session, config, exp_id, night.runs[exp_id, kind], started, kind)
+        measured = measure(session, config, exp_id, night.runs[exp_id, kind], started, kind, scoring)
     finally:
         if content is not None and content != current:
             path.write_text(current, encoding="utf-8")
@@ -79,27 +80,44 @@ def remeasure_due(session: Session, config: Config, failures: int) -> bool:
     return night.referee.remeasure_due(night.champion_sha, config.remeasure_every)
 
 
+def remeasure_why(session: Session, config: Config) -> str:
+    """Why the champion runs again now, in words for the status: its number is not yet trusted, or it is kept
+    current."""
+    night = session.night
+    runs = len(night.referee.runs(night.champion_sha))
+    if runs < keeprule.MIN_CHAMPION_RUNS:
+        return f"its number rests on {runs} run{'s' if runs != 1 else ''}; {keeprule.MIN_CHAMPION_RUNS} back a champion"
+    if night.referee.repeats() < keeprule.MIN_REPEATS:
+        return "the night's noise is not yet measured well enough"
+    return f"keeping its number current (the machine may have changed; every {config.remeasure_every} experiments)"
+
+
 def settle(
     session: Session,
     config: Config,
     exp_id: int,
     candidate: str,
     champion: str,
-    started: Callable[[Purpose], None],
+    started: Callable[[str, str], None],
+    scoring: Callable[[], None] = lambda: None,
 ) -> Verdict:
     """Keep or discard the candidate (the checked-out version, already measured once): every run the rule asks for
-    (the candidate again, the champion beside it) is made and recorded first. `champion` is its file's content."""
+    (the candidate again, the champion beside it) is made and recorded first. `champion` is its file's content.
+    `started(who, why)` is called before each of those runs: "candidate" or "champion", and the rule's reason."""
     night = session.night
     champion_sha = night.champion_sha
 
     def again(version: str, purpose: Purpose) -> Measurement | None:
-        started(purpose)
         content = champion if version == champion_sha else None
-        return run_version(session, config, exp_id, purpose, content).measurement
+        return run_version(session, config, exp_id, purpose, content, scoring=scoring).measurement
+
+    def why(version: str, reason: str) -> None:
+        started("champion" if version == champion_sha else "candidate", reason)
 
     return keeprule.settle(
-        night.referee, blob_sha(candidate), champion_sha, again, config.direction, config.min_delta, config.confirm
-    )
+        night.referee, blob_sha(candidate), champion_sha, again, config.direction, config.min_delta, config.confirm,
+        why,
+    )  # fmt: skip
 
 
 def _load() -> float | None:

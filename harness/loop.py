@@ -52,6 +52,7 @@ class Loop:
         self.screen = screen
         self.count = 0  # experiments run in this invocation
         self.failed_remeasures = 0  # champion re-runs that failed in a row
+        self._since = (-1, 0.0)  # the experiment under way and when it began, for the status's estimate
         self.tried = memory.Tried()  # the points that spent a run, to refuse a near-duplicate before its run
 
     def until_end(self, step: Callable[[], None] | None = None) -> LoopEnd:
@@ -108,8 +109,9 @@ class Loop:
             self._mark(0, head, "baseline")
             text = f"baseline run {repeat + 1} of {config.baseline_runs}"
             run = judge.run_version(
-                self.s, config, 0, "baseline", started=lambda t=text: self._status("baseline", 0, t)
-            )
+                self.s, config, 0, "baseline", started=lambda t=text: self._status("baseline", 0, t),
+                scoring=lambda t=text: self._status("baseline", 0, t, step="evaluator"),
+            )  # fmt: skip
             result = run.measured.result
             if run.measurement is None:
                 break
@@ -127,9 +129,11 @@ class Loop:
         """Run the champion again while the keep rule asks for it (too few clean runs, the noise not yet trusted, or
         `remeasure_every` experiments since); each run is a measurement row, never an experiment."""
         while judge.remeasure_due(self.s, config, self.failed_remeasures):
+            why = judge.remeasure_why(self.s, config)
             run = judge.run_version(
                 self.s, config, exp_id, "remeasure",
-                started=lambda: self._status("remeasuring", exp_id, ""),
+                started=lambda w=why: self._status("remeasuring", exp_id, "", why=w),
+                scoring=lambda w=why: self._status("remeasuring", exp_id, "", step="evaluator", why=w),
             )  # fmt: skip
             self.failed_remeasures = 0 if run.measurement is not None else self.failed_remeasures + 1
 
@@ -181,17 +185,24 @@ class Loop:
         started = time.monotonic()
         try:
             run = judge.run_version(
-                self.s, config, exp_id, "candidate", started=lambda: self._status("evaluating", exp_id, description)
-            )
+                self.s, config, exp_id, "candidate", started=lambda: self._status("evaluating", exp_id, description),
+                scoring=lambda: self._status("evaluating", exp_id, description, step="evaluator"),
+            )  # fmt: skip
             result = run.measured.result
             tried = replace(tried, result=result, extra=run.measured.extra())
             # A metric counts only from a run that ended well; a crash's or a cheat's number is not a result.
             if run.measurement is None:
                 self._finish(replace(tried, status=self._failure(result, config)))
                 return
+            rerun: list[str] = ["", ""]  # whose re-run it is, and the keep rule's reason for it
+
+            def again(who: str, why: str) -> None:
+                rerun[:] = [who, why]
+                self._status("evaluating", exp_id, description, rerun=who, why=why)
+
             verdict = judge.settle(
-                self.s, config, exp_id, proposed.proposal.content, champion,
-                started=lambda purpose: self._status("evaluating", exp_id, f"{description} (confirming)"),
+                self.s, config, exp_id, proposed.proposal.content, champion, started=again,
+                scoring=lambda: self._status("evaluating", exp_id, description, "evaluator", rerun[0], rerun[1]),
             )  # fmt: skip
         except KeyboardInterrupt:
             self._finish(replace(tried, result=None, seconds=time.monotonic() - started))
@@ -297,8 +308,15 @@ class Loop:
         }
         recovery.write_marker(layout.inflight(tag), data)
 
-    def _status(self, phase: str, exp_id: int, description: str) -> None:
+    def _status(
+        self, phase: str, exp_id: int, description: str, step: str = "run", rerun: str = "", why: str = ""
+    ) -> None:
+        """Publish what the night does now: the phase, its step (the run, or the evaluator after it), and for a
+        re-run whose it is (the candidate or the champion) and why the keep rule asked for it."""
+        if self._since[0] != exp_id:
+            self._since = (exp_id, time.time())
         state = self.s.state(self.agent.name, phase, exp_id, description)
+        state |= {"step": step, "rerun": rerun, "why": why, "since": self._since[1]}
         write_status(self.s.layout.status, state)
         self.screen.update(state)
 

@@ -48,11 +48,13 @@ def measure(
     repeat: int = 0,
     started: Callable[[], None] = lambda: None,
     kind: str = "",
+    scoring: Callable[[], None] = lambda: None,
 ) -> Measured:
     """Run the checked-out tree once as experiment `exp_id` (the `repeat`-th time), sandboxed when the sandbox is in
     force, and judge it; with `evaluate:` in program.md, the evaluator decides the metric. `started` is called just
     before the run starts. Whatever the run did to .git's control files is undone (and makes it tampered); without
-    a sandbox, files it left in the working tree are removed, so the next run starts from the committed tree alone."""
+    a sandbox, files it left in the working tree are removed, so the next run starts from the committed tree alone.
+    `scoring` is called just before the evaluator starts (a phase of its own, under its own limit)."""
     repo, layout, tag, sb = session.repo, session.layout, session.tag, session.sandbox
     root = repo.root
     out = layout.run_out(tag, exp_id, repeat, kind)
@@ -79,6 +81,8 @@ def measure(
         repo.clean(removed)
         removed += purge_compiled(root, jails.guarded(config), compiled)
     if config.evaluate and result.outcome != "tampered":
+        if result.outcome in ("ok", "crash") and result.exit_code == 0:
+            scoring()
         with jails.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
             result = trusted_metric(
                 result, jail, config.evaluate, metric=config.metric, timeout=config.evaluate_timeout,

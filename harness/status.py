@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -48,6 +49,9 @@ def snapshot(
         "started": now,
         "budget": config.budget,
         "timeout": config.timeout,
+        "evaluate_timeout": config.evaluate_timeout if config.evaluate else None,
+        "pace": pace(night),
+        "last_run": night.measured_rows[-1].value if night.measured_rows else None,
         "best": night.best,
         "baseline": night.baseline,
         "kept": night.kept,
@@ -58,6 +62,33 @@ def snapshot(
         "updated": now,
         "loop_started": loop_started,
     }
+
+
+PACE_WINDOW = 20  # experiments the pace is measured over: recent enough to follow a change of budget
+
+
+def pace(night: Night) -> float | None:
+    """Seconds per experiment lately: the median gap between the last experiments' rows (runs, re-runs, the champion
+    re-measured and the agent's time included); None before two experiments are in."""
+    times = [_epoch(row.time) for row in night.rows[-PACE_WINDOW - 1 :] if row.id > 0]
+    gaps = sorted(b - a for a, b in itertools.pairwise(times) if a is not None and b is not None and b >= a)
+    if gaps:
+        return gaps[len(gaps) // 2]
+    base = next((row for row in night.rows if row.id == 0 and row.status == "keep"), None)
+    if base is None:
+        return None
+    # Before two experiments are in: one run and its evaluator, as the baseline took them.
+    scored = base.extra.get("eval_seconds")
+    return base.seconds + (scored if isinstance(scored, int | float) else 0.0)
+
+
+def _epoch(iso: str) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def write_status(path: Path, state: dict[str, Any]) -> None:
@@ -101,7 +132,9 @@ def describe(state: dict[str, Any], now: float | None = None, alive: bool | None
     if alive is None:
         alive = pid_alive(pid)
     if alive and phase != "stopped":
-        return f"running (pid {pid}, tag {tag}, agent {agent}): {doing(state, now)}; {standing(state)}"
+        ahead = outlook(state, now)
+        ahead = f"; {ahead}" if ahead else ""
+        return f"running (pid {pid}, tag {tag}, agent {agent}): {doing(state, now)}; {standing(state)}{ahead}"
     when = _clock(state.get("updated"))
     ago = f" ({duration(now - state['updated'])} ago)" if _number(state.get("updated")) else ""
     if phase == "stopped":
@@ -114,41 +147,78 @@ def describe(state: dict[str, Any], now: float | None = None, alive: bool | None
 
 
 def doing(state: dict[str, Any], now: float | None = None, elapsed: bool = True) -> str:
-    """The current phase in words: 'experiment 12 evaluating for 2m10s of 5m budget — 'raise LR''."""
+    """The current phase in words, each step against its own limit: 'experiment 12 running for 2m10s of its 5m
+    budget — 'raise LR'', '... the evaluator scoring it for 40s of its 5m limit', and why a re-run is made."""
     now = time.time() if now is None else now
     phase, exp, description = state.get("phase", "?"), state.get("experiment"), state.get("description")
     if phase == "stopped":
         return "stopped" + (f": {description}" if description else "")
     subject = "baseline" if phase == "baseline" or exp == 0 else f"experiment {exp}"
-    started, budget, timeout = state.get("started"), state.get("budget"), state.get("timeout")
+    started, step = state.get("started"), state.get("step") or "run"
+    rerun, why = state.get("rerun") or "", state.get("why") or ""
     if phase == "stopping":
         text = f"stopping after {subject}"
     elif phase == "proposing":
         text = f"{subject}: the agent is proposing"
-    elif phase == "remeasuring":
-        text = f"the champion runs again, before experiment {exp},"
     else:
-        text = f"{subject} evaluating"
+        if phase == "remeasuring":
+            who = f"the champion, before experiment {exp},"
+        elif rerun == "champion":
+            who = f"{subject}: the champion beside it,"
+        else:
+            who = subject
+        again = " again" if phase == "remeasuring" or rerun else ""
+        text = f"{who}: the evaluator scoring it" if step == "evaluator" else f"{who} running{again}"
     if elapsed and _number(started) and phase in ("baseline", "remeasuring", "proposing", "evaluating"):
         spent = max(0.0, now - started)
         text += f" for {duration(spent)}"
-        if phase != "proposing" and _number(budget):
-            text += f" of {duration(budget)} budget"
-            if spent > budget:
-                text += f", overtime (killed at {duration(timeout)})" if _number(timeout) else ", overtime"
+        text += _against_limit(state, spent, step) if phase != "proposing" else ""
+    if (rerun or phase == "remeasuring") and why:
+        text += f" ({why})"
     if description:
         text += f" — '{description}'"
+    return text
+
+
+def _against_limit(state: dict[str, Any], spent: float, step: str) -> str:
+    """', of its 5m budget' for a run (overtime past it until the kill), ', of its 5m limit' for the evaluator."""
+    if step == "evaluator":
+        limit = state.get("evaluate_timeout")
+        return f" of its {duration(limit)} limit" if _number(limit) else ""
+    budget, timeout = state.get("budget"), state.get("timeout")
+    if not _number(budget):
+        return ""
+    text = f" of its {duration(budget)} budget"
+    if spent > budget:
+        text += f", overtime (killed at {duration(timeout)})" if _number(timeout) else ", overtime"
+    return text
+
+
+def outlook(state: dict[str, Any], now: float | None = None) -> str:
+    """The pace of the night and when the next result lands: '~14 experiments/hour; the next result in ~3m'."""
+    now = time.time() if now is None else now
+    seconds = state.get("pace")
+    if not _number(seconds) or seconds <= 0:
+        return ""
+    text = f"~{3600 / seconds:.3g} experiments/hour"
+    since = state.get("since")  # when the experiment under way began (its proposal)
+    if state.get("phase") in ("proposing", "evaluating", "remeasuring") and _number(since):
+        left = seconds - (now - since)
+        text += f"; the next result in ~{duration(left)}" if left > 0 else "; the next result any moment"
     return text
 
 
 def standing(state: dict[str, Any]) -> str:
     """The night so far: 'best val_bpb 1.0234 (baseline 1.1002, -7.0%); kept 4 of 11; spend $0.42'."""
     metric, best, baseline = state.get("metric") or "metric", state.get("best"), state.get("baseline")
+    last = state.get("last_run")
     if _number(best):
         text = f"best {metric} {best:.6g}"
         if _number(baseline):
             pct = f", {100 * (best - baseline) / abs(baseline):+.1f}%" if baseline else ""
             text += f" (baseline {baseline:.6g}{pct})"
+    elif _number(last):
+        text = f"first {metric} {last:.6g} (the baseline's; its best once its runs are in)"
     else:
         text = f"no {metric} yet"
     kept, experiments, spend = state.get("kept", 0), state.get("experiments", 0), state.get("spend_usd") or 0.0

@@ -43,7 +43,7 @@ def test_plain_mode_writes_one_timestamped_line_per_event_without_escape_codes()
     assert "\x1b" not in text and "\r" not in text
     lines = text.splitlines()
     assert len(lines) == 4
-    assert re.fullmatch(f"{STAMP} exp 12 evaluating: raise LR", lines[0])
+    assert re.fullmatch(f"{STAMP} experiment 12 running — 'raise LR'", lines[0])
     assert re.fullmatch(rf"{STAMP} exp 12 keep val_bpb=0\.981200 \(-0\.002200\) 301\.2s raise LR", lines[1])
     assert re.fullmatch(rf"{STAMP} exp 13 crash 301\.2s raise LR \(exit 1: NameError\)", lines[2])
     assert re.fullmatch(f"{STAMP} program.md changed .*", lines[3])

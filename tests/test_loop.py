@@ -305,7 +305,7 @@ def test_status_from_another_terminal_says_what_the_loop_does_and_that_a_stop_wa
         out = cli(project, "status")
         assert out.returncode == 0
         assert f"running (pid {harness.pid}, tag st, agent optuna)" in out.stdout
-        assert "evaluating" in out.stdout
+        assert "running for" in out.stdout
         cli(project, "stop")
         assert "stop requested" in cli(project, "status").stdout
     finally:

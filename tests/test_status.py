@@ -41,19 +41,19 @@ def test_the_status_file_is_replaced_whole_and_read_back(tmp_path: Path):
 def test_a_running_loop_is_described_with_its_phase_clock_and_standing():
     text = describe(_state(), now=STARTED + 130)
     assert text == (
-        f"running (pid {os.getpid()}, tag nov23, agent optuna): experiment 12 evaluating for 2m10s of 5m budget"
+        f"running (pid {os.getpid()}, tag nov23, agent optuna): experiment 12 running for 2m10s of its 5m budget"
         " — 'raise LR to 3e-3'; best val_bpb 1.0234 (baseline 1.1002, -7.0%); kept 4 of 11; spend $0.42"
     )
 
 
 def test_an_evaluation_past_its_budget_is_overtime_until_the_timeout():
-    assert "for 5m30s of 5m budget, overtime (killed at 10m)" in describe(_state(), now=STARTED + 330)
+    assert "for 5m30s of its 5m budget, overtime (killed at 10m)" in describe(_state(), now=STARTED + 330)
 
 
 def test_the_agent_proposing_and_the_baseline_are_said_so():
     assert "experiment 12: the agent is proposing for 5s" in describe(_state(phase="proposing"), now=STARTED + 5)
     baseline = _state(phase="baseline", experiment=0, description="baseline run 1 of 1", best=None, baseline=None)
-    assert "baseline evaluating for 5s of 5m budget — 'baseline run 1 of 1'; no val_bpb yet" in describe(
+    assert "baseline running for 5s of its 5m budget — 'baseline run 1 of 1'; no val_bpb yet" in describe(
         baseline, now=STARTED + 5
     )
 
@@ -75,3 +75,36 @@ def test_status_of_a_repository_without_a_loop_says_how_to_start_one(tmp_path: P
     assert "no loop has run here yet" in describe_repo(tmp_path)
     write_status(tmp_path / "runs" / "status.json", _state())
     assert describe_repo(tmp_path).startswith("not running")  # the pid is alive, but no loop holds the lock
+
+
+def test_a_night_shows_the_run_and_the_evaluator_each_against_its_own_limit_and_why_it_runs_again(tmp_path: Path):
+    import subprocess
+
+    from harness.testing import PY, TOY_TRAIN, cli, make_repo, toy_program, wait_until
+
+    # The run is quick and the evaluator slow: the status must not call the evaluator's time the run's overtime.
+    scorer = "import time\ntime.sleep(2.5)\nprint('val_bpb: 1.5')\n"
+    program = toy_program(budget=1, timeout=10, evaluate=f"{PY} scorer.py", protected="[scorer.py]")
+    repo = make_repo(tmp_path / "p", {"train.py": TOY_TRAIN, "program.md": program, "scorer.py": scorer})
+    night = subprocess.Popen(
+        [PY, "-m", "harness", "run", "--tag", "s", "--agent", "random", "--max-experiments", "4"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen: list[str] = []
+
+    def says(words: str) -> bool:
+        seen.append(cli(repo, "status").stdout)
+        return words in seen[-1]
+
+    try:
+        wait_until(lambda: says("the evaluator scoring it for"), limit=120, what="the evaluator's step in the status")
+        assert "of its 5m limit" in seen[-1] and "overtime" not in seen[-1] and "budget" not in seen[-1].split(";")[0]
+        wait_until(lambda: says("experiments/hour"), limit=180, what="an estimate of the pace")
+        assert "the next result" in seen[-1]
+    finally:
+        out, err = night.communicate(timeout=300)
+    assert night.returncode == 0, err
+    assert not [s for s in seen if "overtime" in s]
+    # Plain output (no terminal) says each step, and why the champion runs again.
+    assert "baseline: the evaluator scoring it" in out
+    assert "the champion, before experiment 1, running again (its number rests on 1 run; 3 back a champion)" in out
