@@ -273,10 +273,10 @@ def settle(
     direction: Direction,
     min_delta: float = 0.0,
     confirm: int = CONFIRM,
-    why: Callable[[str, str], None] = lambda commit, reason: None,
+    told: Callable[[str, str], None] = lambda commit, reason: None,
 ) -> Verdict:
     """Judge a measured candidate to the end, calling `measure(commit, "confirm")` for every run a verdict asks for
-    (after `why(commit, reason)`: the verdict's reason for that run, which a person watching the night is shown);
+    (after `told(commit, reason)`: the verdict's reason for that run, which a person watching the night is shown);
     `measure` runs it and adds it to `referee` (the loop records it in the ledger first), and returns it, or None
     when that run failed. Returns the final keep or discard."""
     pair = True
@@ -286,7 +286,7 @@ def settle(
         if verdict.action != "measure":
             return verdict
         for commit in verdict.measure:
-            why(commit, verdict.reason)
+            told(commit, verdict.reason)
             m = measure(commit, "confirm")
             if m is None and commit == candidate:
                 why = "discarded, not confirmed: its re-run failed"

@@ -23,7 +23,6 @@ from harness.ledger import (
     Generation,
     Ledger,
     MeasurementRow,
-    Note,
     Row,
     Steer,
 )
@@ -116,13 +115,10 @@ def summarize(
     runs_of: list[MeasurementRow] = []
     measured: list[MeasurementRow] = []  # every run of the tag, whatever `since` says
     generations: list[Generation] = []
-    starts: list[str] = []  # when each start of the night began: its span begins with the first, not its first row
     for row in rows:
         if row.tag != tag:
             continue
-        if type(row) is Note and row.message == "night started" and row.time >= (cutoff or ""):
-            starts.append(row.time)
-        elif type(row) is Experiment:
+        if type(row) is Experiment:
             mine.append(row)
         elif type(row) is MeasurementRow:
             measured.append(row)
@@ -153,8 +149,6 @@ def summarize(
     change = best - baseline if best is not None and baseline is not None else None
     shown = entries[-limit:] if limit else entries
     first, end = (entries[0].time, entries[-1].time) if entries else (None, None)
-    if first and starts:
-        first = min(first, starts[0])
     kept = statuses.get("keep", 0)
     return Night(
         tag=tag, metric=metric, direction=direction, experiments=len(runs), kept=kept,

@@ -111,7 +111,7 @@ def test_a_running_night_says_what_it_does_and_when_it_should_end(project: Path)
     write_status(layout.status, state)
     with LoopLock(layout.lock):  # the loop's lock, held: the night runs
         line = nights.lines(nights.place(project))[0]
-        assert line.state == "running" and line.doing.startswith("experiment 5 evaluating for 10s of 5m budget")
+        assert line.state == "running" and line.doing.startswith("experiment 5 running for 10s of its 5m budget")
         end = time.strftime("%H:%M", time.gmtime(started + 7200))
         assert line.eta == f"ends about {end} UTC (in 1h50m)"
         write_status(layout.status, state | {"hours": None})

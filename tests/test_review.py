@@ -230,14 +230,3 @@ def test_baseline_and_best_are_weighed_alike_as_their_runs_accumulate(tmp_path: 
     night = review.summarize(ledger.read())
     assert (night.baseline, night.best) == (pytest.approx(2.41), pytest.approx(2.15))
     assert night.change == pytest.approx(-0.26)
-
-
-def test_the_time_span_of_a_night_begins_when_it_started_not_at_its_first_row(project: Path):
-    from harness.testing import cli
-
-    out = cli(project, "run", "--tag", "span", "--agent", "optuna", "--max-experiments", "1")
-    assert out.returncode == 0, out.stderr
-    rows = [json.loads(x) for x in (project / "experiments.log").read_text().splitlines()]
-    started = next(r["time"] for r in rows if r["kind"] == "note" and r["message"] == "night started")
-    summary = json.loads(cli(project, "log", "--tag", "span", "--json").stdout)
-    assert summary["summary"]["first"] == started
