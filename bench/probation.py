@@ -1,5 +1,5 @@
 """
-How often HyperAgent's probation accepts a candidate, by how good it truly is: the old pair rule and harness.probation.
+How often HyperAgent's probation accepts a candidate, by how good it truly is: the pair rule, and the rule in force.
 
 Usage:
     python bench/probation.py                    # 20,000 simulated probations per case, window 10
@@ -47,7 +47,7 @@ MARGIN = 0.01  # the keep threshold, in the metric's units
 GAIN = 0.01  # mean gain of a keep beyond the margin
 FAILED = 0.3  # share of the experiments not kept that give no metric
 DIRECTION = "minimize"
-# Bounds the README and harness.probation state: accepted at most (or, for "better", at least) this share.
+# Bounds the README and harness.hyper.probation state: accepted at most (or, for "better", at least) this share.
 BOUNDS = {"equal": ("<=", 0.10), "worse": ("<=", 0.02), "never": ("<=", 0.02), "better": (">=", 0.70)}
 
 
@@ -78,7 +78,7 @@ def rows(rng: random.Random, quality: Quality, count: int, first: int = 1) -> li
     return [quality.row(rng, first + i) for i in range(count)]
 
 
-# --- after: harness.probation -----------------------------------------------------------------------------------
+# --- after: harness.hyper.probation -----------------------------------------------------------------------------
 
 
 def after(rng: random.Random, candidate: Quality, champion: Quality, window: int) -> tuple[bool, int]:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from harness import crash, judge, memory, outcome, recovery
+from harness.agents.host import HostedAgent
 from harness.brief import build_task
 from harness.config import Config
 from harness.errors import (
@@ -88,12 +89,18 @@ class Loop:
             return Crashed(f"crashed ({type(e).__name__}: {one_line(str(e))}); the traceback is in {log}")
 
     def check_stop(self) -> None:
+        options = self.s.options
+        self.watch()
+        if options.max_experiments is not None and self.count >= options.max_experiments:
+            raise LimitReached(f"reached --max-experiments {options.max_experiments}")
+
+    def watch(self) -> None:
+        """The stop conditions that end the night even while a proposal is under way: a stop request and --hours
+        (the spend cap is the LLM client's, checked at every call)."""
         options, layout = self.s.options, self.s.layout
         if layout.stop_request.exists():
             layout.stop_request.unlink(missing_ok=True)
             raise StopRequested("stopped by 'autoresearch stop'")
-        if options.max_experiments is not None and self.count >= options.max_experiments:
-            raise LimitReached(f"reached --max-experiments {options.max_experiments}")
         if options.hours is not None and time.time() - self.s.started > options.hours * 3600:
             raise LimitReached(f"reached --hours {options.hours:g}")
 
@@ -222,6 +229,8 @@ class Loop:
                 f"LLM spend ${self.night.spend_usd:.2f} of night '{self.s.tag}' reached max_cost_usd "
                 f"${config.max_cost_usd:.2f}"
             )
+        if isinstance(self.agent, HostedAgent):
+            self.agent.watch = self.watch  # a stop request or --hours ends a proposal under way
         try:
             return self.agent.propose(task), "", self.agent.take_spend()
         except AgentError as e:
@@ -234,6 +243,12 @@ class Loop:
             if isinstance(e, BudgetExceeded):
                 raise
             raise ServiceFailed(f"the LLM service failed: {e}") from None
+        except LoopEnd as e:  # the night ended while the agent was at work: what it spent is recorded all the same
+            spend = self.agent.take_spend()
+            if spend.tokens_in or spend.output_tokens:
+                self._unrun(task.experiment, "invalid", None, f"no proposal: the night ended during it ({e})", spend,
+                            task)  # fmt: skip
+            raise
 
     def _show(self, commit: str, path: str) -> str | None:
         try:

@@ -117,14 +117,15 @@ RETURN = 'return Proposal(f"X to {value}", '
 REJECTED = {
     "syntax": (RELAY.replace(PROPOSE, PROPOSE[:-1]), "compile", "agent.py:6:"),
     "missing module": ("import no_such_module_here\n" + RELAY, "import", "No module named 'no_such_module_here'"),
-    "writes a file": (RELAY + "\nopen('planted.txt', 'w').write('x')\n", "contract", "agent.py:17: a top-level expr"),
+    "writes a file": (RELAY + "\nopen('planted.txt', 'w').write('x')\n", "contract",
+                      "agent.py:17: an expression statement runs at import"),
     "os.system": (RELAY + "\nimport os\nos.system('touch planted.txt')\n", "contract", "statement runs at import"),
-    "computed constant": (RELAY + "\nimport os\nHOME = os.system('true')\n", "contract", "computed by a call"),
+    "computed constant": (RELAY + "\nimport os\nHOME = os.system('true')\n", "contract", "value calls something"),
     "renamed": (RELAY.replace(PROPOSE, "def suggest(task, llm):"), "contract", "no top-level def propose"),
     "extra parameter": (RELAY.replace(PROPOSE, "def propose(task, llm, extra):"), "contract",
                         "propose(task, llm, extra) must take exactly (task, llm)"),
     "*args": (RELAY.replace(PROPOSE, "def propose(*args):"), "contract", "propose(*args) must take"),
-    "wrapped": (RELAY.replace(PROPOSE, WRAPPED), "signature", "propose(task, llm) cannot be called"),
+    "wrapped": (RELAY.replace(PROPOSE, WRAPPED), "contract", "a decorator runs at import"),
     "wrong type": (RELAY.replace(RETURN, "return dict(d=f'{value}', c="), "smoke",
                    "propose returned dict, not a harness.task.Proposal"),
     "identical": (RELAY, "scope", "the rewrite returned the champion agent.py unchanged: no rewrite"),
@@ -158,20 +159,23 @@ def test_every_bad_rewrite_is_rejected_at_its_gate_and_the_champion_is_untouched
     # Every experiment of the night was proposed by the seed agent, and the morning's table says so.
     assert {r["agent_sha"] for r in rows(repo, "experiment") if r["id"]} == {agent_sha(RELAY.encode())}
     table = cli(repo, "log", "--tag", "h").stdout
-    assert table.count("[seed]") == len(REJECTED) + 3 and "   gen 9  rejected  signature  TypeError" in table
-    assert "generations:      12 (0 accepted; rejected at contract 6, scope 2," in table
+    assert (
+        table.count("[seed]") == len(REJECTED) + 3 and "   gen 9  rejected  contract  agent.py:6: a decorator" in table
+    )
+    assert "generations:      12 (0 accepted; rejected at contract 7, scope 2," in table
 
 
 # --- probation: the seed agent rewrites itself as a whole file ----------------------------------------------------
 
 # A whole agent.py that holds a line of three backticks of its own: the reply's longer fence keeps it whole.
-BETTER = SEED.replace("Good experiments are small,", "Good experiments are small and bold,").replace(
+BETTER = SEED.replace("as much as modelling.", "as much as modelling, and bold steps.").replace(
     "MAX_TOKENS = 8000", 'EXAMPLE = """\n```python\nX = 1\n```\n"""  # how a fenced file looks\nMAX_TOKENS = 8000'
 )
-WORSE = BETTER.replace("small and bold,", "large and vague,")
+WORSE = BETTER.replace("and bold steps.", "and vague steps.")
 
 
 def test_a_better_rewrite_is_accepted_after_probation_and_a_worse_one_rejected(repo, fake_anthropic):
+    assert SEED != BETTER != WORSE
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
     # 1-3: the seed's record (three windows of one): one small keep, two discards
     fake_anthropic.reply(edit("X = 3.0", "X = 2.9", "X to 2.9"))
@@ -237,9 +241,9 @@ def gates(repo: Path, source: str, limits: agentgates.Limits) -> agentgates.Reje
     return agentgates.isolated(path, task, jail, layout.generation_log("t", 1, "gates"), limits)
 
 
-def test_a_class_body_that_sleeps_forever_is_stopped_by_the_import_gate(relay):
-    source = RELAY + "\n\nclass Slow:\n    import time\n    time.sleep(10**6)\n"
-    assert agentgates.static(source) is None  # the static check cannot see into a class body
+def test_a_constant_that_never_finishes_computing_is_stopped_by_the_import_gate(relay):
+    source = RELAY + "\n\nHUGE = 10 ** 10 ** 10\n"
+    assert agentgates.static(source) is None  # operators on literals run no code of the file's, but take time
     rejection = gates(relay, source, agentgates.Limits(import_seconds=2))
     assert rejection is not None and rejection.stage == "import"
     assert "the import gate took longer than 2 s" in rejection.error
@@ -249,13 +253,15 @@ def test_a_class_body_that_sleeps_forever_is_stopped_by_the_import_gate(relay):
 def test_a_default_argument_that_writes_a_file_is_contained_by_the_sandbox(relay):
     target = relay / "planted.txt"
     source = RELAY + f"\n\ndef helper(x=open({str(target)!r}, 'w').write('x')):\n    return x\n"
-    assert agentgates.static(source) is None
+    assert "a default value of helper() calls something" in agentgates.static(source).error
+    # Past the contract gate (as a gate the static check missed would let it), the sandbox still contains it.
     assert gates(relay, source, agentgates.Limits()) is None  # it wrote into its own scratch copy, thrown away
     assert not target.exists()
 
 
 def test_a_fork_bomb_at_import_finds_no_process_to_make(relay):
     source = RELAY + "\n\nclass Bomb:\n    import os\n    pid = os.fork()\n"
+    assert "in class Bomb: an assignment whose value calls something" in agentgates.static(source).error
     rejection = gates(relay, source, agentgates.Limits())
     assert rejection is not None and rejection.stage == "import" and "BlockingIOError" in rejection.error
 
@@ -329,7 +335,7 @@ def test_a_candidate_that_hunts_for_the_key_and_tampers_finds_and_changes_nothin
 
 
 def test_a_kill_during_the_gates_is_recorded_and_the_night_goes_on(relay, fake_anthropic):
-    sleeper = RELAY + "\n\nclass Slow:\n    import time\n    time.sleep(10**6)\n"
+    sleeper = RELAY + "\n\nHUGE = 10 ** 10 ** 10\n"  # passes the contract gate; its import never ends
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
     for value in ("2.2", "2.1", "2.0"):
         fake_anthropic.reply(value)

@@ -32,7 +32,9 @@ from harness.text import REASON_CHARS, REFLECTION_CHARS, clean, one_line, tail
 if TYPE_CHECKING:
     from harness.llm import LLMClient
 
-TIME_LIMIT = 900.0  # seconds an agent may think on its own per proposal; time waiting on the LLM does not count
+TIME_LIMIT = 1200.0  # wall seconds per proposal, the harness's time answering its LLM calls and tools included
+TOOL_CALLS = 100  # tool calls per proposal; more is a flood, not a look around (the seed makes a handful per round)
+WATCH_EVERY = 1.0  # seconds between two checks of the night's stop conditions while a proposal is under way
 MAX_LINE = 16 * 2**20  # a protocol line larger than this is a runaway agent, not a proposal
 REFUSALS = 3  # proposals in a row whose request the API refused: then it is not the prompt, and the night ends
 TOOLS_KEPT = 20  # tool calls of one proposal named in its ledger row
@@ -66,6 +68,7 @@ class HostedAgent:
         evidence: Evidence,
         time_limit: float = TIME_LIMIT,
         jail: JailFactory | None = None,
+        watch: Callable[[], None] | None = None,
     ) -> None:
         self.path = path.resolve()
         self.client = client
@@ -76,6 +79,8 @@ class HostedAgent:
         self.evidence = evidence
         self.time_limit = time_limit
         self.jail: JailFactory = jail or self._unjailed
+        # The night's stop conditions (a stop request, --hours): raises LoopEnd to end a proposal under way.
+        self.watch: Callable[[], None] = watch or _nothing
         self.sha = agent_sha(self.path.read_bytes())
         self._refused = 0  # proposals in a row refused by the API
 
@@ -173,15 +178,20 @@ class HostedAgent:
                 child.stdin.write((json.dumps(request) + "\n").encode())
                 child.stdin.flush()
                 lines = Lines(child.stdout.fileno())
-                thinking = 0.0
+                deadline, calls = time.monotonic() + self.time_limit, 0
                 while True:
-                    started = time.monotonic()
-                    line = lines.next(self.time_limit - thinking)
-                    thinking += time.monotonic() - started
+                    self.watch()
+                    left = deadline - time.monotonic()
+                    line = lines.next(min(left, WATCH_EVERY))
+                    if line is None and not lines.ended:
+                        if left > WATCH_EVERY:
+                            continue  # a look at the stop conditions, nothing more
+                        raise AgentError(
+                            f"the agent took longer than {self.time_limit:g} s (wall clock, its LLM calls and tools "
+                            f"included); see {log_path}"
+                        )
                     if line is None:
                         code = child.wait(timeout=2)
-                        if thinking >= self.time_limit:
-                            raise AgentError(f"the agent took longer than {self.time_limit:g} s; see {log_path}")
                         raise AgentError(f"the agent process ended (status {code}) without a proposal; see {log_path}")
                     message = json.loads(line)
                     if not isinstance(message, dict):
@@ -190,8 +200,13 @@ class HostedAgent:
                     if op in ("llm", "tool"):
                         if op == "llm":
                             answer, error = self._serve(message)
+                            if isinstance(error, BudgetExceeded):
+                                raise error  # the night's cap: the proposal ends now, not when the child gives up
                             refused = refused or error
                         else:
+                            calls += 1
+                            if calls > TOOL_CALLS:
+                                raise AgentError(f"the agent made more than {TOOL_CALLS} tool calls; see {log_path}")
                             answer = self._serve_tool(message, task, log, seen)
                         child.stdin.write((json.dumps(answer) + "\n").encode())
                         child.stdin.flush()
@@ -256,6 +271,10 @@ def bounded(proposal: Proposal) -> Proposal:
     )
 
 
+def _nothing() -> None:
+    """No stop condition to watch (an agent used outside a night)."""
+
+
 def agent_sha(source: bytes) -> str:
     """The version of an agent file as the ledger names it (experiment rows' agent_sha, generation rows')."""
     return hashlib.sha256(source).hexdigest()[:16]
@@ -267,6 +286,7 @@ class Lines:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buffer = b""
+        self.ended = False  # the other end closed the pipe: no message will come
 
     def next(self, limit: float) -> bytes | None:
         deadline = time.monotonic() + max(0.0, limit)
@@ -279,6 +299,7 @@ class Lines:
                 return None
             chunk = os.read(self.fd, 1 << 20)
             if not chunk:
+                self.ended = True
                 return None
             self.buffer += chunk
             if len(self.buffer) > MAX_LINE:

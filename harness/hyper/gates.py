@@ -16,16 +16,13 @@ from typing import Any
 from harness import process
 from harness.agents.host import Lines
 from harness.edits import fence_for
+from harness.hyper import contract
 from harness.jails import Jail
 from harness.precheck import compiles
 from harness.task import Spend, Task
 from harness.text import one_line
 
 MAX_AGENT_BYTES = 256 * 2**10  # a candidate larger than this is not a plausible agent.py (the seed is ~10 KiB)
-ENTRIES = ("propose", "rewrite")
-PARAMETERS = ["task", "llm"]
-# Calls a top-level constant may be built with: pure constructors, nothing that reaches outside the process.
-PURE_CALLS = frozenset({"frozenset", "tuple", "list", "dict", "set", "str", "int", "float", "bool", "range"})
 STUB_CALLS = 20  # LLM calls the smoke test answers; more is a runaway loop
 
 
@@ -78,98 +75,8 @@ def static(content: str) -> Rejection | None:
     error = compiles(content, "agent.py")
     if error:
         return Rejection("compile", error)
-    error = contract(ast.parse(content, "agent.py"))
+    error = contract.check(ast.parse(content, "agent.py"))
     return Rejection("contract", error) if error else None
-
-
-def contract(tree: ast.Module) -> str:
-    """Why a module breaks the agent contract, or "": propose(task, llm) and rewrite(task, llm) defined at top level
-    with exactly these parameters, and nothing at top level that runs at import beyond imports, definitions,
-    constants and docstrings."""
-    defs: dict[str, ast.FunctionDef] = {}
-    for node in tree.body:
-        why = _top_level(node)
-        if why:
-            return f"agent.py:{node.lineno}: {why}; only imports, defs, classes, constants and docstrings may be there"
-        if isinstance(node, ast.FunctionDef):
-            defs[node.name] = node
-        for name in _bound(node):
-            if name in ENTRIES and not isinstance(node, ast.FunctionDef):
-                return f"agent.py:{node.lineno}: {name} is bound by a statement that is not its def"
-    for name in ENTRIES:
-        fn = defs.get(name)
-        if fn is None:
-            return f"agent.py has no top-level def {name}(task, llm)"
-        args = fn.args
-        names = [a.arg for a in [*args.posonlyargs, *args.args]]
-        if names != PARAMETERS or args.vararg or args.kwarg or args.kwonlyargs:
-            return f"agent.py:{fn.lineno}: {name}({_params(args)}) must take exactly (task, llm)"
-    return ""
-
-
-def _top_level(node: ast.stmt) -> str:
-    """Why a top-level statement may have a side effect at import, or ""."""
-    if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return ""
-    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-        return ""  # a docstring
-    if isinstance(node, ast.Assign | ast.AnnAssign):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        if not all(_names_only(t) for t in targets):
-            return "an assignment to something other than a name"
-        if node.value is not None and not _constant(node.value):
-            return "an assignment whose value is computed by a call"
-        return ""
-    if isinstance(node, ast.If) and _is_main_guard(node.test) and not node.orelse:
-        return ""  # never runs on import
-    return f"a top-level {type(node).__name__.lower()} statement runs at import"
-
-
-def _names_only(target: ast.expr) -> bool:
-    if isinstance(target, ast.Tuple | ast.List):
-        return all(_names_only(t) for t in target.elts)
-    return isinstance(target, ast.Name)
-
-
-def _constant(node: ast.expr) -> bool:
-    """A value built of literals, names and pure constructors: evaluating it reaches nothing outside."""
-    if isinstance(node, ast.Call):
-        pure = isinstance(node.func, ast.Name) and node.func.id in PURE_CALLS
-        return pure and all(_constant(a) for a in node.args) and all(_constant(k.value) for k in node.keywords)
-    if isinstance(node, ast.Lambda | ast.NamedExpr | ast.Await | ast.Yield | ast.YieldFrom):
-        return False
-    if isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
-        return False
-    return all(_constant(child) for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr))
-
-
-def _is_main_guard(test: ast.expr) -> bool:
-    return (
-        isinstance(test, ast.Compare)
-        and isinstance(test.left, ast.Name)
-        and test.left.id == "__name__"
-        and len(test.ops) == 1
-        and isinstance(test.ops[0], ast.Eq)
-        and isinstance(test.comparators[0], ast.Constant)
-        and test.comparators[0].value == "__main__"
-    )
-
-
-def _bound(node: ast.stmt) -> list[str]:
-    """The top-level names a statement binds."""
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return [node.name]
-    if isinstance(node, ast.Import | ast.ImportFrom):
-        return [(a.asname or a.name).split(".")[0] for a in node.names]
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-
-
-def _params(args: ast.arguments) -> str:
-    names = [a.arg for a in [*args.posonlyargs, *args.args]]
-    names += [f"*{args.vararg.arg}"] if args.vararg else ["*"] if args.kwonlyargs else []
-    names += [a.arg for a in args.kwonlyargs] + ([f"**{args.kwarg.arg}"] if args.kwarg else [])
-    return ", ".join(names)
 
 
 # --- the gates that run it, in a sandboxed child ----------------------------------------------------------------

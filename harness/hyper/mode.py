@@ -20,6 +20,7 @@ from harness.errors import (
     HarnessError,
     LimitReached,
     LLMError,
+    LoopEnd,
     RequestRefused,
     ServiceFailed,
 )
@@ -149,6 +150,7 @@ class Hyper:
         self._status("rewriting", f"generation {n}: the champion agent rewrites itself")
         source = self.layout.agent.read_text(encoding="utf-8")
         task = self.champion.evidence.attach(self._task())
+        self.champion.watch = self.loop.watch
         try:
             proposal = self.champion.call("rewrite", replace(task, agent_source=source), log_name=self._log(n))
         except (AgentError, RequestRefused) as e:
@@ -158,6 +160,10 @@ class Hyper:
             if isinstance(e, BudgetExceeded):
                 raise
             raise ServiceFailed(f"the LLM service failed: {e}") from None
+        except LoopEnd as e:  # a stop request or --hours while the champion rewrote itself
+            why = f"the night ended during the rewrite ({e})"
+            self._rejected(n, Rejection("rewrite", why), None, "", self.champion.take_spend())
+            raise
         spend = self.champion.take_spend()
         description = one_line(proposal.description) or "(no description)"
         content = proposal.content
@@ -188,7 +194,7 @@ class Hyper:
 
     def decide(self, trial: Trial) -> None:
         """Accept the candidate on the branch, or keep it under refs/autoresearch/<tag>/agents/<n>, by the
-        probation rule (harness.probation)."""
+        probation rule (harness.hyper.probation)."""
         verdict = trial.probation.verdict
         assert verdict is not None, "decide() follows a probation that is done"
         accepted, why, scores = verdict.accepted, verdict.why, verdict.scores
@@ -213,7 +219,7 @@ class Hyper:
 
     def answer(self) -> None:
         """After each window: a champion whose experiments as champion did clearly worse than the record of the
-        agent before it (harness.probation.answers) gives its place back to that agent, whatever its failures
+        agent before it (harness.hyper.probation.answers) gives its place back to that agent, whatever its failures
         were (raises, no proposal, invalid or unchanged files, discards)."""
         crowned = self._crowned()
         if crowned is None:
@@ -357,7 +363,7 @@ class Hyper:
     def _hosted(self, path: Path, name: str) -> HostedAgent:
         c = self.champion
         return HostedAgent(path, c.client, name=name, root=c.root, workdir=c.workdir, log_dir=c.log_dir,
-                           evidence=c.evidence, time_limit=c.time_limit, jail=self.jail)  # fmt: skip
+                           evidence=c.evidence, time_limit=c.time_limit, jail=self.jail, watch=c.watch)  # fmt: skip
 
     def _message(self, n: int, description: str) -> str:
         return with_trailers(f"agent: {description}", {"Generation": str(n)})
