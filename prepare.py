@@ -4,8 +4,10 @@ Fixed data and trusted evaluation for the bundled task: a byte-level GPT scored 
 This file is part of the task's contract and is never edited by the experiment loop; train.py is.
 It owns four things:
 
-  1. the data: by default the source files (*.py) of the running interpreter's standard library (no network),
-     or a corpus the person names (a local file or a URL), split into train.bin and a held-out val.bin
+  1. the data: by default Python-like source written by a grammar from a secret drawn once per data folder (no
+     network), or a corpus the person names (a local file or a URL); split three ways: train.bin for runs, and
+     held out from them val.bin (selection: the evaluator's number decides what is kept) and test.bin (the locked
+     test: scored once per champion, deciding nothing)
   2. the loaders: get_batch() draws random training windows; nothing a run calls ever builds data
   3. the hand-over: export_model() writes the trained model to model.pt2 (a torch.export program: weights and
      a graph of ATen ops, so the evaluator never runs Python written by the run)
@@ -17,19 +19,26 @@ Usage:
     python prepare.py --corpus input.txt      # build from a local text file (keep it outside the repository)
     python prepare.py --corpus https://...    # download once into data/, then build from it
     python prepare.py --evaluate              # score $AUTORESEARCH_OUT/model.pt2 (or --out DIR); last line val_bpb
+    python prepare.py --evaluate --split test # the same on the locked test split (program.md's `test:`)
     AUTORESEARCH_CORPUS=input.txt python train.py   # train on the same custom corpus
 
 The data folder is data/ next to this file, or $AUTORESEARCH_DATA:
     <corpus>/manifest.json, train.bin               what a run reads
-    <corpus>/heldout/salt, val.bin, manifest.json   what only the evaluator reads (program.md hides data/*/heldout)
+    <corpus>/heldout/salt, val.bin, test.bin, manifest.json   what only the evaluators read (hidden: data/*/heldout)
     downloads/heldout/<file>                        a downloaded corpus, held out because it holds val.bin's bytes
 Manifests are written last and every load checks sizes and hashes; `python prepare.py` rebuilds what is damaged
 with the same salt, so the split does not change.
 
-The stdlib is readable by every process, so its files are split by a hash salted with a secret drawn once per
-data folder, and UNUSED_PERCENT of them go to neither split: a run that compares train.bin with the stdlib cannot
-tell which of the missing files are scored. A run can still read the whole stdlib; only a corpus kept out of its
-view (--corpus) is private.
+Why a generated corpus: held-out text that exists anywhere a run can read can be memorised instead of learned. A
+corpus of the standard library's sources was won that way (a run read the files missing from train.bin and exported
+a byte lookup table of them: 0.36 bits per byte without training), and no copy of public text (the stdlib, a
+package's data, a pip cache) can be hidden everywhere: other interpreters, virtual environments and caches hold the
+same bytes. The generated corpus exists only in the data folder: its language (words, how prose runs, names of
+functions with their parameters, classes, modules) is drawn from the salt in heldout/, and each module from a seed
+of its own, a hash of the salt, the split and its number. train.bin teaches the language; val.bin and test.bin are
+new modules of it that no file outside heldout/ holds, and the salt cannot be found from train.bin (a 256-bit
+secret behind SHA-256). A custom corpus (--corpus) is private only if it is kept out of a run's view: outside the
+repository, named in `hidden:`.
 
 Model contract: model(x) maps a (B, T) int64 tensor of bytes to (B, T, 256) logits; position t predicts byte t + 1
 and may depend only on bytes 0..t of its own row.
@@ -42,14 +51,15 @@ import contextlib
 import functools
 import hashlib
 import io
+import itertools
 import json
 import math
 import operator
 import os
+import random
 import re
 import secrets
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.parse
@@ -68,16 +78,18 @@ if TYPE_CHECKING:  # torch is imported lazily so that building the data does not
 
 # fmt: off
 VOCAB_SIZE = 256                       # byte-level: every byte value is a token
-FORMAT_VERSION = 2                     # bump when the data layout changes, so old folders are rebuilt
-MAX_CORPUS_BYTES = 24 * 1024 * 1024    # cap on the stdlib corpus; keeps the build to about a second
+FORMAT_VERSION = 3                     # bump when the data layout changes, so old folders are rebuilt
+GENERATOR_VERSION = 1                  # bump when the generated corpus changes, so old folders are rebuilt
+GENERATED_TRAIN_BYTES = 8 * 1024 * 1024  # train.bin of the generated corpus; a few seconds to write
+HELDOUT_BYTES = 256 * 1024             # val.bin and test.bin each, of the generated corpus
 MAX_CUSTOM_BYTES = 1024 * 1024 * 1024  # cap on a person's own corpus (it is held in memory)
-VAL_PERCENT = 5                        # share of the corpus held out for validation
-UNUSED_PERCENT = 15                    # stdlib files in neither split, so train.bin does not spell out val.bin
+VAL_PERCENT = 5                        # share of a custom corpus held out for selection, and again for the test
 FILE_SEPARATOR = b"\n\n"               # between concatenated source files
-SKIP_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "__pycache__"})
-EVAL_TOKENS = 65536                    # bytes scored; a couple of seconds on a laptop CPU at the default size
+SPLITS = ("train", "val", "test")      # val: selection (evaluate:); test: the locked test (test:)
+EVAL_TOKENS = 16384                    # bytes scored (see _score for why this many); 16 forward passes at the default
 EVAL_SEGMENTS = 16                     # the scored bytes come from this many evenly spaced stretches of val.bin
 EVAL_BATCH_SIZE = 16                   # windows per forward pass; model.pt2 is exported for this batch size
+CAUSAL_PROBES = 4                      # causality probes of each scored window, each at a cut of its own (see _score)
 CAUSAL_TOLERANCE = 1e-4                # max logit change allowed when later bytes change (see _score)
 CORPUS_ENV = "AUTORESEARCH_CORPUS"     # names a custom corpus: a local file path or an http(s) URL
 DATA_ENV = "AUTORESEARCH_DATA"         # the data folder, when not data/ next to this file
@@ -175,7 +187,7 @@ class Source:
     name: str  # the folder under data/; known without touching the input, so runs find it in their sandbox
     description: str  # shown in summaries
     key: str  # fingerprint of the input (paths, sizes, mtimes, settings); cheap to compute
-    kind: str  # "stdlib" or "file"
+    kind: str  # "generated" or "file"
     path: Path
 
 
@@ -184,28 +196,16 @@ def _corpus_spec(corpus: str | None) -> str:
 
 
 def corpus_name(corpus: str | None = None) -> str:
-    """The folder name under data/ of the corpus named by `corpus`, else by $AUTORESEARCH_CORPUS, else the stdlib."""
+    """The folder name under data/ of the corpus named by `corpus`, else by $AUTORESEARCH_CORPUS, else the generated
+    one."""
     spec = _corpus_spec(corpus)
     if not spec:
-        return f"stdlib-py{sys.version_info[0]}{sys.version_info[1]}"
+        return f"generated-v{GENERATOR_VERSION}"
     is_url = spec.startswith(("http://", "https://"))
     where = spec if is_url else str(Path(spec).expanduser().resolve())
     stem = Path(urllib.parse.urlparse(spec).path if is_url else spec).stem
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:32] or "corpus"
     return f"{'url' if is_url else 'file'}-{stem}-{_sha256(where.encode())[:8]}"
-
-
-def _stdlib_files(root: Path) -> list[tuple[str, Path]]:
-    """Every *.py file under root outside SKIP_DIRS, sorted by relative POSIX path so the order is reproducible."""
-    found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
-        for fn in filenames:
-            if fn.endswith(".py"):
-                full = Path(dirpath) / fn
-                found.append((full.relative_to(root).as_posix(), full))
-    found.sort(key=lambda item: item[0])
-    return found
 
 
 def _download(url: str) -> Path:
@@ -235,18 +235,12 @@ def _download(url: str) -> Path:
 
 
 def resolve_source(corpus: str | None = None) -> Source:
-    """The source named by `corpus`, else by $AUTORESEARCH_CORPUS, else the interpreter's stdlib; raises DataError."""
+    """The source named by `corpus`, else by $AUTORESEARCH_CORPUS, else the generated corpus; raises DataError."""
     spec = _corpus_spec(corpus)
     if not spec:
-        root = Path(sysconfig.get_paths()["stdlib"])
-        h = hashlib.sha256(f"stdlib v{FORMAT_VERSION} cap={MAX_CORPUS_BYTES} {VAL_PERCENT}/{UNUSED_PERCENT}\n".encode())
-        for rel, full in _stdlib_files(root):
-            with contextlib.suppress(OSError):
-                st = full.stat()
-                h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return Source(
-            corpus_name(spec), f"python {sys.version.split()[0]} stdlib at {root}", h.hexdigest(), "stdlib", root
-        )
+        settings = f"generated v{FORMAT_VERSION}.{GENERATOR_VERSION} {GENERATED_TRAIN_BYTES}/{HELDOUT_BYTES}"
+        description = f"Python-like modules generated from the data folder's secret (v{GENERATOR_VERSION})"
+        return Source(corpus_name(spec), description, _sha256(settings.encode()), "generated", Path())
     if spec.startswith(("http://", "https://")):
         path, description = _download(spec), spec
     else:
@@ -263,35 +257,198 @@ def resolve_source(corpus: str | None = None) -> Source:
 # Building and verifying the data
 
 
-def _build_stdlib(root: Path, salt: str) -> tuple[bytes, bytes, int]:
-    train: list[bytes] = []
-    val: list[bytes] = []
-    total = 0
-    for rel, full in _stdlib_files(root):
-        # the salted bucket depends on the path only, so the split is stable when other files come and go
-        bucket = int(_sha256(f"{salt}\0{rel}".encode())[:8], 16) % 100
-        if VAL_PERCENT <= bucket < VAL_PERCENT + UNUSED_PERCENT:
-            continue
-        try:
-            data = full.read_bytes()
-        except OSError:
-            continue
-        if total + len(data) > MAX_CORPUS_BYTES:
-            break
-        total += len(data) + len(FILE_SEPARATOR)
-        (val if bucket < VAL_PERCENT else train).append(data)
-    return FILE_SEPARATOR.join(train), FILE_SEPARATOR.join(val), len(train) + len(val)
+class _Language:
+    """What every module of one data folder shares, drawn once from its salt: the words, how prose runs from word to
+    word, and the names (functions with their parameters, classes, modules, attributes, constants). A model learns
+    all of it from train.bin; nothing of it exists anywhere else."""
+
+    ONSETS = "b c d f g h j k l m n p r s t v w z br ch cl cr dr fl gr pl pr sh sk sl sp st th tr"
+    NUCLEI = "a e i o u a e i o ai ea ee io ou"
+    CODAS = "- - - n r s t l m x nd st rk ng"  # "-": none
+
+    def __init__(self, rng: random.Random) -> None:
+        onsets, nuclei, codas = self.ONSETS.split(), self.NUCLEI.split(), self.CODAS.replace("-", "").split(" ")
+        syllables = sorted({rng.choice(onsets) + rng.choice(nuclei) + rng.choice(codas) for _ in range(160)})
+        words: set[str] = set()
+        while len(words) < 2400:
+            words.add("".join(rng.choice(syllables) for _ in range(rng.choice((1, 1, 2, 2, 2, 3)))))
+        self.words = sorted(words)
+        rng.shuffle(self.words)
+        self.weights = list(itertools.accumulate(1 / (rank + 1) ** 1.05 for rank in range(len(self.words))))
+        # prose is a Markov chain: each word has a few likely successors of its own
+        self.follow = {w: [self.word(rng) for _ in range(rng.randint(3, 10))] for w in self.words}
+
+        def ident(parts: tuple[int, int]) -> str:
+            return "_".join(self.word(rng) for _ in range(rng.randint(*parts)))
+
+        self.modules = sorted({ident((1, 2)) for _ in range(60)})
+        self.attrs = sorted({ident((1, 2)) for _ in range(300)})
+        self.constants = sorted({ident((1, 3)).upper() for _ in range(120)})
+        self.classes = sorted({"".join(self.word(rng).capitalize() for _ in range(rng.randint(1, 3)))
+                               for _ in range(150)})  # fmt: skip
+        self.functions = {ident((1, 3)): [ident((1, 2)) for _ in range(rng.choice((0, 1, 1, 2, 2, 3, 4)))]
+                          for _ in range(700)}  # fmt: skip
+        self.function_names = sorted(self.functions)
+
+    def word(self, rng: random.Random) -> str:
+        return rng.choices(self.words, cum_weights=self.weights)[0]
+
+    def sentence(self, rng: random.Random) -> str:
+        w = self.word(rng)
+        out = [w]
+        for _ in range(rng.randint(3, 13)):
+            w = rng.choice(self.follow[w]) if rng.random() < 0.85 else self.word(rng)
+            out.append(w)
+        return " ".join(out).capitalize() + "."
 
 
-def _build_file(path: Path) -> tuple[bytes, bytes, int]:
+class _Module:
+    """One Python-like module drawn from a language and a seed of its own."""
+
+    BINARY = (" + ", " - ", " * ", " / ", " // ", " % ", " + ", " - ")
+    COMPARE = (" == ", " != ", " < ", " > ", " <= ", " >= ", " in ", " is not ")
+
+    def __init__(self, lang: _Language, rng: random.Random) -> None:
+        self.lang, self.rng, self.lines = lang, rng, []
+        self.imported = [lang.function_names[i] for i in self._zipf(len(lang.function_names), 12)]
+
+    def _zipf(self, n: int, k: int) -> list[int]:
+        return sorted({min(n - 1, int(n * self.rng.random() ** 2.5)) for _ in range(k)})
+
+    def write(self) -> str:
+        lang, rng = self.lang, self.rng
+        self.lines += ['"""' + " ".join(lang.sentence(rng) for _ in range(rng.randint(1, 3))) + '"""', ""]
+        for name in self.imported[: rng.randint(1, 4)]:
+            module = rng.choice(lang.modules)
+            self.lines.append(f"from {module} import {name}" if rng.random() < 0.7 else f"import {module}")
+        self.constants = [rng.choice(lang.constants) for _ in range(rng.randint(0, 4))]
+        if self.constants:
+            self.lines.append("")
+        for name in dict.fromkeys(self.constants):
+            self.lines.append(f"{name} = {self.literal()}")
+        for _ in range(rng.randint(2, 6)):
+            self.lines += ["", ""]
+            if rng.random() < 0.3:
+                self.cls()
+            else:
+                name = rng.choice(lang.function_names)
+                self.function(0, name, lang.functions[name], [])
+        return "\n".join(self.lines) + "\n"
+
+    def literal(self) -> str:
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.45:
+            return str(int(10 ** (rng.random() * 3)))
+        if roll < 0.6:
+            return f"{rng.random() * 10:.{rng.randint(1, 3)}f}"
+        if roll < 0.85:
+            return repr(" ".join(self.lang.word(rng) for _ in range(rng.randint(1, 3))))
+        return rng.choice(("None", "True", "False", "[]", "{}", "()"))
+
+    def expr(self, scope: list[str], depth: int = 0) -> str:
+        rng = self.rng
+        roll = rng.random() if depth < 3 else rng.random() * 0.55
+        if roll < 0.35 and scope:
+            return scope[-1 - min(len(scope) - 1, int(len(scope) * rng.random() ** 2))]  # recent names more often
+        if roll < 0.5:
+            return self.literal() if not self.constants or rng.random() < 0.7 else rng.choice(self.constants)
+        if roll < 0.55 and scope:
+            return f"{rng.choice(scope)}.{rng.choice(self.lang.attrs)}"
+        if roll < 0.75:
+            name = rng.choice(self.imported) if rng.random() < 0.7 else rng.choice(self.lang.function_names)
+            args = ", ".join(self.expr(scope, depth + 1) for _ in self.lang.functions[name])
+            return f"{name}({args})"
+        if roll < 0.9:
+            return self.expr(scope, depth + 1) + rng.choice(self.BINARY) + self.expr(scope, depth + 1)
+        if roll < 0.95:
+            return "[" + ", ".join(self.expr(scope, depth + 1) for _ in range(rng.randint(0, 3))) + "]"
+        return f"{rng.choice(scope) if scope else self.literal()}[{self.expr(scope, depth + 1)}]"
+
+    def block(self, indent: int, scope: list[str], depth: int) -> None:
+        rng, pad = self.rng, "    " * indent
+        for _ in range(rng.randint(1, 5 if depth < 2 else 2)):
+            roll = rng.random()
+            if roll < 0.1:
+                self.lines.append(f"{pad}# {self.lang.sentence(rng)}")
+            elif roll < 0.45 or depth >= 2:
+                target = "_".join(self.lang.word(rng) for _ in range(rng.randint(1, 2)))
+                target = target if rng.random() < 0.6 or not scope else rng.choice(scope)
+                self.lines.append(f"{pad}{target} = {self.expr(scope)}")
+                scope.append(target)
+            elif roll < 0.55 and scope:
+                self.lines.append(f"{pad}{rng.choice(scope)} {rng.choice(('+=', '-=', '*='))} {self.expr(scope)}")
+            elif roll < 0.7:
+                self.lines.append(f"{pad}if {self.expr(scope, 2)}{rng.choice(self.COMPARE)}{self.expr(scope, 2)}:")
+                self.block(indent + 1, scope, depth + 1)
+                if rng.random() < 0.3:
+                    self.lines.append(f"{pad}else:")
+                    self.block(indent + 1, scope, depth + 1)
+            elif roll < 0.85:
+                var = self.lang.word(rng)
+                self.lines.append(f"{pad}for {var} in {self.expr(scope, 1)}:")
+                self.block(indent + 1, [*scope, var], depth + 1)
+            else:
+                self.lines.append(f"{pad}{self.expr(scope, 1) if rng.random() < 0.5 else self.expr(scope, 2)}")
+
+    def function(self, indent: int, name: str, params: list[str], first: list[str]) -> None:
+        rng, pad = self.rng, "    " * indent
+        self.lines.append(f"{pad}def {name}({', '.join([*first, *params])}):")
+        if rng.random() < 0.6:
+            self.lines.append(f'{pad}    """{self.lang.sentence(rng)}"""')
+        scope = [*first, *params]
+        self.block(indent + 1, scope, 0)
+        if rng.random() < 0.7:
+            self.lines.append(f"{pad}    return {self.expr(scope)}")
+
+    def cls(self) -> None:
+        rng, lang = self.rng, self.lang
+        base = f"({rng.choice(lang.classes)})" if rng.random() < 0.5 else ""
+        self.lines.append(f"class {rng.choice(lang.classes)}{base}:")
+        if rng.random() < 0.7:
+            self.lines.append(f'    """{lang.sentence(rng)}"""')
+            self.lines.append("")
+        params = rng.choice(lang.function_names)
+        self.lines.append(f"    def __init__(self, {', '.join(lang.functions[params]) or 'value'}):")
+        for p in lang.functions[params] or ["value"]:
+            self.lines.append(f"        self.{p} = {p}")
+        for _ in range(rng.randint(1, 3)):
+            self.lines.append("")
+            name = rng.choice(lang.function_names)
+            self.function(1, name, lang.functions[name], ["self"])
+
+
+def _seeded(salt: str, *what: object) -> random.Random:
+    """A generator of its own for each purpose, seeded by a hash of the salt: knowing one module's seed (a run could
+    recover it from that module's text) tells nothing of the salt, so nothing of any other module."""
+    return random.Random(int.from_bytes(hashlib.sha256("\0".join([salt, *map(str, what)]).encode()).digest(), "big"))
+
+
+def _build_generated(salt: str) -> tuple[bytes, bytes, bytes, int]:
+    lang = _Language(_seeded(salt, "language"))
+    splits = []
+    files = 0
+    for split, size in (("train", GENERATED_TRAIN_BYTES), ("val", HELDOUT_BYTES), ("test", HELDOUT_BYTES)):
+        parts, total = [], 0
+        while total < size:
+            text = _Module(lang, _seeded(salt, split, len(parts))).write().encode()
+            parts.append(text)
+            total += len(text) + len(FILE_SEPARATOR)
+        files += len(parts)
+        splits.append(FILE_SEPARATOR.join(parts))
+    return splits[0], splits[1], splits[2], files
+
+
+def _build_file(path: Path) -> tuple[bytes, bytes, bytes, int]:
     with open(path, "rb") as f:
         data = f.read(MAX_CUSTOM_BYTES)
-    # the val split is the tail, cut at a line break when there is one nearby, so no line straddles the split
-    cut = len(data) - len(data) * VAL_PERCENT // 100
-    newline = data.rfind(b"\n", max(0, cut - 4096), cut)
-    if newline >= 0:
-        cut = newline + 1
-    return data[:cut], data[cut:], 1
+    # val then test are the tail, each cut at a line break when there is one nearby, so no line straddles a split
+    cuts = []
+    for share in (2 * VAL_PERCENT, VAL_PERCENT):
+        cut = len(data) - len(data) * share // 100
+        newline = data.rfind(b"\n", max(0, cut - 4096), cut)
+        cuts.append(newline + 1 if newline >= 0 else cut)
+    return data[: cuts[0]], data[cuts[0] : cuts[1]], data[cuts[1] :], 1
 
 
 def _verified(folder: Path, split: str) -> tuple[dict[str, Any], bytes] | None:
@@ -323,9 +480,10 @@ class CorpusInfo:
 
     directory: Path
     description: str
-    sha256: str  # hash of the train and val contents together
+    sha256: str  # hash of the train, val and test contents together
     train_bytes: int
     val_bytes: int
+    test_bytes: int
     files: int
     built: bool  # True when this call (re)built the data, False when it verified what was there
     new_split: bool  # True when this call drew a new salt, so val_bpb is not comparable with earlier figures
@@ -339,24 +497,30 @@ def prepare(corpus: str | None = None) -> CorpusInfo:
     directory = data_root() / source.name
     heldout = directory / "heldout"
     salt, new_split = _salt(heldout)
-    split_id = _sha256(salt.encode())[:16]  # ties train.bin to its val.bin without revealing the salt
-    top, held = [found[0] if (found := _verified(f, s)) else None for f, s in ((directory, "train"), (heldout, "val"))]
+    split_id = _sha256(salt.encode())[:16]  # ties train.bin to its held-out files without revealing the salt
+    found = [_verified(folder, name) for folder, name in ((directory, "train"), (heldout, "val"), (heldout, "test"))]
+    top, held = found[0] and found[0][0], found[1] and found[2] and found[1][0]
     built = not (top and held and top.get("key") == source.key and top.get("split") == held.get("split") == split_id)
     if built:
-        train, val, nfiles = _build_stdlib(source.path, salt) if source.kind == "stdlib" else _build_file(source.path)
-        if len(val) < EVAL_TOKENS + 1 or len(train) < 2 * EVAL_TOKENS:
-            raise DataError(f"corpus too small: {len(train)} train / {len(val)} val bytes; need at least "
-                            f"{2 * EVAL_TOKENS} / {EVAL_TOKENS + 1}")  # fmt: skip
+        if source.kind == "generated":
+            train, val, test, nfiles = _build_generated(salt)
+        else:
+            train, val, test, nfiles = _build_file(source.path)
+        if min(len(val), len(test)) < EVAL_TOKENS + 1 or len(train) < 2 * EVAL_TOKENS:
+            raise DataError(f"corpus too small: {len(train)} train / {len(val)} val / {len(test)} test bytes; need "
+                            f"at least {2 * EVAL_TOKENS} / {EVAL_TOKENS + 1} / {EVAL_TOKENS + 1}")  # fmt: skip
         # the top manifest goes last: its presence is what marks the folder as complete
         for stale in (directory / "manifest.json", heldout / "manifest.json"):
             with contextlib.suppress(OSError):
                 stale.unlink()
         _atomic_write(heldout / "val.bin", val)
-        held = {"format": FORMAT_VERSION, "split": split_id, "val": {"bytes": len(val), "sha256": _sha256(val)}}
+        _atomic_write(heldout / "test.bin", test)
+        held = {"format": FORMAT_VERSION, "split": split_id}
+        held |= {name: {"bytes": len(data), "sha256": _sha256(data)} for name, data in (("val", val), ("test", test))}
         _atomic_write(heldout / "manifest.json", (json.dumps(held, indent=2) + "\n").encode())
         _atomic_write(directory / "train.bin", train)
         top = {"format": FORMAT_VERSION, "source": source.description, "key": source.key, "split": split_id}
-        top |= {"files": nfiles, "sha256": _sha256(train + val)}
+        top |= {"files": nfiles, "sha256": _sha256(train + val + test)}
         top["train"] = {"bytes": len(train), "sha256": _sha256(train)}
         _atomic_write(directory / "manifest.json", (json.dumps(top, indent=2) + "\n").encode())
     for path in (*directory.glob("*.*"), *heldout.glob("*")):  # data written private by an older prepare.py
@@ -369,6 +533,7 @@ def prepare(corpus: str | None = None) -> CorpusInfo:
         sha256=str(top["sha256"]),
         train_bytes=int(top["train"]["bytes"]),
         val_bytes=int(held["val"]["bytes"]),
+        test_bytes=int(held["test"]["bytes"]),
         files=int(top["files"]),
         built=built,
         new_split=new_split,
@@ -394,11 +559,12 @@ def _split_tensor(path: str, split: str, size: int, mtime_ns: int) -> torch.Tens
 
 
 def load_split(split: str, corpus: str | None = None) -> torch.Tensor:
-    """The whole train or val split as a 1-D uint8 tensor on the CPU; raises DataError when it is not prepared."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    """One split (train, val or test) whole, as a 1-D uint8 tensor on the CPU; raises DataError when it is not
+    prepared. A run can load only train: the others are in heldout/, which its sandbox hides."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     directory = data_root() / corpus_name(corpus)
-    path = directory / "train.bin" if split == "train" else directory / "heldout" / "val.bin"
+    path = directory / "train.bin" if split == "train" else directory / "heldout" / f"{split}.bin"
     try:
         st = path.stat()
     except OSError:
@@ -710,14 +876,33 @@ class Evaluation:
     params: int
     batch: int
     block: int
-    windows: int  # scored windows; each also had its causality checked at one random cut
+    probes: int  # causality probes: each scored window was checked CAUSAL_PROBES times, each at a random cut
     max_diff: float  # the largest logit change seen at or before a cut (0 for an exactly causal model)
     device: str
     seconds: float
 
 
 def _score(model: Any, val: torch.Tensor, batch: int, block: int, device: Any) -> tuple[float, int, float]:
-    """(val_bpb, windows, max_diff) of a checked program; raises Rejected when it is not causal or deterministic."""
+    """(val_bpb, causality probes, max_diff) of a checked program; raises Rejected when it is not causal or not
+    deterministic.
+
+    How many bytes: EVAL_TOKENS = 16,384, in 16 stretches of 1,024. Every model is scored on the same bytes, so what
+    could mislead a keep is the sampling error of the difference between two versions, not of one score. Measured
+    on the bundled task (two 60-second CPU baselines of different seeds, 4,096 windows of 64 bytes of val.bin): the
+    per-window standard deviation of one model's bits per byte is 0.69, so one score's standard error is
+    0.69 / sqrt(256 windows) = 0.043 (of the score on the whole split); that of the difference of the two models is
+    DIFF_STD / 16 = DIFF_SE, under the noise of 60-second runs (NOISE, the spread of their repeated runs). Four
+    times the bytes would halve these and cost four times the forward passes.
+
+    How many causality probes: a probe keeps a row's bytes up to a random cut and replaces everything after it (and
+    every other row); a causal model's logits up to the cut do not move. A leak of byte t + 1 into position t shows
+    only when the cut falls on t, so one probe tests one position of one row. A leak that gains G bits per byte
+    overall must be active on at least a share G / 8 of the scored positions (it gains at most what the position
+    cost, and a model worth keeping pays under the 8 bits of a uniform guess per byte), so each probe misses it with
+    probability at most 1 - G / 8, and CAUSAL_PROBES * 1,024 = 2,048 probes all miss it with probability at most
+    (1 - G / 8) ** 2048: 0.6% for a leak worth 0.02 bits per byte, under 1e-4 for one worth 0.04; every leak
+    of a real model (attention that looks ahead, a batch that reads its neighbour) fails the first probe.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -736,7 +921,7 @@ def _score(model: Any, val: torch.Tensor, batch: int, block: int, device: Any) -
     # cuts and replacement bytes the model cannot predict; the process's own generator is left alone
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
     windows = list(_eval_windows(len(val), block))
-    total_nats, total_tokens, max_diff = 0.0, 0, 0.0
+    total_nats, total_tokens, max_diff, probes = 0.0, 0, 0.0, 0
     for i in range(0, len(windows), batch):
         chunk = windows[i : i + batch]
         x = torch.zeros(batch, block, dtype=torch.long)  # rows past the chunk and bytes past a window are padding
@@ -749,19 +934,22 @@ def _score(model: Any, val: torch.Tensor, batch: int, block: int, device: Any) -
         # is replaced, and rows are shuffled; a causal model gives the same logits up to the cut. log_softmax is
         # 2-Lipschitz in the max norm, so a leak under CAUSAL_TOLERANCE is worth under 3e-4 bits per byte, while
         # honest float noise between the two passes is 0 here and far below it on GPUs.
-        perm = torch.randperm(batch, generator=gen)
-        probe = torch.randint(0, VOCAB_SIZE, (batch, block), generator=gen)
-        cuts = [int(torch.randint(0, length, (1,), generator=gen)) for _, length in chunk]
-        for row, cut in enumerate(cuts):
-            probe[perm[row], : cut + 1] = x[row, : cut + 1]
-        probed = run(probe)
-        for row, ((start, length), cut) in enumerate(zip(chunk, cuts, strict=True)):
-            diff = (probed[perm[row], : cut + 1] - logits[row, : cut + 1]).abs().amax(dim=-1)
-            max_diff = max(max_diff, float(diff.max()))
-            if float(diff.max()) > CAUSAL_TOLERANCE:
-                at = int(diff.argmax())
-                raise Rejected(f"not causal: logits at position {at} changed when bytes after it changed "
-                               f"(max diff {float(diff.max()):.3g})")  # fmt: skip
+        for _ in range(CAUSAL_PROBES):
+            perm = torch.randperm(batch, generator=gen)
+            probe = torch.randint(0, VOCAB_SIZE, (batch, block), generator=gen)
+            cuts = [int(torch.randint(0, length, (1,), generator=gen)) for _, length in chunk]
+            for row, cut in enumerate(cuts):
+                probe[perm[row], : cut + 1] = x[row, : cut + 1]
+            probed = run(probe)
+            for row, cut in enumerate(cuts):
+                diff = (probed[perm[row], : cut + 1] - logits[row, : cut + 1]).abs().amax(dim=-1)
+                max_diff = max(max_diff, float(diff.max()))
+                if float(diff.max()) > CAUSAL_TOLERANCE:
+                    at = int(diff.argmax())
+                    raise Rejected(f"not causal: logits at position {at} changed when bytes after it changed "
+                                   f"(max diff {float(diff.max()):.3g})")  # fmt: skip
+            probes += len(cuts)
+        for row, (start, length) in enumerate(chunk):
             targets = val[start + 1 : start + length + 1].long()
             nats = F.cross_entropy(logits[row, :length], targets, reduction="none")  # float32, as evaluate_bpb
             total_nats += float(nats.double().sum())
@@ -769,16 +957,19 @@ def _score(model: Any, val: torch.Tensor, batch: int, block: int, device: Any) -
     bpb = total_nats / total_tokens / math.log(2)
     if not math.isfinite(bpb):
         raise Rejected(f"val_bpb is not finite ({bpb}): the logits hold nan or inf")
-    return bpb, len(windows), max_diff
+    return bpb, probes, max_diff
 
 
-def evaluate_exported(out: Path, corpus: str | None = None) -> Evaluation:
-    """Check and score out/model.pt2 on the held-out bytes; raises Rejected, or DataError for missing files."""
+def evaluate_exported(out: Path, corpus: str | None = None, split: str = "val") -> Evaluation:
+    """Check and score out/model.pt2 on the held-out bytes of `split` (val: selection; test: the locked test);
+    raises Rejected, or DataError for missing files."""
     import torch
     from torch.export.passes import move_to_device_pass
 
     t0 = time.perf_counter()
-    val = load_split("val", corpus)
+    if split not in SPLITS[1:]:
+        raise ValueError(f"the evaluator scores a held-out split ({', '.join(SPLITS[1:])}), not {split!r}")
+    val = load_split(split, corpus)
     program = load_program(out / MODEL_FILE)
     batch, block = check_program(program)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -786,8 +977,8 @@ def evaluate_exported(out: Path, corpus: str | None = None) -> Evaluation:
         program = move_to_device_pass(program, device)
     params = sum({t.data_ptr(): t.numel() for t in program.state_dict.values()}.values())  # tied weights once
     with torch.no_grad():
-        bpb, windows, max_diff = _score(program.module(), val, batch, block, device)
-    return Evaluation(bpb, params, batch, block, windows, max_diff, device.type, time.perf_counter() - t0)
+        bpb, probes, max_diff = _score(program.module(), val, batch, block, device)
+    return Evaluation(bpb, params, batch, block, probes, max_diff, device.type, time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------------------
@@ -796,21 +987,32 @@ def evaluate_exported(out: Path, corpus: str | None = None) -> Evaluation:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the task's data, or score a run's model.pt2 (--evaluate).")
-    parser.add_argument("--corpus", help=f"a local text file or an http(s) URL instead of the stdlib (${CORPUS_ENV})")
+    parser.add_argument(
+        "--corpus", help=f"a local text file or an http(s) URL instead of the generated corpus (${CORPUS_ENV})"
+    )
     parser.add_argument("--evaluate", action="store_true", help="check and score model.pt2; last line val_bpb")
+    parser.add_argument(
+        "--split", choices=SPLITS[1:], default="val", help="what --evaluate scores: val (selection) or test (locked)"
+    )
     parser.add_argument("--out", type=Path, help=f"the folder holding model.pt2 (default ${OUT_ENV}, else out/)")
     args = parser.parse_args(argv)
     try:
         if args.evaluate:
-            result = evaluate_exported(args.out or output_dir(), args.corpus)
+            # Threads that wait for work sleep instead of spinning: on a machine other processes keep busy, spinning
+            # OpenMP threads made each forward pass 50 times slower (2.3 s against 43 ms, measured here). Set before
+            # torch loads its OpenMP runtime, which reads it once.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            result = evaluate_exported(args.out or output_dir(), args.corpus, args.split)
             print("---")
+            print(f"split:           {args.split}")
             print(f"model:           {_shown((args.out or output_dir()) / MODEL_FILE)}")
             print(f"params:          {result.params}")
             print(f"input_shape:     {result.batch}x{result.block}")
             print(f"scored_bytes:    {EVAL_SEGMENTS * (EVAL_TOKENS // EVAL_SEGMENTS)}")
-            print(f"causal_checks:   {result.windows} (max diff {result.max_diff:.2g}, tolerance {CAUSAL_TOLERANCE:g})")
+            print(f"causal_checks:   {result.probes} (max diff {result.max_diff:.2g}, tolerance {CAUSAL_TOLERANCE:g})")
             print(f"device:          {result.device}")
             print(f"eval_seconds:    {result.seconds:.1f}")
+            # the same name on either split: the harness reads the metric program.md names from both commands
             print(f"val_bpb: {result.val_bpb:.6f}", flush=True)
             return 0
         info = prepare(args.corpus)
@@ -825,6 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"files:         {info.files}")
     print(f"train_bytes:   {info.train_bytes}")
     print(f"val_bytes:     {info.val_bytes}")
+    print(f"test_bytes:    {info.test_bytes}")
     print(f"eval_tokens:   {EVAL_TOKENS}")
     print(f"sha256:        {info.sha256}")
     print(f"path:          {_shown(info.directory)}")

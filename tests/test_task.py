@@ -43,7 +43,7 @@ train = _load("train")
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One stdlib data folder shared by the tests that only read it."""
+    """One generated data folder shared by the tests that only read it."""
     root = tmp_path_factory.mktemp("data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTORESEARCH_DATA", str(root))
@@ -194,29 +194,36 @@ def test_split_is_salted_per_data_folder_and_rebuilt_the_same(tmp_path: Path, mo
     a, b = infos["a"], infos["b"]
     assert a.built and a.new_split and b.built
     val_a = (a.directory / "heldout" / "val.bin").read_bytes()
+    test_a = (a.directory / "heldout" / "test.bin").read_bytes()
     assert val_a != (b.directory / "heldout" / "val.bin").read_bytes()
+    assert test_a != (b.directory / "heldout" / "test.bin").read_bytes()
     assert (a.directory / "train.bin").read_bytes() != (b.directory / "train.bin").read_bytes()
     # what a run sees: train.bin and a manifest that names neither the salt nor the held-out hash
     assert sorted(p.name for p in a.directory.iterdir()) == ["heldout", "manifest.json", "train.bin"]
     salt = (a.directory / "heldout" / "salt").read_text().strip()
     manifest = (a.directory / "manifest.json").read_text()
-    assert salt not in manifest and "val" not in json.loads(manifest)
-    # a share of the stdlib is in neither split, so the files missing from train.bin are not the val split
-    root = Path(a.description.split(" stdlib at ", 1)[1])
-    assert a.files < len(prepare._stdlib_files(root)) * (100 - prepare.UNUSED_PERCENT / 2) / 100
-    assert prepare.EVAL_TOKENS < a.val_bytes < a.train_bytes / 5
+    assert salt not in manifest and "val" not in json.loads(manifest) and "test" not in json.loads(manifest)
+    assert prepare.EVAL_TOKENS < a.val_bytes < a.train_bytes / 5 and a.test_bytes > prepare.EVAL_TOKENS
+    # three splits of one language: no module of one split is in another
+    train_a = (a.directory / "train.bin").read_bytes()
+    modules = {name: set(data.split(prepare.FILE_SEPARATOR + b'"""')) for name, data in
+               (("train", train_a), ("val", val_a), ("test", test_a))}  # fmt: skip
+    assert not modules["val"] & modules["train"] and not modules["test"] & (modules["train"] | modules["val"])
 
     monkeypatch.setenv("AUTORESEARCH_DATA", str(tmp_path / "a"))
-    for name in ("manifest.json", "train.bin", "heldout/val.bin", "heldout/manifest.json"):
+    for name in ("manifest.json", "train.bin", "heldout/val.bin", "heldout/test.bin", "heldout/manifest.json"):
         (a.directory / name).unlink()
     again = prepare.prepare()
     assert again.built and not again.new_split
     assert again.sha256 == a.sha256
     assert (a.directory / "heldout" / "val.bin").read_bytes() == val_a
+    assert (a.directory / "heldout" / "test.bin").read_bytes() == test_a
     assert not prepare.prepare().built
 
 
-@pytest.mark.parametrize("damage", ["flip_train_byte", "truncate_val", "drop_manifest", "garble_heldout_manifest"])
+@pytest.mark.parametrize(
+    "damage", ["flip_train_byte", "truncate_val", "drop_test", "drop_manifest", "garble_heldout_manifest"]
+)
 def test_damaged_data_is_rebuilt_with_the_same_split(fresh: Path, damage: str) -> None:
     info = prepare.prepare()
     train_path, val_path = info.directory / "train.bin", info.directory / "heldout" / "val.bin"
@@ -227,6 +234,8 @@ def test_damaged_data_is_rebuilt_with_the_same_split(fresh: Path, damage: str) -
         train_path.write_bytes(bytes(data))
     elif damage == "truncate_val":
         val_path.write_bytes(original_val[: len(original_val) // 3])
+    elif damage == "drop_test":
+        (info.directory / "heldout" / "test.bin").unlink()
     elif damage == "drop_manifest":
         (info.directory / "manifest.json").unlink()
     else:
@@ -250,8 +259,11 @@ def test_training_split_loads_with_the_heldout_folder_gone(fresh: Path) -> None:
     assert len(prepare.load_split("train")) == info.train_bytes
     x, y = prepare.get_batch("train", 4, 32, "cpu", torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (4, 32)
-    with pytest.raises(prepare.DataError, match=r"heldout/val\.bin is missing: run `python prepare\.py` first"):
-        prepare.load_split("val")
+    for split in ("val", "test"):
+        with pytest.raises(
+            prepare.DataError, match=rf"heldout/{split}\.bin is missing: run `python prepare\.py` first"
+        ):
+            prepare.load_split(split)
 
 
 def test_run_without_data_is_told_to_run_prepare_and_builds_nothing(tmp_path: Path) -> None:
@@ -277,9 +289,11 @@ def test_custom_corpus_file_splits_at_the_tail(fresh: Path, tmp_path: Path) -> N
     assert info.directory.name.startswith("file-corpus-")
     train_bytes = (info.directory / "train.bin").read_bytes()
     val_bytes = (info.directory / "heldout" / "val.bin").read_bytes()
-    assert train_bytes + val_bytes == text
-    assert train_bytes.endswith(b"\n")  # the split falls on a line break
-    assert abs(len(val_bytes) - len(text) * prepare.VAL_PERCENT / 100) < 4096
+    test_bytes = (info.directory / "heldout" / "test.bin").read_bytes()
+    assert train_bytes + val_bytes + test_bytes == text
+    assert train_bytes.endswith(b"\n") and val_bytes.endswith(b"\n")  # the splits fall on line breaks
+    for held in (val_bytes, test_bytes):
+        assert abs(len(held) - len(text) * prepare.VAL_PERCENT / 100) < 4096
     assert prepare.prepare(str(corpus)).sha256 == info.sha256
     assert len(prepare.load_split("train", str(corpus))) == len(train_bytes)
 
@@ -358,7 +372,9 @@ def test_honest_model_scores_through_the_evaluator_what_it_scores_in_memory(data
     assert expected < 7.0  # it learned something, so the comparison is not between two uniform guesses
     summary = dict(line.split(":", 1) for line in lines[lines.index("---") + 1 : -1])
     assert summary["input_shape"].strip() == f"{prepare.EVAL_BATCH_SIZE}x{BLOCK}"
-    assert summary["causal_checks"].strip().startswith("1376 ")  # every scored window, at one random cut each
+    windows = prepare.EVAL_SEGMENTS * -(-prepare.EVAL_TOKENS // prepare.EVAL_SEGMENTS // BLOCK)
+    # every scored window, CAUSAL_PROBES times at a random cut each
+    assert summary["causal_checks"].strip().startswith(f"{prepare.CAUSAL_PROBES * windows} ")
 
 
 @pytest.mark.parametrize(
