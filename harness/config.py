@@ -61,7 +61,14 @@ class Config:
         "", "the trusted evaluator, run after each run that ends well; its last `<metric>: <float>` line is the metric",
         str, shown="none (the run's own metric line)",
     )  # fmt: skip
-    evaluate_timeout: float = _key(300, "hard wall-clock limit of the evaluator, in seconds", *_NUMBER)
+    evaluate_timeout: float = _key(
+        300, "hard wall-clock limit of the evaluator (and of the locked test), in seconds", *_NUMBER
+    )
+    test: str = _key(
+        "", "the locked test: scores each new champion (the baseline, every keep) in a sandbox of its own on a split "
+        "nothing else sees; shown to you beside the selection metric, never to an agent or a decision",
+        str, shown="none",
+    )  # fmt: skip
     hidden: tuple[str, ...] = _key(
         (), "paths or globs the evaluator sees and a run or an agent never does (held-out data)", list, shown="[]"
     )

@@ -160,7 +160,7 @@ class Display:
         s, now = self.state, time.time()
         grid = Table.grid(padding=(0, 1))
         grid.add_column()
-        grid.add_row(Text(doing(s, now, elapsed=False), style="bold"))
+        grid.add_row(Text(flat(doing(s, now, elapsed=False)), style="bold"))
         started, phase, step = s.get("started"), s.get("phase"), s.get("step") or "run"
         # Each step against its own limit: the run against its budget (killed at the timeout), the evaluator
         # against evaluate_timeout.
@@ -183,7 +183,8 @@ class Display:
         ahead = outlook(s, now)
         if ahead:
             grid.add_row(Text(ahead, style="dim"))
-        title = f"autoresearch {s.get('tag', '')} · agent {s.get('agent', '')}"
+        # A Text, not a str: rich reads a str title as markup, and nothing shown here is markup
+        title = Text(flat(f"autoresearch {s.get('tag', '')} · agent {s.get('agent', '')}"))
         return Panel(grid, title=title, title_align="left", border_style="blue")
 
 

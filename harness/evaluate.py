@@ -42,6 +42,7 @@ class RunResult:
     load: float | None = None  # how busy its cores were during the run, per core (its own work included; see execute)
     claimed: float | None = None  # with an evaluator: the number the run printed itself, kept for comparison
     eval_seconds: float | None = None  # the evaluator's wall time, apart from the run's
+    out: Path | None = None  # the run's $AUTORESEARCH_OUT, where the locked test finds what a champion made
 
 
 @dataclass(frozen=True)

@@ -152,11 +152,27 @@ class Generation(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="g
         return msgspec.to_builtins(self)
 
 
+class LockedTest(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="test"):
+    """The locked test of one new champion (kind "test"): program.md's `test:` command on a split nothing else sees.
+    It is for the person: no decision, no agent and no LLM request ever reads it (see harness.lockedtest)."""
+
+    tag: str
+    id: int  # the experiment that made the champion (0: the baseline)
+    commit: str | None
+    metric: float | None  # None when the test failed (reason says why)
+    selection: float | None = None  # the champion's selection metric (its experiment row's), shown beside it
+    outcome: str = "ok"  # ok, crash or timeout
+    reason: str = ""
+    seconds: float = 0.0
+    log: str = ""  # the test's log, relative to the repository root
+    time: str = msgspec.field(default_factory=now)
+
+
 # Every kind this version reads. A kind it does not know (one a newer version added) is passed over, so a new kind
 # is one more type here, and older readers keep working on a ledger that has it.
-Row = Experiment | Steer | Note | MeasurementRow | Generation
+Row = Experiment | Steer | Note | MeasurementRow | Generation | LockedTest
 KINDS: dict[str, type[msgspec.Struct]] = {
-    str(t.__struct_config__.tag): t for t in (Experiment, Steer, Note, MeasurementRow, Generation)
+    str(t.__struct_config__.tag): t for t in (Experiment, Steer, Note, MeasurementRow, Generation, LockedTest)
 }
 
 # strict=False: a hand edit that writes 2.0 for an int or "1.5" for a float still reads as the number it means.

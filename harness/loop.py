@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from harness import crash, judge, memory, outcome, recovery
+from harness import crash, judge, lockedtest, memory, outcome, recovery
 from harness.agents.host import HostedAgent
 from harness.brief import build_task
 from harness.config import Config
@@ -306,6 +306,8 @@ class Loop:
         night.record(row)
         self.agent.observe(result_of(row))
         self.screen.row(row)
+        if test := lockedtest.after(self.s, row, finished.result.out if finished.result else None):
+            self.screen.info(lockedtest.line(test, config.metric))
 
     def _mark(self, exp_id: int, commit: str | None, description: str) -> None:
         """Say durably which experiment is under way, before its commit exists, so a kill -9 can be reconciled."""

@@ -67,6 +67,7 @@ def measure(
             root, config.run, metric=config.metric, timeout=config.timeout,
             log=layout.run_log(tag, exp_id, repeat, kind), jail=jail, protected=jails.guarded(config),
         )  # fmt: skip
+    result = dataclasses.replace(result, out=out)
     control = session.restore_control()
     if not sb.active and _read(layout.ledger) != ledger:
         _write(layout.ledger, ledger)

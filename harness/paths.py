@@ -104,6 +104,10 @@ class Layout:
         """runs/<tag>/<id>.eval.log: what the trusted evaluator said of that run."""
         return self.tag_dir(tag) / f"{_stem(exp_id, repeat, kind)}.eval.log"
 
+    def test_log(self, tag: str, exp_id: int) -> Path:
+        """runs/<tag>/<id>.test.log: what the locked test said of champion <id> (never shown to an agent)."""
+        return self.tag_dir(tag) / f"{exp_id}.test.log"
+
     def run_out(self, tag: str, exp_id: int, repeat: int = 0, kind: str = "") -> Path:
         """runs/<tag>/<id>.out/: $AUTORESEARCH_OUT, what a run keeps (a model for the evaluator, say)."""
         return self.tag_dir(tag) / f"{_stem(exp_id, repeat, kind)}.out"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from harness.ledger import Experiment, Row
 from harness.paths import branch
-from harness.review import Night, figures, num, repository, signed, summarize
+from harness.review import Night, figures, locked_rows, locked_summary, num, repository, signed, summarize
 from harness.text import flat, short
 
 
@@ -34,16 +35,18 @@ def _markdown(night: Night, image: str) -> str:
     m, pct = night.metric, f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
     out = [f"# autoresearch: night `{night.tag}`", "", f"{m}: baseline {num(night.baseline)} → best "
            f"{num(night.best)}{pct}", "", f"![{m} over the experiments of {night.tag}]({image})", "",
-           "## Summary", "", "| | |", "|---|---|", *(f"| {k} | {cell(v)} |" for k, v in figures(night))]  # fmt: skip
+           "## Summary", "", "| | |", "|---|---|", *(f"| {k} | {_pipes(v)} |" for k, v in figures(night))]  # fmt: skip
     out += ["", "## Kept experiments", "", f"Kept commits are on branch `{branch(night.tag)}`; every other commit "
             "stays reachable (`git log --all`, `git show <commit>`).", "",
             f"| id | commit | {m} | delta | description |", "|---:|---|---:|---:|---|"]  # fmt: skip
     out += [f"| {r.id} | `{short(r.commit)}` | {num(r.metric)} | {signed(r.delta)} | {cell(flat(r.description))} |"
             for r in night.rows if r.status == "keep"]  # fmt: skip
     out += ["", "## Steer events", ""]
-    out += [f"- {s.time.replace('T', ' ')}, after experiment {'-' if s.after is None else s.after}: {s.summary()}"
+    out += [f"- {s.time.replace('T', ' ')}, after experiment {'-' if s.after is None else s.after}: "
+            f"{literal(s.summary())}"
             for s in night.steers] or ["None: program.md did not change during the night."]  # fmt: skip
     out += _generations(night)
+    out += _locked(night)
     hyper = bool(night.generations)  # a HyperAgent night: each experiment says which agent proposed it
     sources = [_source(r) for r in night.rows]
     hybrid = any(sources)  # a hybrid night: which experiments the optimizer proposed and which the LLM
@@ -65,6 +68,20 @@ def _markdown(night: Night, image: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _locked(night: Night) -> list[str]:
+    """Each champion's selection number beside its locked test (program.md's `test:`), which decided nothing."""
+    if not night.tests:
+        return []
+    out = ["", "## Selection against the locked test", "", "Each champion (the baseline and every keep) scored once on "
+           "a split that no decision and no agent saw. A gain on the selection split that the locked test does not "
+           "share is the search fitting the selection split.", "", f"Over the night: {locked_summary(night)}.", "",
+           "| champion | commit | selection | locked test | gap |", "|---:|---|---:|---:|---:|"]  # fmt: skip
+    for t, (exp_id, commit, selection, test, gap) in zip(night.tests, locked_rows(night), strict=True):
+        shown = test if t.metric is not None else cell(test)  # a failure's reason quotes the test's output
+        out.append(f"| {exp_id} | `{commit}` | {selection} | {shown} | {gap} |")
+    return out
+
+
 def _generations(night: Night) -> list[str]:
     """The HyperAgent generations: each rewrite of agent.py, where it stopped, and what probation said."""
     if not night.generations:
@@ -82,9 +99,26 @@ def _generations(night: Night) -> list[str]:
     return out
 
 
-def cell(text: str) -> str:
-    """Text fit for a Markdown table cell."""
+def _pipes(text: str) -> str:
+    """The harness's own text (figures, names) fit for a table cell."""
     return text.replace("|", "\\|")
+
+
+def cell(text: str) -> str:
+    """Text fit for a Markdown table cell: a literal (see `literal`), its pipes escaped so the row stays whole."""
+    return _pipes(literal(text))
+
+
+def literal(text: str) -> str:
+    """Text from outside (a model's description, a reason, a log's last words) as a Markdown code span, on one
+    line: whatever it holds (a link, an image, HTML, an address a renderer would make a link of) is shown as the
+    characters it is and never fetched or followed. The fence is one backtick longer than the longest run of them
+    inside, and a space pads each side (CommonMark strips one from each)."""
+    line = flat(text)
+    if not line:
+        return ""
+    fence = "`" * (1 + max((len(run) for run in re.findall("`+", line)), default=0))
+    return f"{fence} {line} {fence}"
 
 
 def _source(row: Experiment) -> str:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from harness.errors import HarnessError, ProgramError
 from harness.keeprule import Measurement, Referee
 from harness.ledger import (
@@ -22,12 +24,13 @@ from harness.ledger import (
     Experiment,
     Generation,
     Ledger,
+    LockedTest,
     MeasurementRow,
     Row,
     Steer,
 )
 from harness.paths import Layout
-from harness.text import clip, flat
+from harness.text import clip, flat, short
 
 LIMIT = 50  # rows in the `log` table unless told otherwise; the summary always counts every row
 SHOWN = ("id", "status", "metric", "delta", "best", "seconds", "description", "commit", "time")  # a row in --json
@@ -81,6 +84,7 @@ class Night:
     workers: int = 1  # workers that ran its runs
     busy: float | None = None  # the share of the workers' time spent running runs, from the first run to the last
     generations: tuple[Generation, ...] = ()  # HyperAgent generations (each after the experiment it names)
+    tests: tuple[LockedTest, ...] = ()  # the locked test of each champion, in order (program.md's `test:`)
 
     def proposer(self, row: Experiment) -> str:
         """Which agent proposed an experiment: "seed", "gen<n>" (the candidate of generation n), or its name."""
@@ -115,10 +119,13 @@ def summarize(
     runs_of: list[MeasurementRow] = []
     measured: list[MeasurementRow] = []  # every run of the tag, whatever `since` says
     generations: list[Generation] = []
+    tests: list[LockedTest] = []
     for row in rows:
         if row.tag != tag:
             continue
-        if type(row) is Experiment:
+        if type(row) is LockedTest:
+            tests.append(row)  # every champion's, whatever `since` says: the night's gains are read against them
+        elif type(row) is Experiment:
             mine.append(row)
         elif type(row) is MeasurementRow:
             measured.append(row)
@@ -162,7 +169,7 @@ def summarize(
         extra_runs=dict(Counter(m.purpose for m in runs_of if m.purpose in ("remeasure", "confirm"))),
         champion_runs=tuple((m.experiment - 0.5, m.value) for m in runs_of
                             if m.purpose in ("baseline", "remeasure") and m.value is not None),
-        workers=len({m.worker for m in runs_of}) or 1, busy=_busy(runs_of),
+        workers=len({m.worker for m in runs_of}) or 1, busy=_busy(runs_of), tests=tuple(tests),
     )  # fmt: skip
 
 
@@ -259,6 +266,11 @@ def log_table(night: Night, console_width: int | None = None) -> str:
         out.append(f"({night.hidden} earlier rows not shown; --limit 0 shows every row)")
     if not night.rows:
         out.append("(no experiments" + (f" since {night.since})" if night.since else ")"))
+    if night.tests:
+        cells = [("champion", "commit", "selection", "locked test", "gap"), *locked_rows(night)]
+        widths = [max(len(c[i]) for c in cells) for i in range(4)]
+        out += ["", "selection against the locked test, each champion:"]
+        out += [clip("  ".join([*(c[i].rjust(widths[i]) for i in range(4)), c[4]]).rstrip(), width) for c in cells]
     lines = figures(night)
     pad = max(len(k) for k, _ in lines) + 2
     return "\n".join(out) + "\n---\n" + "\n".join(f"{k + ':':<{pad}}{v}" for k, v in lines) + "\n"
@@ -295,7 +307,38 @@ def figures(night: Night) -> list[tuple[str, str]]:
         ("noise", _noise_line(night)),
         ("evaluators busy", "-" if night.busy is None else f"{100 * night.busy:.1f}% of {night.workers} workers' time"),
         *([("generations", generations_summary(night.generations))] if night.generations else []),
+        *([("locked test", locked_summary(night))] if night.tests else []),
     ]
+
+
+def locked_summary(night: Night) -> str:
+    """The night's gain on the locked test beside its gain on the selection split, from the first champion (the
+    baseline) to the last one the test scored: whether the gains hold up on bytes the search never saw."""
+    scored = [t for t in night.tests if t.metric is not None]
+    failed = len(night.tests) - len(scored)
+    note = f"; {failed} failed" if failed else ""
+    if not scored:
+        return f"no champion scored ({len(night.tests)} tried{note})"
+    first, last = scored[0], scored[-1]
+    test = f"#{first.id} {num(first.metric)} → #{last.id} {num(last.metric)}"
+    if first is not last and first.metric is not None and last.metric is not None:
+        test += f" ({signed(last.metric - first.metric)})"
+    selection = ""
+    if first.selection is not None and last.selection is not None:
+        selection = f"; selection {num(first.selection)} → {num(last.selection)}"
+        if first is not last:
+            selection += f" ({signed(last.selection - first.selection)})"
+    return f"{test}{selection} ({len(scored)} champions{note})"
+
+
+def locked_rows(night: Night) -> list[tuple[str, str, str, str, str]]:
+    """Each champion's (id, commit, selection, locked test, gap) for the table of `log` and report.md."""
+    out = []
+    for t in night.tests:
+        test = num(t.metric) if t.metric is not None else f"{t.outcome}: {flat(t.reason)}"
+        gap = signed(t.metric - t.selection) if t.metric is not None and t.selection is not None else "-"
+        out.append((str(t.id), short(t.commit), num(t.selection), test, gap))
+    return out
 
 
 def generation_line(g: Generation) -> str:
@@ -341,7 +384,7 @@ def _noise_line(night: Night) -> str:
 def log_json(night: Night) -> dict[str, Any]:
     """The night as plain data: the summary figures, the steer events and the rows shown."""
     head = {k: getattr(night, k) for k in ("tag", "metric", "direction", "since")}
-    skip = ("steers", "rows", "hidden", "generations")
+    skip = ("steers", "rows", "hidden", "generations", "tests")
     summary = {k: v for k, v in vars(night).items() if k not in head and k not in skip}
     steers = [vars(s) for s in night.steers]
     rows = [{k: getattr(r, k) for k in SHOWN} | {"description": flat(r.description)} for r in night.rows]
@@ -350,6 +393,8 @@ def log_json(night: Night) -> dict[str, Any]:
     out = {**head, "summary": summary, "steers": steers, "rows": rows, "hidden": night.hidden}
     if night.generations:
         out["generations"] = [g.to_json() for g in night.generations]
+    if night.tests:
+        out["tests"] = [msgspec.to_builtins(t) for t in night.tests]
     return out
 
 

@@ -26,9 +26,12 @@ HEADER = """\
 # The metric below is what the run prints about itself: code an agent rewrites all night can learn to print a
 # better number than it earns. Let a trusted command of yours decide it instead. After each run that ends well
 # it runs in its own sandbox, sees the run's $AUTORESEARCH_OUT (where the run leaves what it made) and the
-# `hidden:` files, which the run never sees, and prints `<metric>: <float>` last:
-#   evaluate: python evaluate.py
-#   hidden: [data/test/]
+# `hidden:` files, which the run never sees, and prints `<metric>: <float>` last. Keep three splits: train (the
+# run's), selection (what `evaluate:` scores: it decides every keep, so a long night fits it) and a locked test
+# that `test:` scores once per champion for you alone, deciding nothing, so you see whether the gains hold up:
+#   evaluate: python evaluate.py --split selection
+#   test: python evaluate.py --split test
+#   hidden: [data/selection/, data/test/]
 """
 
 BODY = """\

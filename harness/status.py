@@ -13,6 +13,7 @@ from harness.config import Config
 from harness.ledger import Experiment
 from harness.night import Night
 from harness.paths import Layout
+from harness.text import flat
 
 PHASES = ("baseline", "remeasuring", "proposing", "evaluating", "stopping", "stopped")
 
@@ -150,7 +151,7 @@ def doing(state: dict[str, Any], now: float | None = None, elapsed: bool = True)
     """The current phase in words, each step against its own limit: 'experiment 12 running for 2m10s of its 5m
     budget — 'raise LR'', '... the evaluator scoring it for 40s of its 5m limit', and why a re-run is made."""
     now = time.time() if now is None else now
-    phase, exp, description = state.get("phase", "?"), state.get("experiment"), state.get("description")
+    phase, exp, description = state.get("phase", "?"), state.get("experiment"), flat(state.get("description") or "")
     if phase == "stopped":
         return "stopped" + (f": {description}" if description else "")
     subject = "baseline" if phase == "baseline" or exp == 0 else f"experiment {exp}"

@@ -124,7 +124,7 @@ def _measure(job: Job, config: Config, root: str, files: tuple[str, ...], tree: 
 def _with_log(result: RunResult, log: Path) -> RunResult:
     import dataclasses
 
-    return dataclasses.replace(result, log=log)
+    return dataclasses.replace(result, log=log, out=None)  # its output folder stayed in the task's temporary folder
 
 
 def build(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness import jails, sandbox
@@ -143,6 +143,7 @@ def measure(config: Config, sb: Sandbox, devices: tuple[str, ...], device: Devic
         jails.remove(spot.tree)
     if not sb.active:
         purge_compiled(spot.root, guarded, compiled)
+    result = replace(result, out=spot.out)
     if config.evaluate and result.outcome != "tampered":
         with jails.evaluator_jail_at(sb, spot.root, config, spot.eval_work, spot.out, device.env()) as jail:
             result = trusted_metric(

@@ -1,0 +1,69 @@
+"""The locked test: each new champion (the baseline and every keep) scored once by program.md's `test:` command on a
+split nothing else sees. Its number is a ledger row of its own, for the person: no decision, agent, reflection or
+LLM request ever reads it, so a night's search cannot fit that split the way it fits the selection split."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import msgspec
+
+from harness import jails
+from harness.config import Config
+from harness.evaluate import execute
+from harness.ledger import Experiment, LockedTest
+from harness.runlog import last_value, tail
+from harness.session import Session
+from harness.text import one_line
+
+
+def after(session: Session, row: Experiment, out: Path | None) -> LockedTest | None:
+    """When `row` made a new champion and program.md has `test:`, run the test on what its run left in `out` (its
+    $AUTORESEARCH_OUT, or None when that is not on this machine) and append the test's row; None otherwise. A test
+    that fails is recorded on its row, never raised: the night goes on."""
+    config = session.config
+    if not config.test or row.status != "keep":
+        return None
+    found = score(session, config, row, out)
+    session.ledger.append(found)
+    return found
+
+
+def score(session: Session, config: Config, row: Experiment, out: Path | None) -> LockedTest:
+    """The locked test of champion `row`, run in the evaluators' jail over its run's output folder `out`."""
+    layout, tag = session.layout, session.tag
+    log = layout.test_log(tag, row.id)
+    shown = str(log.relative_to(session.repo.root))
+    base = LockedTest(tag=tag, id=row.id, commit=row.commit, metric=None, selection=row.metric, log=shown)
+    if out is None or not out.is_dir():
+        reason = "the champion's output folder is not on this machine (its run was a remote task)"
+        return _replace(base, outcome="crash", reason=reason)
+    try:
+        with jails.evaluator_jail(session.sandbox, session.repo, config, layout.work(tag, "test"), out) as jail:
+            ran = execute(jail, config.test, timeout=config.evaluate_timeout, log=log)
+    except OSError as e:
+        return _replace(base, outcome="crash", reason=f"the test could not start: {one_line(str(e))}")
+    value = last_value(ran.text, config.metric)
+    seconds = round(ran.seconds, 3)
+    if ran.code == 0 and value is not None and math.isfinite(value):
+        return _replace(base, metric=value, seconds=seconds)
+    if ran.code is None:
+        return _replace(base, outcome="timeout", reason=f"timed out after {config.evaluate_timeout:g} s",
+                        seconds=seconds)  # fmt: skip
+    lines = [line.strip() for line in tail(ran.text).splitlines() if line.strip()]
+    said = one_line(lines[-1]) if lines else f"exit status {ran.code}"
+    why = f"gave no {config.metric}: {said}" if ran.code == 0 else f"failed: {said}"
+    return _replace(base, outcome="crash", reason=why, seconds=seconds)
+
+
+def _replace(row: LockedTest, **changes: object) -> LockedTest:
+    return msgspec.structs.replace(row, **changes)
+
+
+def line(row: LockedTest, metric: str) -> str:
+    """One line for the person's terminal: the champion's locked test beside its selection number."""
+    selection = "-" if row.selection is None else f"{row.selection:.6g}"
+    if row.metric is None:
+        return f"locked test of #{row.id} {row.outcome}: {row.reason} (selection {metric} {selection})"
+    return f"locked test of #{row.id}: {metric} {row.metric:.6g} (selection {selection})"
