@@ -5,7 +5,9 @@ LLM request ever reads it, so a night's search cannot fit that split the way it 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -14,8 +16,10 @@ from harness.config import Config
 from harness.evaluate import execute
 from harness.ledger import Experiment, LockedTest
 from harness.runlog import last_value, tail
-from harness.session import Session
-from harness.text import one_line
+from harness.text import flat, num, one_line, short, signed
+
+if TYPE_CHECKING:  # `log` and `report` read the rows without what runs a test
+    from harness.session import Session
 
 
 def after(session: Session, row: Experiment, out: Path | None) -> LockedTest | None:
@@ -67,3 +71,43 @@ def line(row: LockedTest, metric: str) -> str:
     if row.metric is None:
         return f"locked test of #{row.id} {row.outcome}: {row.reason} (selection {metric} {selection})"
     return f"locked test of #{row.id}: {metric} {row.metric:.6g} (selection {selection})"
+
+
+def summary(tests: Sequence[LockedTest]) -> str:
+    """The night's gain on the locked test beside its gain on the selection split, from the first champion (the
+    baseline) to the last one the test scored: whether the gains hold up on bytes the search never saw."""
+    scored = [t for t in tests if t.metric is not None]
+    failed = len(tests) - len(scored)
+    note = f"; {failed} failed" if failed else ""
+    if not scored:
+        return f"no champion scored ({len(tests)} tried{note})"
+    first, last = scored[0], scored[-1]
+    test = f"#{first.id} {num(first.metric)} → #{last.id} {num(last.metric)}"
+    if first is not last and first.metric is not None and last.metric is not None:
+        test += f" ({signed(last.metric - first.metric)})"
+    selection = ""
+    if first.selection is not None and last.selection is not None:
+        selection = f"; selection {num(first.selection)} → {num(last.selection)}"
+        if first is not last:
+            selection += f" ({signed(last.selection - first.selection)})"
+    return f"{test}{selection} ({len(scored)} champions{note})"
+
+
+def rows(tests: Sequence[LockedTest]) -> list[tuple[str, str, str, str, str]]:
+    """Each champion's (id, commit, selection, locked test, gap) for the table of `log` and report.md."""
+    out = []
+    for t in tests:
+        test = num(t.metric) if t.metric is not None else f"{t.outcome}: {flat(t.reason)}"
+        gap = signed(t.metric - t.selection) if t.metric is not None and t.selection is not None else "-"
+        out.append((str(t.id), short(t.commit), num(t.selection), test, gap))
+    return out
+
+
+def table(tests: Sequence[LockedTest]) -> list[str]:
+    """The lines `autoresearch log` shows after its table: each champion's selection against its locked test."""
+    if not tests:
+        return []
+    cells = [("champion", "commit", "selection", "locked test", "gap"), *rows(tests)]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+    lines = ["  ".join([*(c[i].rjust(widths[i]) for i in range(4)), c[4]]).rstrip() for c in cells]
+    return ["", "selection against the locked test, each champion:", *lines]

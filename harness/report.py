@@ -6,9 +6,10 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from harness import lockedtest
 from harness.ledger import Experiment, Row
 from harness.paths import branch
-from harness.review import Night, figures, locked_rows, locked_summary, num, repository, signed, summarize
+from harness.review import Night, figures, num, repository, signed, summarize
 from harness.text import flat, short
 
 
@@ -72,11 +73,12 @@ def _locked(night: Night) -> list[str]:
     """Each champion's selection number beside its locked test (program.md's `test:`), which decided nothing."""
     if not night.tests:
         return []
+    over = lockedtest.summary(night.tests)
     out = ["", "## Selection against the locked test", "", "Each champion (the baseline and every keep) scored once on "
            "a split that no decision and no agent saw. A gain on the selection split that the locked test does not "
-           "share is the search fitting the selection split.", "", f"Over the night: {locked_summary(night)}.", "",
+           "share is the search fitting the selection split.", "", f"Over the night: {over}.", "",
            "| champion | commit | selection | locked test | gap |", "|---:|---|---:|---:|---:|"]  # fmt: skip
-    for t, (exp_id, commit, selection, test, gap) in zip(night.tests, locked_rows(night), strict=True):
+    for t, (exp_id, commit, selection, test, gap) in zip(night.tests, lockedtest.rows(night.tests), strict=True):
         shown = test if t.metric is not None else cell(test)  # a failure's reason quotes the test's output
         out.append(f"| {exp_id} | `{commit}` | {selection} | {shown} | {gap} |")
     return out

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from harness import lockedtest
 from harness.errors import HarnessError, ProgramError
 from harness.keeprule import Measurement, Referee
 from harness.ledger import (
@@ -30,7 +31,7 @@ from harness.ledger import (
     Steer,
 )
 from harness.paths import Layout
-from harness.text import clip, flat, short
+from harness.text import clip, flat, num, signed
 
 LIMIT = 50  # rows in the `log` table unless told otherwise; the summary always counts every row
 SHOWN = ("id", "status", "metric", "delta", "best", "seconds", "description", "commit", "time")  # a row in --json
@@ -266,11 +267,7 @@ def log_table(night: Night, console_width: int | None = None) -> str:
         out.append(f"({night.hidden} earlier rows not shown; --limit 0 shows every row)")
     if not night.rows:
         out.append("(no experiments" + (f" since {night.since})" if night.since else ")"))
-    if night.tests:
-        cells = [("champion", "commit", "selection", "locked test", "gap"), *locked_rows(night)]
-        widths = [max(len(c[i]) for c in cells) for i in range(4)]
-        out += ["", "selection against the locked test, each champion:"]
-        out += [clip("  ".join([*(c[i].rjust(widths[i]) for i in range(4)), c[4]]).rstrip(), width) for c in cells]
+    out += [clip(line, width) for line in lockedtest.table(night.tests)]
     lines = figures(night)
     pad = max(len(k) for k, _ in lines) + 2
     return "\n".join(out) + "\n---\n" + "\n".join(f"{k + ':':<{pad}}{v}" for k, v in lines) + "\n"
@@ -307,38 +304,8 @@ def figures(night: Night) -> list[tuple[str, str]]:
         ("noise", _noise_line(night)),
         ("evaluators busy", "-" if night.busy is None else f"{100 * night.busy:.1f}% of {night.workers} workers' time"),
         *([("generations", generations_summary(night.generations))] if night.generations else []),
-        *([("locked test", locked_summary(night))] if night.tests else []),
+        *([("locked test", lockedtest.summary(night.tests))] if night.tests else []),
     ]
-
-
-def locked_summary(night: Night) -> str:
-    """The night's gain on the locked test beside its gain on the selection split, from the first champion (the
-    baseline) to the last one the test scored: whether the gains hold up on bytes the search never saw."""
-    scored = [t for t in night.tests if t.metric is not None]
-    failed = len(night.tests) - len(scored)
-    note = f"; {failed} failed" if failed else ""
-    if not scored:
-        return f"no champion scored ({len(night.tests)} tried{note})"
-    first, last = scored[0], scored[-1]
-    test = f"#{first.id} {num(first.metric)} → #{last.id} {num(last.metric)}"
-    if first is not last and first.metric is not None and last.metric is not None:
-        test += f" ({signed(last.metric - first.metric)})"
-    selection = ""
-    if first.selection is not None and last.selection is not None:
-        selection = f"; selection {num(first.selection)} → {num(last.selection)}"
-        if first is not last:
-            selection += f" ({signed(last.selection - first.selection)})"
-    return f"{test}{selection} ({len(scored)} champions{note})"
-
-
-def locked_rows(night: Night) -> list[tuple[str, str, str, str, str]]:
-    """Each champion's (id, commit, selection, locked test, gap) for the table of `log` and report.md."""
-    out = []
-    for t in night.tests:
-        test = num(t.metric) if t.metric is not None else f"{t.outcome}: {flat(t.reason)}"
-        gap = signed(t.metric - t.selection) if t.metric is not None and t.selection is not None else "-"
-        out.append((str(t.id), short(t.commit), num(t.selection), test, gap))
-    return out
 
 
 def generation_line(g: Generation) -> str:
@@ -424,17 +391,6 @@ def repository(root: Path) -> tuple[Path, str, str | None]:
 # --- Small conversions -----------------------------------------------------------------------------------------------
 def _value(v: Any) -> str:
     return "-" if v is None else (", ".join(map(str, v)) if isinstance(v, list) else str(v))
-
-
-def num(v: float | None, sign: str = "") -> str:
-    """Six decimals like the commit trailers, unless the value is too large or small for them."""
-    if v is None:
-        return "-"
-    return f"{v:{sign}.6f}" if v == 0 or 1e-5 <= abs(v) < 1e6 else f"{v:{sign}.6g}"
-
-
-def signed(v: float | None) -> str:
-    return num(v, "+")
 
 
 def _hours(first: str | None, last: str | None) -> float:

@@ -34,6 +34,13 @@ HEADER = """\
 #   hidden: [data/selection/, data/test/]
 """
 
+# With an evaluator of your own, the pattern that remains: a locked test beside it.
+LOCKED = """\
+# Every keep is decided on what `evaluate:` scores, so a long night fits that split. Keep a third split apart (in
+# `hidden:` too) and name a command that scores it: `test:` runs once per champion, for you alone, deciding nothing:
+#   test: python evaluate.py --split test
+"""
+
 BODY = """\
 # Goal
 
@@ -98,7 +105,7 @@ def init(
     build_config({**front, "search": space}, lambda key: f"--{key}")  # the loop's own checks, before any write
 
     better = "as small as it can be" if direction == "minimize" else "as large as it can be"
-    header = HEADER if not evaluate else HEADER[: HEADER.index("# The metric below")]
+    header = HEADER if not evaluate else HEADER[: HEADER.index("# The metric below")] + LOCKED
     text = "---\n" + header + yaml.safe_dump(front, sort_keys=False, allow_unicode=True, width=1000)
     text += search_block(found, mutable) + "---\n"
     text += BODY.format(metric=metric, mutable=mutable, run=run, budget=_plain(budget), better=better)

@@ -51,3 +51,14 @@ def tail(text: object, limit: int = NOTES_CHARS) -> str:
 def short(sha: str | None) -> str:
     """A commit's short name, as a person reads it in a table ("-" for none)."""
     return sha[:8] if sha else "-"
+
+
+def num(v: float | None, sign: str = "") -> str:
+    """Six decimals like the commit trailers, unless the value is too large or small for them."""
+    if v is None:
+        return "-"
+    return f"{v:{sign}.6f}" if v == 0 or 1e-5 <= abs(v) < 1e6 else f"{v:{sign}.6g}"
+
+
+def signed(v: float | None) -> str:
+    return num(v, "+")

@@ -64,3 +64,18 @@ def test_live_mode_draws_a_panel_and_prints_finished_rows_above_it():
     assert "exp 12" in text and "keep" in text and "waiting for the API" in text
     assert "over (killed at 10m)" in text
     assert "\x1b[" in text  # a terminal gets colour
+
+
+def test_live_panel_and_lines_show_markup_and_escapes_from_a_model_as_text():
+    out = io.StringIO()
+    display = Display(out, live=True)
+    hostile = "[bold red]pwned[/bold red] [link=http://198.51.100.7]click[/link] \x1b]8;;http://x\x1b\\ \x1b[2J"
+    display.update(_state(description=hostile, agent="[blink]agent[/blink]"))
+    row = _row(12, "keep", 0.9812, -0.0022)
+    display.row(Experiment(**{**{f: getattr(row, f) for f in row.__struct_fields__}, "description": hostile}))
+    time.sleep(0.3)
+    display.close()
+    text = out.getvalue()
+    assert "[bold red]pwned[/bold red]" in text and "[link=http://198.51.100.7]click[/link]" in text
+    assert "[blink]agent[/blink]" in text
+    assert "\x1b]8;;http" not in text and "\x1b[2J" not in text  # rich's own colours only, no escape of a model's

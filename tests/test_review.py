@@ -230,3 +230,26 @@ def test_baseline_and_best_are_weighed_alike_as_their_runs_accumulate(tmp_path: 
     night = review.summarize(ledger.read())
     assert (night.baseline, night.best) == (pytest.approx(2.41), pytest.approx(2.15))
     assert night.change == pytest.approx(-0.26)
+
+
+def test_report_md_shows_what_a_model_wrote_as_text_never_as_links_images_or_html(tmp_path: Path):
+    from markdown_it import MarkdownIt
+
+    hostile = [
+        '![x](http://198.51.100.7/beacon.png) <img src="http://198.51.100.7/i.png"> see [docs](http://198.51.100.7/)',
+        "<script>fetch('//198.51.100.7')</script> www.example.com/x http://198.51.100.7/a `tick` ``two`` | pipe",
+    ]
+    night = [("keep", 2.0, None, "baseline"), ("keep", 1.9, -0.1, hostile[0]), ("discard", 2.1, 0.2, hostile[1])]
+    ledger = _write(tmp_path / "experiments.log", night)
+    path = report.write_report(ledger.read(), tmp_path / "report", metric_name="val_bpb")
+    text = path.read_text()
+    html = MarkdownIt("commonmark").enable("table").render(text)
+    # The one image is the harness's own chart; nothing a model wrote became a tag, a link or an image.
+    assert html.count("<img") == 1 and 'src="progress.png"' in html
+    assert "<a " not in html and "<script" not in html and 'src="http' not in html
+    # ... and every character of it is still there to read, the pipe included, in the right column.
+    for line in hostile:
+        shown = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+        assert shown in html
+    row = next(x for x in text.splitlines() if x.startswith("| 2 |"))
+    assert row.count(" | ") == 6 and "\\| pipe" in row  # the pipe is escaped: the row keeps its seven columns

@@ -39,6 +39,7 @@ def test_init_writes_a_program_that_parses_to_the_options_and_copies_the_agent(s
     assert "budget: 60\n" in text
     # The metric is self-reported until the person names an evaluator; the template says why and how.
     assert config.evaluate == "" and "#   evaluate: python evaluate.py" in text
+    assert "#   test: python evaluate.py --split test" in text  # the three splits: train, selection, locked test
     assert "better number than it earns" in text
     for heading in ("# Goal", "# Rules", "# Ideas"):
         assert heading in program.text
@@ -161,6 +162,7 @@ def test_init_bounds_and_explains_its_guesses_and_protects_the_evaluator(tmp_pat
         (line,) = [x for x in lines if x.startswith(f"  {name}:")]
         assert "# " in line and "in the file" in line  # each inferred range says where it came from
     assert "score.py" in program.config.protected and program.config.evaluate.endswith("score.py $AUTORESEARCH_OUT")
+    assert "#   test: python evaluate.py --split test" in (repo / "program.md").read_text()  # the locked test, shown
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "init")
     out = cli(repo, "run", "--tag", "g", "--agent", "random", "--max-experiments", "12")
