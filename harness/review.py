@@ -360,8 +360,7 @@ def log_json(night: Night) -> dict[str, Any]:
     out = {**head, "summary": summary, "steers": steers, "rows": rows, "hidden": night.hidden}
     if night.generations:
         out["generations"] = [g.to_json() for g in night.generations]
-    if night.tests:
-        out["tests"] = [msgspec.to_builtins(t) for t in night.tests]
+    out |= {"tests": [msgspec.to_builtins(t) for t in night.tests]} if night.tests else {}
     return out
 
 

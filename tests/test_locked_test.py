@@ -44,7 +44,7 @@ def rows(repo: Path, kind: str) -> list[dict]:
 def project(tmp_path: Path, **front: object) -> Path:
     program = toy_program(
         evaluate=json.dumps(f"{PY} score.py val"), test=json.dumps(f"{PY} score.py test"), hidden="[heldout]",
-        protected="[score.py, program.md, agent.py, harness/]", search="\n  X: {low: 0.0, high: 4.0}", **front,
+        protected="[score.py, program.md, agent.py]", search="\n  X: {low: 0.0, high: 4.0}", **front,
     )  # fmt: skip
     files = {"train.py": TRAIN, "program.md": program, "score.py": SCORE, "agent.py": (ROOT / "agent.py").read_text()}
     repo = make_repo(tmp_path / "locked", files)
