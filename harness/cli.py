@@ -174,6 +174,29 @@ def check(no_run: bool) -> None:
 
 
 @main.command()
+def doctor() -> None:
+    """Check this machine for a night: Python, git, the sandbox as the runs' user, the limits in force, the GPUs and
+    torch as a run sees them, free disk, and the API key when one is set (one free call). Exit 0 when a night can run.
+
+    Example: autoresearch doctor
+    """
+    from harness import childenv
+    from harness import doctor as doctor_
+
+    root = _root()
+    items = doctor_.examine(root, childenv.withdraw())
+    click.echo(f"autoresearch doctor: {root}")
+    for item in items:
+        click.echo(f"  {item.state:<4}  {item.what}: {item.found}")
+        if item.fix:
+            click.echo(f"        fix: {item.fix}")
+    if not doctor_.ready(items):
+        click.echo("a night cannot run here until each FAIL above is fixed")
+        sys.exit(1)
+    click.echo("a night can run here")
+
+
+@main.command()
 def stop() -> None:
     """Ask the running loop to stop after its current experiment.
 

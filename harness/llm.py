@@ -148,6 +148,20 @@ class LLMClient:
         """Spend one output token to prove the key, endpoint and model work before the night starts."""
         self.complete(system="", messages=[{"role": "user", "content": "ping"}], max_tokens=1)
 
+    def count(self) -> int:
+        """Prove the key, the endpoint and the model with a call that costs nothing (the tokens of one word counted);
+        LLMError, with the service's words, when it refuses or cannot be reached."""
+        try:
+            counted = self._client.messages.count_tokens(
+                model=self.model, messages=[{"role": "user", "content": "ping"}]
+            )
+        except anthropic.APIStatusError as e:
+            kind, message, _ = _error_fields(e)
+            raise LLMError(f"{self._key_name}: {e.status_code} {kind}: {message}{_hint(e.status_code)}") from None
+        except anthropic.APIConnectionError as e:
+            raise LLMError(f"cannot reach {self.base_url or 'the Anthropic API'}: {_one_line(str(e))}") from None
+        return counted.input_tokens
+
     def complete(
         self,
         *,

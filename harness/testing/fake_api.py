@@ -316,6 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.expected_key is not None and fake.expected_key not in _presented_keys(self.headers):
             self._send_json(401, error_body(401))
             return
+        if self.path.split("?")[0] == "/v1/messages/count_tokens" and isinstance(body, dict):
+            self._send_json(200, {"input_tokens": estimate_tokens(json.dumps(body.get("messages")))})
+            return
         if self.path.split("?")[0] != "/v1/messages":
             self._send_json(404, error_body(404, f"no route for POST {self.path}"))
             return
