@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.ledger import Experiment
 from harness.review import Night, num
 from harness.text import clip
 
 LABEL_CHARS = 40  # a kept point's label in progress.png
-LABEL_ANGLE = 40  # degrees; steeper labels of neighbouring points overlap less
-LABEL_ROOM = 0.9  # of the champions' range, left free beside them so slanted labels stay inside the axes
-MAX_LABELS = 50  # past this many kept points, only the largest gains are labelled, so the plot stays readable
+LABEL_ROOM = 0.22  # of the view's height, left free on the better side for the kept points' labels
+LABEL_STEPS = (14, 26, 38)  # points below (above) a kept point where its label goes, in turn, so neighbours differ
+LABEL_BINS = 12  # at most one label in each twelfth of the x axis, the largest gain's, so labels never pile up
+WORSE_ROOM = 1.0  # discards this many interquartile ranges past the 90th percentile are still drawn in place
 
 
 def progress_png(night: Night, path: Path) -> None:
@@ -49,15 +51,17 @@ def progress_png(night: Night, path: Path) -> None:
                    label=f"champion runs ({len(night.champion_runs)})")  # fmt: skip
     ax.scatter([r.id for r in kept], [r.metric for r in kept], s=34, color="tab:green", edgecolor="black",
                linewidth=0.5, zorder=3, label=f"kept ({len(kept)})")  # fmt: skip
-    labelled = [r for r in kept if r.id != 0]
-    if len(labelled) > MAX_LABELS:
-        labelled = sorted(sorted(labelled, key=lambda r: -abs(r.delta or 0.0))[:MAX_LABELS], key=lambda r: r.id)
-    for r in labelled:
-        # Each label ends at its point and runs back on the side where no point can be: below-left of a falling
-        # best (above-left of a rising one). Consecutive kept points then sit apart across their slanted labels.
-        ax.annotate(clip(r.description, LABEL_CHARS), (r.id, r.metric), xytext=(-5, -3 if minimize else 3),
-                    textcoords="offset points", fontsize=7, color="darkgreen", ha="right", va="center",
-                    rotation=LABEL_ANGLE if minimize else -LABEL_ANGLE, rotation_mode="anchor")  # fmt: skip
+    xmax = max((r.id for r in night.rows), default=1) + 1
+    for i, r in enumerate(labelled(night)):
+        # Level labels, in turn at three depths below the point (above when higher is better) and to its left, where
+        # a curve that improves to the right leaves room (to its right near the left edge, so none is cut off); a
+        # thin line ties each to its point.
+        dy = LABEL_STEPS[i % len(LABEL_STEPS)] * (-1 if minimize else 1)
+        right = r.id > 0.2 * xmax
+        ax.annotate(clip(r.description, LABEL_CHARS), (r.id, r.metric), xytext=(-6 if right else 6, dy),
+                    textcoords="offset points", fontsize=7, color="darkgreen", ha="right" if right else "left",
+                    va="center", arrowprops={"arrowstyle": "-", "color": "darkgreen", "lw": 0.5, "alpha": 0.6},
+                    annotation_clip=False)  # fmt: skip
     for s in night.steers:
         x = (-1 if s.after is None else s.after) + 0.5
         ax.axvline(x, ls="--", lw=0.9, color="tab:purple")
@@ -66,28 +70,47 @@ def progress_png(night: Night, path: Path) -> None:
         ax.text(x, 0.94 if minimize else 0.06, text, transform=ax.get_xaxis_transform(), rotation=90, fontsize=7,
                 color="tab:purple", ha="right", va="top" if minimize else "bottom")  # fmt: skip
     ax.set_ylim(lo, hi)
-    ax.set_xlim(-1, max((r.id for r in night.rows), default=1) + 1)
+    ax.set_xlim(-1, xmax)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experiments are whole numbers
     ax.set_xlabel("experiment")
     ax.set_ylabel(f"{night.metric} ({'lower' if minimize else 'higher'} is better)")
     pct = f" ({night.change_pct:+.1f}%)" if night.change_pct is not None else ""
     ax.set_title(f"autoresearch {night.tag}: {night.metric} {num(night.baseline)} → {num(night.best)}{pct}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right" if minimize else "lower right", fontsize=8)
+    # Below the plot, where it hides no point however the night went.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=4, fontsize=8, frameon=False)
     fig.savefig(path)
 
 
+def labelled(night: Night) -> list[Experiment]:
+    """The kept experiments whose description is drawn: in each of LABEL_BINS spans of the x axis, the largest gain."""
+    xmax = max((r.id for r in night.rows), default=1) + 1
+    bins: dict[int, Experiment] = {}
+    for r in night.rows:
+        b = int(LABEL_BINS * r.id / xmax)
+        if r.status == "keep" and r.id != 0 and (b not in bins or abs(r.delta or 0.0) > abs(bins[b].delta or 0.0)):
+            bins[b] = r
+    return [bins[b] for b in sorted(bins)]
+
+
 def _view(night: Night, kept: list[float | None], others: list[float | None]) -> tuple[float, float]:
-    """The y range: the champions' range, with room on the worse side for most discards but not for outliers."""
+    """The y range: the champions, and the discards of a noisy night too (all but outliers past the 90th percentile
+    by more than WORSE_ROOM interquartile ranges, drawn at the edge), with room on the better side for the labels."""
     core = [v for v in (night.baseline, night.best, *kept) if v is not None] or [v for v in others if v is not None]
     lo, hi = (min(core), max(core)) if core else (0.0, 1.0)
-    span = (hi - lo) or abs(hi) * 0.05 or 1.0
     values = sorted(v for v in others if v is not None)
+    if values:
+        q = [values[int(f * (len(values) - 1))] for f in (0.1, 0.25, 0.75, 0.9)]
+        reach = WORSE_ROOM * (q[2] - q[1])
+        if night.direction == "minimize":
+            lo, hi = min(lo, values[0]), max(hi, max(v for v in values if v <= q[3] + reach))
+        else:
+            lo, hi = min(lo, min(v for v in values if v >= q[0] - reach)), max(hi, values[-1])
+    span = (hi - lo) or abs(hi) * 0.05 or 1.0
+    room = LABEL_ROOM * span / (1 - LABEL_ROOM)
     if night.direction == "minimize":
-        worse = values[int(0.9 * (len(values) - 1))] if values else hi
-        return lo - LABEL_ROOM * span, min(max(hi, worse), hi + span) + 0.05 * span  # room below for the labels
-    worse = values[int(0.1 * (len(values) - 1))] if values else lo
-    return max(min(lo, worse), lo - span) - 0.05 * span, hi + LABEL_ROOM * span
+        return lo - room, hi + 0.04 * span
+    return lo - 0.04 * span, hi + room
 
 
 def _noise(row: object) -> float | None:
