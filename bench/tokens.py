@@ -22,7 +22,9 @@ Printed, per experiment, from the ledger rows the loop wrote: uncached input, ca
 tokens and cost; then the mean uncached input of the first and last ten experiments, its least-squares slope, and
 the verdict: flat when the uncached input per LLM call of the last ten experiments stays within 15% of that of the
 ten after the history window has filled (per call, because an edit that needed the retry makes two). With
---show-prompt N, the first request of experiment N, section by section, with its tokens.
+--show-prompt N, the first request of experiment N, section by section, with its tokens; with --show-request N,
+that request whole. Per request: the input characters and tokens, the share read from the cache, and the cache
+writes per experiment.
 """
 
 from __future__ import annotations
@@ -481,6 +483,17 @@ def show_prompt(request: dict[str, Any], n: int) -> None:
     print(f"  {total:6d}  in all")
 
 
+def show_request(request: dict[str, Any], n: int) -> None:
+    """The first request of experiment `n` as the model reads it: the system prompt, then each block, marked."""
+    tools = ", ".join(t["name"] for t in request.get("tools") or [])
+    print(f"\nthe request of experiment {n}, whole (tools: {tools}):")
+    print(f"=== system ===\n{request.get('system') or ''}")
+    for b, block in enumerate(request["messages"][0]["content"]):
+        mark = block.get("cache_control")
+        print(f"=== block {b + 1} ({'cached, ' + str(mark.get('ttl', '5m')) if mark else 'uncached'}) ===")
+        print(block.get("text", ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("-n", type=int, default=50, help="experiments (default 50)")
@@ -488,6 +501,7 @@ def main() -> None:
     parser.add_argument("--run-seconds", type=float, default=0.0, help="simulated night time each run takes")
     parser.add_argument("--min-cache", type=int, default=MIN_CACHE_TOKENS, help="shortest cacheable prefix")
     parser.add_argument("--show-prompt", type=int, default=0, metavar="N", help="print the prompt of experiment N")
+    parser.add_argument("--show-request", type=int, default=0, metavar="N", help="print experiment N's request whole")
     args = parser.parse_args()
     started = time.perf_counter()
     clock = Clock()
@@ -502,6 +516,8 @@ def main() -> None:
         report(rows, model, window, time.perf_counter() - started)
         if args.show_prompt in model.first:
             show_prompt(model.first[args.show_prompt], args.show_prompt)
+        if args.show_request in model.first:
+            show_request(model.first[args.show_request], args.show_request)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+from harness import digest
 from harness.brief import build_task
 from harness.ledger import Experiment, MeasurementRow
 from harness.night import Night
@@ -134,7 +135,7 @@ def test_noise_memory_broadening_and_predictions_reach_the_model(tmp_path: Path,
         return (f"DESCRIPTION: X to {value}\nHYPOTHESIS: move X\nEXPECTED: -0.1\n"
                 + block(line, f"X = {value}  # the knob the agent tunes"))  # fmt: skip
 
-    repo = night(tmp_path, fake_anthropic, 7, model, min_delta=0.6)
+    repo = night(tmp_path, fake_anthropic, 7, model, min_delta=0.6, history=3)
     rows = experiments(repo)[1:]
     assert [r["status"] for r in rows] == ["discard"] * 4 + ["duplicate", "discard", "discard"]
     # A near-duplicate of a tried point is refused before its run, with the reason.
@@ -151,10 +152,12 @@ def test_noise_memory_broadening_and_predictions_reach_the_model(tmp_path: Path,
     assert (
         "The keep rule: a change is kept when its run is lower than the champion's median by more than 0.6" in situation
     )
-    assert re.search(r"#1 inconclusive \S+ -0\.\d+ \(expected -0\.1\) \(\d+ s", situation)  # never "no gain"
-    assert "#3 inconclusive" in situation and "no gain" not in situation
-    assert "#1 inconclusive / " in situation and "inside the noise (0.6) / a bigger step, or a combination" in situation
-    # The memory: the family of the four tries, inconclusive (two read better than the champion).
+    assert re.search(r"#2 inconclusive \S+ -0\.\d+ \(expected -0\.1\) \(\d+ s", situation)  # never "no gain"
+    assert "#4 inconclusive" in situation and "no gain" not in situation
+    assert "#2 inconclusive / " in situation and "inside the noise (0.6) / a bigger step, or a combination" in situation
+    # The memory: the family of the four tries (#1 among them, beyond the history window of three), inconclusive
+    # (three read better than the champion, inside the noise).
+    assert "  #1 " not in situation and "  #2 " in situation
     assert "  constants: X: 4 tried, 0 kept, best -0.3" in situation and "(inside the noise), inconclusive" in situation
     # Broadening after the stall (four results inside the noise), and back to refining is the default.
     assert "4 experiments since the last keep" in situation and "stop refining" in situation
@@ -216,3 +219,24 @@ def test_a_contended_run_is_marked_and_a_near_miss_is_inconclusive_in_the_models
     assert (
         "#2 inconclusive 1.020000 +0.020000" in text and "reads 0.02 worse than the champion, inside the noise" in text
     )
+
+
+def test_a_digest_keeps_the_throughput_lines_and_drops_a_runs_own_paths():
+    def log(rate: int, steps: int, seconds: float, value: float) -> str:
+        lines = [f"step {s:5d} | loss {3 - s / 1000:.3f} | {rate + s} tok/s" for s in range(0, 1000, 10)]
+        lines += ["---", f"steps:            {steps}", f"training_seconds: {seconds}", f"total_seconds: {seconds + 5}",
+                  f"tokens_seen:      {steps * 4096}", "model:            /tmp/x/runs/t/12/out/model.pt2",
+                  f"val_bpb: {value}"]  # fmt: skip
+        return "\n".join(lines)
+
+    text = digest.digest(log(40000, 990, 300.2, 0.981))
+    assert "model:" not in text and "steps:            990" in text  # a path is each run's own: no evidence
+    champion = digest.digest(log(39000, 980, 300.1, 0.99))
+    spec = importlib.util.spec_from_file_location("seed_agent", ROOT / "agent.py")
+    agent = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(agent)
+    news = agent._news(text, set(champion.splitlines()))
+    # More new lines than DIGEST_LINES: the start and the end are kept, and the throughput lines wherever they are.
+    assert "steps:            990" in news and "tokens_seen:      4055040" in news and "val_bpb: 0.981" in news
+    assert not any(line.startswith("step   500 |") for line in news)  # a middle sample, no throughput line
+    assert len(news) == agent.DIGEST_LINES + 2  # and the two throughput lines besides
