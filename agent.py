@@ -170,8 +170,8 @@ def _situation(task):
     recent = task.history  # already bounded by program.md's `history`
     if recent:
         lines.append("Recent experiments, oldest first (id, verdict, metric, delta, expected, run, description):")
-        lines += [f"  #{a.id} {_verdict(task, a)} {_f(a.metric)} {_d(a.delta)} {_expected(a)}{_run(a)} "
-                  f"{a.description}{_contended(a)}" for a in recent]  # fmt: skip
+        lines += [_line(f"#{a.id}", _verdict(task, a), _f(a.metric), _d(a.delta), _expected(a), _run(a),
+                        a.description + _contended(a)) for a in recent]  # fmt: skip
     if task.in_flight:
         lines.append("In flight now, not finished (do not propose these again):")
         lines += [f"  #{a.id} {a.description}" + (f" [{a.family}]" if a.family else "") for a in task.in_flight]
@@ -257,8 +257,12 @@ def _news(digest, known):
     return [line for line in new if line in shown]
 
 
+def _line(*parts):
+    return "  " + " ".join(p for p in parts if p)
+
+
 def _expected(a):
-    return f"(expected {a.expected}) " if a.expected else ""
+    return f"(expected {a.expected})" if a.expected else ""
 
 
 def _contended(a):

@@ -96,7 +96,7 @@ def keep_rule(config: Config, margin: float) -> str:
     """The keep rule in one sentence."""
     better = "lower" if config.direction == "minimize" else "higher"
     again = ", then win a confirming run again" if config.confirm else ""
-    return f"a change is kept when its run is {better} than the champion's median by more than {margin:g}{again}"
+    return f"a change is kept when its run is {better} than the champion's median by more than {margin:.4g}{again}"
 
 
 def in_flight(flights: list[tuple[int, str, str]]) -> tuple[Attempt, ...]:
