@@ -1,16 +1,21 @@
-"""The child side of the agent host: load an agent file, call one entry, and proxy its LLM calls to the harness.
+"""The child side of the agent host and of HyperAgent's gates: load an agent file, bind its entries, call one, and
+proxy its LLM calls to the harness.
 
-The harness starts `python -I -m harness.agents.child` with a scrubbed environment. One JSON request comes on stdin;
-each LLM call and each read-only tool call goes out on the protocol pipe (the original stdout) and its answer comes
-back on stdin; the last line out is the proposal or the error. Whatever the agent prints goes to stderr, which the
-harness keeps in a log.
+The harness starts `python -I -m harness.agents.child` with a scrubbed environment, for a proposal, a rewrite or a
+candidate's gates alike (a candidate cannot tell its gates from its work by the child it runs in). One JSON request
+comes on stdin; the child lowers its resource limits (when asked) before any agent code runs, and says each step it
+enters on the protocol pipe (the original stdout: import, signature, call), so a hang or a kill is charged to the
+right one; each LLM call and each read-only tool call goes out the same way and its answer comes back on stdin; the
+last line out is the proposal or the error. Whatever the agent prints goes to stderr, which the harness keeps.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
+import resource
 import sys
 import traceback
 from typing import IO, Any
@@ -92,6 +97,20 @@ def as_proposal(value: Any) -> Proposal:
     raise TypeError(f"the agent returned {type(value).__name__}, not a Proposal")
 
 
+def limit(memory: int, cpu: int, files: int, processes: int) -> None:
+    """Lower this process's limits, for good: address space (bytes), CPU seconds, size of a file it writes (bytes)
+    and processes of its user (no fork bomb); a limit that is already lower stays."""
+    for kind, value in (
+        (resource.RLIMIT_AS, memory),
+        (resource.RLIMIT_CPU, cpu),
+        (resource.RLIMIT_FSIZE, files),
+        (resource.RLIMIT_NPROC, processes),
+    ):
+        _soft, hard = resource.getrlimit(kind)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(kind, (value, value))
+
+
 def main() -> None:
     # Keep the protocol pipe for ourselves and point fd 1 at stderr, so an agent's print() cannot corrupt it.
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -99,11 +118,25 @@ def main() -> None:
     sys.stdout = sys.stderr
     inbox = sys.stdin
     request = json.loads(inbox.readline())
+    if request.get("limits"):
+        limit(**request["limits"])
     try:
+        _send(protocol, {"op": "stage", "stage": "import"})
         module = load_agent(request["path"])
-        entry = getattr(module, request["entry"])
-        proposal = as_proposal(entry(Task.from_json(request["task"]), LLMProxy(inbox, protocol)))
-        _send(protocol, {"op": "result", "proposal": proposal.to_json()})
+        _send(protocol, {"op": "stage", "stage": "signature"})
+        task, llm = Task.from_json(request["task"]), LLMProxy(inbox, protocol)
+        for name in request.get("entries") or [request["entry"]]:
+            entry = getattr(module, name, None)
+            if not callable(entry):
+                raise TypeError(f"{name} is not a function after import")
+            try:
+                inspect.signature(entry).bind(task, llm)
+            except TypeError as e:
+                raise TypeError(f"{name}(task, llm) cannot be called: {e}") from None
+        _send(protocol, {"op": "stage", "stage": "call"})
+        value = getattr(module, request["entry"])(task, llm)
+        returned = "" if isinstance(value, Proposal) else type(value).__name__
+        _send(protocol, {"op": "result", "proposal": as_proposal(value).to_json(), "returned": returned})
     except NoProposal as e:  # the exchange gave up, for the reason it says: the ledger's invalid reason
         _send(protocol, {"op": "error", "kind": "no_proposal", "error": str(e)})
     except Exception as e:  # the agent's failure is data for the harness, sent back whole

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 TIME_LIMIT = 1200.0  # wall seconds per proposal, the harness's time answering its LLM calls and tools included
 TOOL_CALLS = 100  # tool calls per proposal; more is a flood, not a look around (the seed makes a handful per round)
 WATCH_EVERY = 1.0  # seconds between two checks of the night's stop conditions while a proposal is under way
+# The resource limits of the child of a HyperAgent agent, and of its gates' child alike, so that a candidate cannot
+# tell its gates from its work by them: bytes of address space, CPU seconds, bytes of a file it writes, processes.
+AGENT_LIMITS = {"memory": 2 * 2**30, "cpu": 600, "files": 64 * 2**20, "processes": 0}
 MAX_LINE = 16 * 2**20  # a protocol line larger than this is a runaway agent, not a proposal
 REFUSALS = 3  # proposals in a row whose request the API refused: then it is not the prompt, and the night ends
 TOOLS_KEPT = 20  # tool calls of one proposal named in its ledger row
@@ -69,6 +72,8 @@ class HostedAgent:
         time_limit: float = TIME_LIMIT,
         jail: JailFactory | None = None,
         watch: Callable[[], None] | None = None,
+        limits: Mapping[str, int] | None = None,
+        entries: Sequence[str] = (),
     ) -> None:
         self.path = path.resolve()
         self.client = client
@@ -81,6 +86,8 @@ class HostedAgent:
         self.jail: JailFactory = jail or self._unjailed
         # The night's stop conditions (a stop request, --hours): raises LoopEnd to end a proposal under way.
         self.watch: Callable[[], None] = watch or _nothing
+        self.limits = dict(limits or {})  # the child's resource limits (AGENT_LIMITS); none when empty
+        self.entries = tuple(entries)  # the entries the child binds before the call (all of the contract's, or the one)
         self.sha = agent_sha(self.path.read_bytes())
         self._refused = 0  # proposals in a row refused by the API
 
@@ -96,6 +103,8 @@ class HostedAgent:
         secrets: Mapping[str, str],
         spent: float = 0.0,
         jail: JailFactory | None = None,
+        limits: Mapping[str, int] | None = None,
+        entries: Sequence[str] = (),
     ) -> HostedAgent:
         """The agent file at `path` with an LLM client of its own; the key is checked before use (a bad one is an
         LLMError now, not at 3 am). An agent file that never calls the LLM runs without a key. Its children run in
@@ -122,7 +131,7 @@ class HostedAgent:
         repo = Repo(layout.root)
         return cls(
             path, client, name=name, root=layout.root, workdir=layout.work(tag, "agent"), log_dir=layout.tag_dir(tag),
-            evidence=Evidence(repo, layout.root), jail=jail or jails(config, repo),
+            evidence=Evidence(repo, layout.root), jail=jail or jails(config, repo), limits=limits, entries=entries,
         )  # fmt: skip
 
     # --- the Agent protocol ---------------------------------------------------------------------------------
@@ -164,7 +173,8 @@ class HostedAgent:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / log_name
-        request = {"entry": entry, "path": str(self.path), "task": task.to_json()}
+        request = {"entry": entry, "entries": list(self.entries), "path": str(self.path), "task": task.to_json(),
+                   "limits": self.limits}  # fmt: skip
         refused: BaseException | None = None
         seen = tools if tools is not None else []
         with self.jail(self.workdir, [self.path]) as jail, open(log_path, "wb") as log:
@@ -197,6 +207,8 @@ class HostedAgent:
                     if not isinstance(message, dict):
                         raise ValueError(f"a message that is not a JSON object: {line[:80]!r}")
                     op = message.get("op")
+                    if op == "stage":
+                        continue  # the child's steps (import, signature, call): the gates' concern
                     if op in ("llm", "tool"):
                         if op == "llm":
                             answer, error = self._serve(message)

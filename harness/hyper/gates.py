@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import process
-from harness.agents.host import Lines
+from harness.agents.host import AGENT_LIMITS, TOOL_CALLS, Lines
 from harness.edits import fence_for
 from harness.hyper import contract
 from harness.jails import Jail
@@ -24,6 +24,9 @@ from harness.text import one_line
 
 MAX_AGENT_BYTES = 256 * 2**10  # a candidate larger than this is not a plausible agent.py (the seed is ~10 KiB)
 STUB_CALLS = 20  # LLM calls the smoke test answers; more is a runaway loop
+STEPS = {"import": "import", "signature": "signature", "call": "smoke"}  # the child's steps, as the gates name them
+# A read-only tool's answer for the smoke test: (its text, whether it worked), as a proposal's tools are answered.
+Tools = Callable[[str, Any], tuple[str, bool]]
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,11 @@ class Limits:
     import_seconds: float = 30.0
     signature_seconds: float = 10.0
     smoke_seconds: float = 60.0
-    memory: int = 2 * 2**30  # bytes of address space
-    cpu: int = 60  # CPU seconds for all three gates
-    files: int = 2**20  # bytes of one file it writes (in its scratch folder: nowhere else is writable)
-    processes: int = 0  # new processes or threads: none
+    # The child's resource limits: those of the candidate's proposal children (AGENT_LIMITS), so it cannot tell
+    memory: int = AGENT_LIMITS["memory"]  # bytes of address space
+    cpu: int = AGENT_LIMITS["cpu"]  # CPU seconds for all three gates
+    files: int = AGENT_LIMITS["files"]  # bytes of one file it writes (in its scratch folder: nowhere else is writable)
+    processes: int = AGENT_LIMITS["processes"]  # new processes or threads: none
 
     def seconds(self, stage: str) -> float:
         return {"import": self.import_seconds, "signature": self.signature_seconds}.get(stage, self.smoke_seconds)
@@ -89,11 +93,18 @@ def isolated(
     log: Path,
     limits: Limits,
     entered: Callable[[str], None] | None = None,
+    *,
+    model: str = "",
+    tools: Tools | None = None,
 ) -> Rejection | None:
     """The import, signature and smoke gates of the candidate at `candidate` (a scratch copy the jail shows it),
     in a fresh interpreter inside `jail`, each gate with its own time limit; the first that fails, or None.
-    `entered` hears the name of each gate as the child enters it."""
+    `entered` hears the name of each gate as the child enters it. The child is the one a proposal runs in, with the
+    same request, limits and protocol; its LLM calls get a stub reply as `model` would send it, and its tool calls
+    the real answers of `tools` (read-only), so the candidate cannot tell the smoke test from a proposal by them."""
     request = {
+        "entry": "propose",
+        "entries": list(contract.ENTRIES),
         "path": str(candidate),
         "task": task.to_json(),
         "limits": {"memory": limits.memory, "cpu": limits.cpu, "files": limits.files, "processes": limits.processes},
@@ -102,7 +113,7 @@ def isolated(
     log.parent.mkdir(parents=True, exist_ok=True)
     with jail as cell, open(log, "wb") as sink:
         child = cell.spawn(
-            [sys.executable, "-I", "-m", "harness.hyper.gate_child"],
+            [sys.executable, "-I", "-m", "harness.agents.child"],
             stdin=process.PIPE,
             stdout=process.PIPE,
             stderr=sink,
@@ -110,7 +121,7 @@ def isolated(
         try:
             child.stdin.write((json.dumps(request) + "\n").encode())
             child.stdin.flush()
-            lines, calls = Lines(child.stdout.fileno()), 0
+            lines, calls, looks = Lines(child.stdout.fileno()), 0, 0
             while True:
                 started = time.monotonic()
                 line = lines.next(limits.seconds(stage))
@@ -121,16 +132,23 @@ def isolated(
                     return Rejection(stage, _ended(stage, code, limits, log))
                 message = json.loads(line)
                 op = message.get("op")
-                if op == "stage" and message.get("stage") in ("import", "signature", "smoke"):
-                    stage = message["stage"]
+                if op == "stage" and message.get("stage") in STEPS:
+                    stage = STEPS[message["stage"]]
                     if entered is not None:
                         entered(stage)
                 elif op == "llm":
                     calls += 1
-                    _answer(child, _stub(task) if calls <= STUB_CALLS else _refused("too many LLM calls"))
+                    answer = _stub(task, model, len(line)) if calls <= STUB_CALLS else _refused("too many LLM calls")
+                    _answer(child, answer)
                 elif op == "tool":
-                    _answer(child, {"ok": False, "text": "no tools in the smoke test"})
+                    looks += 1
+                    if looks > TOOL_CALLS:
+                        return Rejection("smoke", f"the candidate made more than {TOOL_CALLS} tool calls")
+                    text, ok = tools(str(message.get("name", "")), message.get("input")) if tools else ("", False)
+                    _answer(child, {"ok": ok, "text": text})
                 elif op == "result":
+                    if returned := message.get("returned"):
+                        return Rejection("smoke", f"propose returned {returned}, not a harness.task.Proposal")
                     return _proposal(message.get("proposal"), task.mutable_path)
                 else:
                     return Rejection(stage, one_line(str(message.get("error", "the child broke the protocol")))[:300])
@@ -162,14 +180,19 @@ def _proposal(raw: Any, path: str) -> Rejection | None:
     return Rejection("smoke", f"the proposed file does not parse: {error}") if error else None
 
 
-def _stub(task: Task) -> dict[str, Any]:
-    """The smoke test's LLM reply: in agent.py's format, the whole file with one comment line added."""
+def _stub(task: Task, model: str, asked: int) -> dict[str, Any]:
+    """The smoke test's LLM reply, as the night's model would send one: in agent.py's format, the whole file with one
+    comment line added, its usage as the API would count it (about four characters a token)."""
     content = task.mutable_content if task.mutable_content.endswith("\n") else task.mutable_content + "\n"
     fence = fence_for(content)
-    text = f"DESCRIPTION: smoke test\nNOTES: smoke test\n{fence}python\n{content}# smoke test\n{fence}\n"
+    text = (
+        f"DESCRIPTION: note the current settings in a comment before changing them\n"
+        f"EXPECTED: +0.0\n{fence}python\n{content}# settings noted before the next change\n{fence}\n"
+    )
     block = {"type": "text", "text": text}
-    return {"ok": True, "text": text, "stop_reason": "end_turn", "model": "smoke-stub", "content": [block],
-            "usage": Spend().to_json()}  # fmt: skip
+    usage = Spend(input_tokens=asked // 4, output_tokens=len(text) // 4)
+    return {"ok": True, "text": text, "stop_reason": "end_turn", "model": model, "content": [block],
+            "usage": usage.to_json()}  # fmt: skip
 
 
 def _refused(why: str) -> dict[str, Any]:

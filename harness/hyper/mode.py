@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import recovery, runner, sandbox
-from harness.agents.host import HostedAgent, agent_sha, jails
+from harness import recovery, runner, sandbox, toolbox
+from harness.agents.host import AGENT_LIMITS, HostedAgent, agent_sha, jails
 from harness.brief import build_task
 from harness.config import Config
 from harness.errors import (
@@ -24,7 +24,7 @@ from harness.errors import (
     RequestRefused,
     ServiceFailed,
 )
-from harness.hyper import gates, probation
+from harness.hyper import contract, gates, probation
 from harness.hyper.gates import Limits, Rejection
 from harness.hyper.probation import Probation
 from harness.ledger import Experiment, Generation, GenerationStatus
@@ -75,7 +75,8 @@ def champion_agent(
     secrets: Mapping[str, str],
 ) -> HostedAgent:  # fmt: skip
     """The champion agent: agent.py as the branch has it, its children in the agents' sandbox."""
-    return HostedAgent.start(layout.agent, "llm", config, layout, night.tag, say, secrets, jail=jails(config, repo))
+    return HostedAgent.start(layout.agent, "llm", config, layout, night.tag, say, secrets, jail=jails(config, repo),
+                             limits=AGENT_LIMITS, entries=contract.ENTRIES)  # fmt: skip
 
 
 class Hyper:
@@ -178,10 +179,12 @@ class Hyper:
         rejection = gates.static(content)
         if rejection is None:
             self._status("gates", f"generation {n}: the import, signature and smoke gates")
+            evidence = self.champion.evidence
             rejection = gates.isolated(
-                path, task, self.jail(self.layout.work(self.tag, "gates"), [path]),
+                path, task, self.jail(self.layout.work(self.tag, "agent"), [path]),
                 self.layout.generation_log(self.tag, n, "gates"), self.plan.limits,
                 entered=lambda stage: self._mark(n, stage, description=description, spend=spend),
+                model=config.model, tools=lambda name, args: toolbox.serve(name, args, task, evidence),
             )  # fmt: skip
         if rejection is not None:
             return self._rejected(n, rejection, path, description, spend, sha)
@@ -363,7 +366,8 @@ class Hyper:
     def _hosted(self, path: Path, name: str) -> HostedAgent:
         c = self.champion
         return HostedAgent(path, c.client, name=name, root=c.root, workdir=c.workdir, log_dir=c.log_dir,
-                           evidence=c.evidence, time_limit=c.time_limit, jail=self.jail, watch=c.watch)  # fmt: skip
+                           evidence=c.evidence, time_limit=c.time_limit, jail=self.jail, watch=c.watch,
+                           limits=c.limits, entries=c.entries)  # fmt: skip
 
     def _message(self, n: int, description: str) -> str:
         return with_trailers(f"agent: {description}", {"Generation": str(n)})
