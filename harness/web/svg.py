@@ -54,8 +54,10 @@ class Point:
     y: float
     id: int
     status: str
-    shape: str  # dot, cross or tri
+    shape: str  # dot, cross, tri or diamond
     title: str  # the tooltip (model-written text: escaped by the template)
+    value: float | None = None  # the data, so that the page can lay the points out again when live rows rescale it
+    best: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ def night_plot(night: Night, rows: list[Experiment], tests: list[TestScore], liv
     scale = Scale(-0.5, x1, y0, y1)
     points = tuple(
         Point(scale.x(r.id), scale.y(r.metric) if r.metric is not None else TOP - 8, r.id, r.status,
-              SHAPES.get(r.status, "tri"), f"{r.id} {r.status} {num(r.metric)}: {_title(r.description)}")
+              SHAPES.get(r.status, "tri"), f"{r.id} {r.status} {num(r.metric)}: {_title(r.description)}", r.metric,
+              r.best)
         for r in rows
     )  # fmt: skip
     steps = _changes([(r.id, r.best) for r in rows if r.best is not None])
@@ -110,10 +113,10 @@ def night_plot(night: Night, rows: list[Experiment], tests: list[TestScore], liv
         band = upper + " L" + lower.removeprefix("M") + " Z"
     test_points = tuple(
         Point(scale.x(t.experiment if t.experiment is not None else last), scale.y(t.value), t.experiment or 0, "test",
-              "diamond", f"locked test {num(t.value)} (experiment {t.experiment})")
+              "diamond", f"locked test {num(t.value)} (experiment {t.experiment})", t.value)
         for t in tests if t.value is not None
     )  # fmt: skip
-    curve = (Curve(_steps(scale, steps), "best so far", "best"),) if steps else ()
+    curve = (Curve(_steps(scale, steps), "best so far", "best"),)  # drawn when empty too: live rows extend it
     return Plot(
         scale,
         points,
