@@ -12,8 +12,8 @@ from harness.errors import HarnessError
 from harness.ledger import Experiment, MeasurementRow
 from harness.nights import Place, place
 from harness.paths import branch, discarded_ref
-from harness.review import Night, num, signed
-from harness.text import clean
+from harness.review import Night
+from harness.text import clean, num, signed
 
 LOG_TAIL = 16 * 1024  # bytes of a run's or an evaluator's log shown from its end
 DIFF_CHARS = 200_000  # a diff longer than this is cut (a whole file rewritten many times over)

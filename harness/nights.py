@@ -10,8 +10,9 @@ from typing import Any
 from harness.errors import HarnessError, ProgramError
 from harness.ledger import Experiment, Ledger, MeasurementRow, Row
 from harness.paths import Layout
-from harness.review import Night, num, signed, summarize
+from harness.review import Night, summarize
 from harness.status import doing, duration, read_status
+from harness.text import num, signed
 
 CRASHED = ("crash", "timeout")  # the statuses counted as crashes in the nights table
 
@@ -47,20 +48,10 @@ def place(root: Path, ledger: bool = True) -> Place:
 
 
 @dataclass(frozen=True)
-class TestScore:
-    """One locked-test score (a `kind: "test"` row): the champion it scored and its number; never a decision."""
-
-    experiment: int | None  # the experiment whose version was scored (the champion it made)
-    value: float | None
-    time: str
-
-
-@dataclass(frozen=True)
 class Rows:
-    """One read of the ledger: every typed row, the locked-test rows, and the byte where the next row will start."""
+    """One read of the ledger: every typed row, and the byte where the next row will start."""
 
     rows: tuple[Row, ...]
-    tests: tuple[dict[str, Any], ...]
     end: int  # the ledger's size when read: a live page follows from here, reading only the bytes written after
     groups: dict[str, list[Row]] = field(default_factory=dict)  # tag -> its rows; built by read()
 
@@ -69,9 +60,6 @@ class Rows:
             for r in self.rows:
                 self.groups.setdefault(r.tag, []).append(r)
         return self.groups.get(tag, [])
-
-    def tests_of(self, tag: str) -> list[TestScore]:
-        return [test_score(t) for t in self.tests if t.get("tag") == tag]
 
     def tags(self) -> list[str]:
         return list(dict.fromkeys(r.tag for r in self.rows))
@@ -108,28 +96,9 @@ class NightLine:
 
 
 def read(path: Path) -> Rows:
-    """Every row of the ledger at `path`, typed, with its locked-test rows and its size."""
-    ledger = Ledger(path)
+    """Every row of the ledger at `path`, typed, with its size."""
     size = path.stat().st_size if path.exists() else 0
-    rows = ledger.read()
-    # The locked test's rows are read as plain objects, so a ledger with them reads the same with or without a type.
-    tests = tuple(r for r in ledger.rows() if r.get("kind") == "test") if _has_tests(path) else ()
-    return Rows(tuple(rows), tests, size)
-
-
-def _has_tests(path: Path) -> bool:
-    """Whether the ledger may hold a locked-test row (most do not, and are then decoded once only)."""
-    if not path.exists():
-        return False
-    with open(path, "rb") as f:
-        return any(b'"test"' in block for block in iter(lambda: f.read(1 << 20), b""))
-
-
-def test_score(row: dict[str, Any]) -> TestScore:
-    """A `kind: "test"` row as a score, whatever names its fields use for the experiment and the number."""
-    exp = next((row[k] for k in ("experiment", "id") if isinstance(row.get(k), int)), None)
-    value = next((row[k] for k in ("value", "metric", "score") if isinstance(row.get(k), int | float)), None)
-    return TestScore(exp, None if value is None else float(value), str(row.get("time", "")))
+    return Rows(tuple(Ledger(path).read()), size)
 
 
 def night_of(rows: Rows, tag: str, metric: str, direction: str | None) -> Night:

@@ -143,7 +143,7 @@ def test_report_html_writes_the_same_pages_as_files_that_link_to_each_other(revi
 
 
 def test_the_night_page_shows_generations_and_locked_test_scores_when_the_ledger_has_them(reviewed: Path):
-    from harness.ledger import Generation
+    from harness.ledger import Generation, LockedTest
 
     ledger = Ledger(reviewed / "experiments.log")
     ledger.append(Generation(tag="n1", generation=1, status="rejected", stage="smoke", error="propose raised <b>x</b>",
@@ -151,16 +151,15 @@ def test_the_night_page_shows_generations_and_locked_test_scores_when_the_ledger
     ledger.append(Generation(tag="n1", generation=2, status="accepted", stage="probation", error="",
                              agent_sha="d" * 16, champion_sha="a" * 16, commit="e" * 40, after=8,
                              scores={"candidate": 3, "champion": 1}, description="shorter prompts"))  # fmt: skip
-    with open(reviewed / "experiments.log", "ab") as f:
-        f.write(b'{"kind":"test","tag":"n1","experiment":5,"value":1.9,"time":"2026-11-23T01:03:00Z"}\n')
+    ledger.append(LockedTest(tag="n1", id=5, commit=None, metric=1.9, selection=1.95, time="2026-11-23T01:03:00Z"))
     client = TestClient(create_app(reviewed), base_url="http://127.0.0.1:8000")
     page = client.get("/tag/n1").text
     assert "HyperAgent generations" in page and "propose raised &lt;b&gt;x&lt;/b&gt;" in page
     assert "<td>3–1</td>" in page and "shorter prompts" in page
-    assert "locked test (last)" in page and 'class="pt test"' in page and "locked test 1.900000" in page
+    assert "locked test" in page and 'class="pt test"' in page and "locked test 1.900000 (the champion of" in page
     data = client.get("/tag/n1.json").json()
     assert [g["generation"] for g in data["generations"]] == [1, 2]
-    assert data["tests"] == [{"experiment": 5, "value": 1.9, "time": "2026-11-23T01:03:00Z"}]
+    assert [(t["id"], t["metric"]) for t in data["tests"]] == [(5, 1.9)]
 
 
 def test_serve_on_an_address_others_can_reach_prints_a_url_with_its_token(reviewed: Path):

@@ -25,8 +25,9 @@ from harness.detail import detail
 from harness.errors import HarnessError
 from harness.ledger import Experiment, Generation
 from harness.nights import Place, Rows, place
-from harness.review import agent_labels, num
+from harness.review import agent_labels
 from harness.status import read_status
+from harness.text import num
 from harness.web import pages, render
 from harness.web.follow import Follow, size
 

@@ -10,11 +10,11 @@ import msgspec
 
 from harness import nights
 from harness.errors import HarnessError
-from harness.ledger import Experiment, Generation, MeasurementRow
-from harness.nights import NightLine, Place, Rows, TestScore
-from harness.review import Night, agent_labels, figures, log_json, num, signed
+from harness.ledger import Experiment, Generation, LockedTest, MeasurementRow
+from harness.nights import NightLine, Place, Rows
+from harness.review import Night, agent_labels, figures, log_json
 from harness.status import read_status
-from harness.text import flat
+from harness.text import flat, num, signed
 from harness.web import svg
 
 LIVE_TAIL = 4096  # bytes of the run under way's log shown live
@@ -60,7 +60,7 @@ class NightPage:
     rows: tuple[TableRow, ...]
     generations: tuple[Generation, ...]
     timeline: svg.Timeline | None
-    tests: tuple[TestScore, ...]
+    tests: tuple[LockedTest, ...]  # the locked test of each champion
     tail: Tail | None
     offset: int  # the ledger's size when the page was made: live updates start there
 
@@ -69,7 +69,7 @@ class NightPage:
         out["rows"] = [vars(r) for r in self.rows]
         out["hidden"] = 0
         out["night"] = self.line.to_json()
-        out["tests"] = [vars(t) for t in self.tests]
+        out["tests"] = [msgspec.to_builtins(t) for t in self.tests]
         out["generations"] = [g.to_json() for g in self.generations]
         out["offset"] = self.offset
         return out
@@ -94,7 +94,7 @@ def night_page(where: Place, rows: Rows, tag: str) -> NightPage:
     line = nights.line(where, rows, tag, night)
     mine = rows.of(tag)
     experiments = _latest(r for r in mine if type(r) is Experiment)
-    tests = rows.tests_of(tag)
+    tests = list(night.tests)
     live = line.state == "running"
     return NightPage(
         line=line,

@@ -94,7 +94,7 @@ def _environment() -> Any:
         lstrip_blocks=True,
     )
     from harness.nights import change, span
-    from harness.review import num, signed
+    from harness.text import num, signed
     from harness.web import fragments
 
     env.globals.update(change=change, span=span, diff_class=diff_class, fragments=fragments)

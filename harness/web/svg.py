@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from harness.ledger import Experiment, MeasurementRow
-from harness.nights import TestScore
-from harness.review import Night, num
-from harness.text import clip
+from harness.ledger import Experiment, LockedTest, MeasurementRow
+from harness.review import Night
+from harness.text import clip, num
 
 WIDTH, HEIGHT = 960, 340
 LEFT, RIGHT, TOP, BOTTOM = 78, 16, 22, 34  # margins around the plotting area, in pixels
@@ -90,12 +89,12 @@ class Plot:
     ylabel: str
 
 
-def night_plot(night: Night, rows: list[Experiment], tests: list[TestScore], live: bool = False) -> Plot:
+def night_plot(night: Night, rows: list[Experiment], tests: list[LockedTest], live: bool = False) -> Plot:
     """Every experiment as a point (status by class and shape), the running best as a step line, its noise band and
     the locked test's scores. A live night leaves room on the right for the experiments to come."""
     last = max((r.id for r in rows), default=1)
     x1 = max(1.0, last * 1.25 + 5 if live else last + 0.5)
-    test_values = [t.value for t in tests if t.value is not None]
+    test_values = [t.metric for t in tests if t.metric is not None]
     y0, y1 = _domain(night, [r.metric for r in rows if r.metric is not None], test_values)
     scale = Scale(-0.5, x1, y0, y1)
     points = tuple(
@@ -112,9 +111,9 @@ def night_plot(night: Night, rows: list[Experiment], tests: list[TestScore], liv
         lower = _steps(scale, [(i, b - n) for i, b, n in reversed(noisy)], backwards=True)  # type: ignore[operator]
         band = upper + " L" + lower.removeprefix("M") + " Z"
     test_points = tuple(
-        Point(scale.x(t.experiment if t.experiment is not None else last), scale.y(t.value), t.experiment or 0, "test",
-              "diamond", f"locked test {num(t.value)} (experiment {t.experiment})", t.value)
-        for t in tests if t.value is not None
+        Point(scale.x(t.id), scale.y(t.metric), t.id, "test", "diamond",
+              f"locked test {num(t.metric)} (the champion of experiment {t.id})", t.metric)
+        for t in tests if t.metric is not None
     )  # fmt: skip
     curve = (Curve(_steps(scale, steps), "best so far", "best"),)  # drawn when empty too: live rows extend it
     return Plot(
