@@ -78,9 +78,10 @@ def pace(night: Night) -> float | None:
     base = next((row for row in night.rows if row.id == 0 and row.status == "keep"), None)
     if base is None:
         return None
-    # Before two experiments are in: one run and its evaluator, as the baseline took them.
+    # Before two experiments are in: two runs and their evaluator, as the baseline took them (a candidate's, and the
+    # champion's re-run that the first experiments bring while its number is not yet trusted).
     scored = base.extra.get("eval_seconds")
-    return base.seconds + (scored if isinstance(scored, int | float) else 0.0)
+    return 2 * (base.seconds + (scored if isinstance(scored, int | float) else 0.0))
 
 
 def _epoch(iso: str) -> float | None:
@@ -163,13 +164,13 @@ def doing(state: dict[str, Any], now: float | None = None, elapsed: bool = True)
         text = f"{subject}: the agent is proposing"
     else:
         if phase == "remeasuring":
-            who = f"the champion, before experiment {exp},"
+            who = f"the champion (before experiment {exp})"
         elif rerun == "champion":
-            who = f"{subject}: the champion beside it,"
+            who = f"{subject} (the champion beside it)"
         else:
             who = subject
         again = " again" if phase == "remeasuring" or rerun else ""
-        text = f"{who}: the evaluator scoring it" if step == "evaluator" else f"{who} running{again}"
+        text = f"{who}, the evaluator scoring it" if step == "evaluator" else f"{who} running{again}"
     if elapsed and _number(started) and phase in ("baseline", "remeasuring", "proposing", "evaluating"):
         spent = max(0.0, now - started)
         text += f" for {duration(spent)}"

@@ -106,5 +106,5 @@ def test_a_night_shows_the_run_and_the_evaluator_each_against_its_own_limit_and_
     assert night.returncode == 0, err
     assert not [s for s in seen if "overtime" in s]
     # Plain output (no terminal) says each step, and why the champion runs again.
-    assert "baseline: the evaluator scoring it" in out
-    assert "the champion, before experiment 1, running again (its number rests on 1 run; 3 back a champion)" in out
+    assert "baseline, the evaluator scoring it" in out
+    assert "the champion (before experiment 1) running again (its number rests on 1 run; 3 back a champion)" in out
