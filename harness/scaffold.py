@@ -49,7 +49,7 @@ Make {metric} of `{mutable}` {better}. Say what the file does and what a better 
 # Rules
 
 - Change only `{mutable}`; the evaluation (`{run}`) and its data are fixed.
-- Each run has {budget} seconds; it must print its last line as `{metric}: <float>`.
+- Each run has {budget} seconds; {output}.
 - (What is off limits: new dependencies, network access, changing the evaluation itself, ...)
 
 # Ideas
@@ -108,7 +108,12 @@ def init(
     header = HEADER if not evaluate else HEADER[: HEADER.index("# The metric below")] + LOCKED
     text = "---\n" + header + yaml.safe_dump(front, sort_keys=False, allow_unicode=True, width=1000)
     text += search_block(found, mutable) + "---\n"
-    text += BODY.format(metric=metric, mutable=mutable, run=run, budget=_plain(budget), better=better)
+    output = (
+        "it leaves what the evaluator scores in `$AUTORESEARCH_OUT`"
+        if evaluate
+        else f"it must print its last line as `{metric}: <float>`"
+    )
+    text += BODY.format(mutable=mutable, run=run, budget=_plain(budget), better=better, output=output, metric=metric)
     program.write_text(text, encoding="utf-8")
     written = [program]
     if _ignore(target / ".gitignore"):
