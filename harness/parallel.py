@@ -35,6 +35,7 @@ from harness.errors import (
     ServiceFailed,
     StopRequested,
 )
+from harness.evaluate import baseline_failed
 from harness.executors.base import Executor, Lane
 from harness.executors.workers import Done, Job
 from harness.flight import Flight
@@ -228,10 +229,13 @@ class Parallel:
         base.result, base.file_sha, base.parent_sha = last.result, sha, sha
         base.extra = {"repeats": [r.value for r in self.baseline], "workers": [r.worker for r in self.baseline]}
         self.finish(base, status, night.referee.value(sha) if not failed else None)
+        if failed and last.result.outcome != "ok":  # the failure at hand: its reason names the fix
+            raise HarnessError(f"on worker {failed[0].worker}, " + baseline_failed(status, last.result,
+                               config.mutable, config.run))  # fmt: skip
         if failed:
             raise HarnessError(
                 f"the baseline failed on worker {failed[0].worker} ({status}); see {failed[0].log} and fix "
-                f"{config.mutable} or the run command, then start again"
+                f"{config.mutable} or the run command, then start again ('autoresearch check' tries it)"
             )
 
     def advance(self, f: Flight, done: Done, ok: bool) -> None:

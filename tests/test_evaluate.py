@@ -459,3 +459,13 @@ def test_a_metric_the_run_never_prints_names_what_it_printed(tmp_path: Path):
     assert out.returncode == 1
     assert "the run printed no 'val_loss: <float>' line, but printed 'val_bpb'" in out.stderr
     assert "set 'metric: val_bpb' in program.md" in out.stderr and "runs/m/0.log" in out.stderr
+
+
+def test_a_parallel_night_whose_baseline_prints_another_metric_says_the_fix(tmp_path: Path):
+    from harness.testing import TOY_TRAIN, cli, make_repo, toy_program
+
+    repo = make_repo(tmp_path / "p", {"train.py": TOY_TRAIN, "program.md": toy_program(metric="val_loss", workers=2)})
+    out = cli(repo, "run", "--tag", "m", "--agent", "optuna", "--max-experiments", "1")
+    assert out.returncode == 1
+    assert "the run printed no 'val_loss: <float>' line, but printed 'val_bpb'" in out.stderr
+    assert "set 'metric: val_bpb' in program.md" in out.stderr
