@@ -151,6 +151,7 @@ def test_a_row_appended_to_the_ledger_appears_without_a_reload(page, site, tmp_p
     page.evaluate("window.notReloaded = true")
     before = page.locator("#experiments tbody tr").count()
     best_before = page.get_attribute("#plot path.curve.best", "d")  # the running best goes on to the new row
+    band_before = page.get_attribute("#plot path.band", "d")
     row = experiment_row("t1", 100, status="discard", metric=1.5, best=0.6, delta=0.9,
                          description="appended while the page was open")  # fmt: skip
     Ledger(root / "experiments.log").append(row)
@@ -164,6 +165,8 @@ def test_a_row_appended_to_the_ledger_appears_without_a_reload(page, site, tmp_p
     cx = page.get_attribute('#plot .pt.live[data-id="100"]', "cx")
     assert line != best_before and line.split(" ")[-2] == "H" + cx and float(cx) < 1280
     assert page.text_content("#plot .xtick >> nth=-1") != "8"  # the ticks too
+    band = page.get_attribute("#plot path.band", "d")
+    assert band != band_before and band.startswith("M") and band.endswith(" Z")  # and the champion's noise band
     assert page.inner_text("#count") == str(before + 1)
     page.screenshot(path=tmp_path / "live.png", full_page=True)
     assert page.errors == []

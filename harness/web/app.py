@@ -201,7 +201,9 @@ def _row_json(row: Experiment, baseline: float | None, night: Any, labels: dict[
     from dataclasses import replace
 
     r = pages.table_row(row, replace(night, baseline=baseline), labels)
-    best = {"best": row.best, "best_text": num(row.best) if row.best is not None else ""}
+    noise = row.extra.get("noise") if isinstance(row.extra, dict) else None
+    best = {"best": row.best, "best_text": num(row.best) if row.best is not None else "",
+            "noise": noise if isinstance(noise, int | float) else None}  # fmt: skip
     return {**vars(r), "cells": r.cells(), **best}
 
 

@@ -46,7 +46,7 @@ def points(pts: Iterable[Point]) -> Markup:
     for p in pts:
         title = f"<title>{escape(p.title)}</title>"
         head = (f'class="pt {escape(p.status)}" data-id="{p.id}" data-shape="{p.shape}" data-v="{_v(p.value)}" '
-                f'data-b="{_v(p.best)}"')  # fmt: skip
+                f'data-b="{_v(p.best)}" data-n="{_v(p.noise)}"')  # fmt: skip
         if p.shape == "dot":
             r = 4.5 if p.status == "keep" else 3
             out.append(f'<circle {head} cx="{p.x:.1f}" cy="{p.y:.1f}" r="{r}">{title}</circle>\n')

@@ -57,6 +57,7 @@ class Point:
     title: str  # the tooltip (model-written text: escaped by the template)
     value: float | None = None  # the data, so that the page can lay the points out again when live rows rescale it
     best: float | None = None
+    noise: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def night_plot(night: Night, rows: list[Experiment], tests: list[LockedTest], li
     points = tuple(
         Point(scale.x(r.id), scale.y(r.metric) if r.metric is not None else TOP - 8, r.id, r.status,
               SHAPES.get(r.status, "tri"), f"{r.id} {r.status} {num(r.metric)}: {_title(r.description)}", r.metric,
-              r.best)
+              r.best, _noise(r))
         for r in rows
     )  # fmt: skip
     steps = _changes([(r.id, r.best) for r in rows if r.best is not None])

@@ -108,8 +108,20 @@
       steps.slice(1).forEach(function (p) { d += " H" + s.x(p[0]).toFixed(1) + " V" + s.y(p[1]).toFixed(1); });
       best.setAttribute("d", d);
     }
-    var band = svg.querySelector("path.band");
-    if (band) band.remove();  // its noise is not on the page: it comes back with a reload
+    var band = svg.querySelector("path.band"), noisy = Array.prototype.filter.call(pts, function (el) {
+      return el.dataset.b && el.dataset.n;
+    }).map(function (el) { return [+el.dataset.id, +el.dataset.b, +el.dataset.n]; })
+      .sort(function (a, b) { return a[0] - b[0]; });
+    if (band && noisy.length) {
+      var f = function (n) { return n.toFixed(1); }, up = "", low = "";
+      noisy.forEach(function (p, k) {
+        up += k ? " H" + f(s.x(p[0])) + " V" + f(s.y(p[1] + p[2])) : "M" + f(s.x(p[0])) + "," + f(s.y(p[1] + p[2]));
+      });
+      noisy.reverse().forEach(function (p, k) {
+        low += k ? " V" + f(s.y(p[1] - p[2])) + " H" + f(s.x(p[0])) : " L" + f(s.x(p[0])) + "," + f(s.y(p[1] - p[2]));
+      });
+      band.setAttribute("d", up + low + " Z");
+    }
     while (grid.firstChild) grid.removeChild(grid.firstChild);
     var step = nice((s.y1 - s.y0) / 5);
     for (var v = Math.ceil(s.y0 / step) * step; v <= s.y1; v += step) {
@@ -138,6 +150,7 @@
     pt.dataset.id = String(row.id); pt.dataset.shape = "dot";
     pt.dataset.v = row.metric === null ? "" : String(row.metric);
     pt.dataset.b = row.best === null ? "" : String(row.best);
+    pt.dataset.n = row.noise === null || row.noise === undefined ? "" : String(row.noise);
     var title = document.createElementNS(SVG, "title");
     title.textContent = row.id + " " + row.status + " " + row.cells.metric + ": " + row.description;
     pt.appendChild(title);
