@@ -20,8 +20,9 @@ remeasure_due, settle), driven as the loop drives it. Both rules see the same pr
 Printed per rule: false keeps (kept but truly worse than the champion) as a share of keeps, missed improvements
 (truly better by more than one sigma, discarded) as a share of those proposed, the same on spoiled nights, the final
 champion's true gain over the baseline and its distance from the best candidate proposed (in sigma), the noise the
-rule believes at the end of the night (in sigma), runs and extra runs per night and what the extra runs were; then
-the new rule again with its nights cut to the old rule's number of runs (equal time, so fewer experiments).
+rule believes at the end of the night (in sigma), runs per night and per experiment, the share of run time spent on
+new experiments, and what the extra runs were; then the new rule again with its nights cut to the old rule's number
+of runs (equal time, so fewer experiments), and on a deterministic metric (the same nights, every run exact).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Tally:
     improvements: int = 0
     missed: int = 0
     runs: int = 0
+    experiments: int = 0  # candidates run: the night's new experiments
     gain: float = 0.0  # true baseline - true final champion, in sigma
     gap: float = 0.0  # true final champion - best true value proposed, in sigma
     noise: float = 0.0  # the rule's noise at the end of the night, in sigma
@@ -73,21 +75,23 @@ class Tally:
 class Machine:
     """Runs a commit of known truth: one noisy measurement, with the load and CPU time contention leaves."""
 
-    def __init__(self, rng: random.Random, sigma: float) -> None:
+    def __init__(self, rng: random.Random, sigma: float, deterministic: bool = False) -> None:
         self.rng = rng
-        self.sigma = sigma
+        self.sigma = sigma  # the scale of the proposals' steps; the spread of a run unless deterministic
+        self.deterministic = deterministic  # every run of a commit prints the same number; contention still shows
         self.runs = 0
 
     def run(self, truth: float, spoil: bool = False) -> tuple[float, float, float, float]:
         """(value, seconds, cpu_seconds, load per core) of one run."""
         rng = self.rng
         self.runs += 1
-        value = truth + rng.gauss(0.0, self.sigma)
+        spread = 0.0 if self.deterministic else self.sigma
+        value = truth + rng.gauss(0.0, spread)
         seconds = BUDGET * (1.0 + 0.01 * rng.random())
         cpu = RATIO * seconds * (1.0 + rng.gauss(0.0, 0.02))
         load = LOAD + rng.gauss(0.0, 0.05)
         if spoil or rng.random() < SPIKE_RATE:
-            value += (SPOIL if spoil else SPIKE) * self.sigma
+            value += (SPOIL if spoil else SPIKE) * spread
             if rng.random() < SEEN:
                 load += 0.8  # another busy process and a half
                 cpu *= 0.6
@@ -114,7 +118,7 @@ def old_night(steps: list[float], machine: Machine, spoiled: bool) -> Tally:
         _count(tally, kept, candidate, truth, sigma)
         if kept:
             truth, best = candidate, value
-    tally.runs = machine.runs
+    tally.runs, tally.experiments = machine.runs, len(steps)
     tally.gain, tally.gap, tally.noise = (START - truth) / sigma, (truth - lowest) / sigma, noise / sigma
     return tally
 
@@ -155,6 +159,7 @@ def new_night(steps: list[float], machine: Machine, spoiled: bool, max_runs: int
         _count(tally, kept, truths[commit], truths[champion], sigma)
         if kept:
             champion = commit
+        tally.experiments += 1
     tally.runs = machine.runs
     tally.gain, tally.gap = (START - truths[champion]) / sigma, (truths[champion] - lowest) / sigma
     tally.noise = referee.noise() / sigma
@@ -194,6 +199,8 @@ def summary(name: str, tallies: list[Tally], spoiled: list[bool], baseline_runs:
         "final to best (sigma)": f"{statistics.fmean(t.gap for t in tallies):.2f}",
         "noise at dawn (sigma)": f"median {median:.2f}, 80% of nights {low:.2f}-{high:.2f}",
         "runs per night": f"{runs:.1f}",
+        "runs per experiment": f"{runs / statistics.fmean(t.experiments for t in tallies):.3f}",
+        "new experiments": f"{_share(sum(t.experiments for t in tallies), sum(t.runs for t in tallies))} of run time",
         "extra runs per night": f"{runs - baseline_runs - experiments:.1f}",
     }
     if any(t.confirms for t in tallies):
@@ -225,16 +232,21 @@ def main() -> None:
     old: list[Tally] = []
     new: list[Tally] = []
     same_time: list[Tally] = []
+    exact: list[Tally] = []
     spoiled: list[bool] = []
     for night in range(args.nights):
         rng = random.Random(f"{args.seed}:{night}")
         steps = proposals(rng, args.experiments)
         spoil = rng.random() < SPOILED
         spoiled.append(spoil)
-        old.append(old_night(steps, Machine(random.Random(f"{args.seed}:{night}:runs"), args.sigma), spoil))
-        new.append(new_night(steps, Machine(random.Random(f"{args.seed}:{night}:runs"), args.sigma), spoil))
-        machine = Machine(random.Random(f"{args.seed}:{night}:runs"), args.sigma)
-        same_time.append(new_night(steps, machine, spoil, max_runs=old[-1].runs))
+
+        def machine(deterministic: bool = False, night: int = night) -> Machine:
+            return Machine(random.Random(f"{args.seed}:{night}:runs"), args.sigma, deterministic)
+
+        old.append(old_night(steps, machine(), spoil))
+        new.append(new_night(steps, machine(), spoil))
+        same_time.append(new_night(steps, machine(), spoil, max_runs=old[-1].runs))
+        exact.append(new_night(steps, machine(deterministic=True), spoil))
     _print(
         "task",
         {
@@ -248,6 +260,8 @@ def main() -> None:
     summary(
         "new rule, equal time (stopped at the old rule's runs)", same_time, spoiled, BASELINE_RUNS, args.experiments
     )
+    summary("new rule, deterministic metric (every run of a commit prints the same number)", exact, spoiled,
+            BASELINE_RUNS, args.experiments)  # fmt: skip
     _print("bench", {"seconds": f"{time.perf_counter() - started:.1f}"})
 
 

@@ -81,10 +81,17 @@ class Config:
         1, "runs of the baseline before the first experiment (the champion then runs again until 3 runs back it)", int
     )
     remeasure_every: int = _key(
-        20,
-        "the champion runs again after this many experiments, keeping its number current (0: until 3 runs back it)",
+        0,
+        "the champion also runs again after this many experiments (0: only while its number is not trusted, or after "
+        "the machine changed)",
         int,
     )
+    deterministic: bool | Literal["auto"] = _key(
+        "auto",
+        "`true`: every run of a version prints the same number (no re-runs, no confirmations); `false`: it does not; "
+        "`auto`: learned from the first repeat, and a disagreement turns the re-runs back on",
+        str, bool,
+    )  # fmt: skip
     confirm: int = _key(1, "re-runs a candidate that wins its first run must win again before it is kept", int)
     protected: tuple[str, ...] = _key(
         ("prepare.py", "program.md", "agent.py", "harness/"),
@@ -216,6 +223,8 @@ def _checked(values: dict[str, Any]) -> Config:
         values["sandbox"] = "off"  # YAML reads a bare `off` as false
     if "sandbox" in values and values["sandbox"] not in ("auto", "required", "off"):
         raise ValueError(f"'sandbox' must be auto, required or off, not {values['sandbox']!r}")
+    if "deterministic" in values and values["deterministic"] not in (True, False, "auto"):
+        raise ValueError(f"'deterministic' must be true, false or auto, not {values['deterministic']!r}")
     for key in ("budget", "timeout", "patience", "max_cost_usd", "evaluate_timeout"):
         if key in values and not (values[key] > 0 and math.isfinite(values[key])):
             raise ValueError(f"'{key}' must be a positive number, not {values[key]!r}")

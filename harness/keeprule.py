@@ -15,15 +15,19 @@ Direction = Literal["minimize", "maximize"]
 # --- the rule ---------------------------------------------------------------------------------------------------------
 # A commit's number is the median of its runs; the noise is the spread of repeated runs of the same commits, pooled
 # over the night. A candidate's first run must beat the champion by Z standard errors to earn CONFIRM more runs, and
-# those fresh runs, which were not picked for looking good, must win again for it to be kept. The champion runs again
-# while it has fewer than MIN_CHAMPION_RUNS clean runs (the baseline, a fresh keep), after every experiment until the
-# noise rests on MIN_REPEATS repeats, then every REMEASURE_EVERY experiments. A run measured under contention counts
-# for nothing while its commit has a clean run: a candidate whose only run was contended runs again before it is
-# judged, and a champion runs again until it has its clean runs (one extra run at most). When every run of a commit
-# was contended, those runs are all there is, and the verdict says so.
+# those fresh runs, which were not picked for looking good, must win again for it to be kept; a win beyond REACH
+# standard errors of a trusted noise is out of the noise's reach and is kept without them. The champion runs again
+# while it has fewer than MIN_CHAMPION_RUNS clean runs (the baseline, a fresh keep), when the machine changed since its
+# last run (clean runs get a CPU share MACHINE_CHANGE away from its own), and every REMEASURE_EVERY experiments when
+# asked; one such run goes between two candidates, never ahead of the first candidate after the baseline or a keep.
+# A run measured under contention counts for nothing while its commit has a clean run: a candidate whose only run was
+# contended runs again before it is judged, and a champion runs again until it has its clean runs (one extra run at
+# most). When every run of a commit was contended, those runs are all there is, and the verdict says so.
+# A deterministic metric (repeats agree exactly: the printed numbers are equal) has no noise: after the first exact
+# repeat nothing runs twice, but for a spot check every SPOT_CHECK experiments; a disagreement turns it all back on.
 
 # --- defaults: each comment is the line program.md carries about it ---------------------------------------------------
-REMEASURE_EVERY = 20  # the champion runs again after every 20 experiments: its number stays current for 5% more runs
+REMEASURE_EVERY = 0  # the champion runs again only when it must (0); N: also after every N experiments
 CONFIRM = 1  # a candidate that wins its first run runs once more and must win again: lucky single runs are not kept
 Z = 1.0  # a run wins if it beats the champion by one standard error of their difference; an equal candidate: 1 in 20
 MIN_CHAMPION_RUNS = 3  # a champion's number is the median of at least 3 runs: the fewest where one bad run is outvoted
@@ -35,6 +39,9 @@ LOAD_EXCESS = 0.25  # contended: other work kept a quarter of the run's cores bu
 CPU_SHARE = 0.7  # contended: the run got under 70% of the CPU seconds per wall second this night's clean runs get
 MIN_SECONDS = 5.0  # a run shorter than this is never marked: a moment's load says little about it
 TYPICAL_RUNS = 3  # the night's usual CPU share is the median of at least 3 clean runs
+MACHINE_CHANGE = 0.15  # the machine changed: clean runs got 15% more or less CPU per second than the champion's
+SPOT_CHECK = 50  # a metric found deterministic (not said so) is checked by a champion repeat every 50 experiments
+REACH = 4.0  # a first run beyond 4 standard errors of a trusted noise is kept unconfirmed: an equal one, 1 in 30,000
 
 # |x - y| of two runs of one commit is |N(0, 2 sigma^2)|, whose median is 0.6745 * sqrt(2) * sigma.
 PAIR_TO_SIGMA = 1.0 / (0.6744897501960817 * math.sqrt(2.0))
@@ -93,27 +100,37 @@ def contended(cpu_seconds: float | None, seconds: float, load: float | None, cor
 class Referee:
     """Every measurement of a night and the decisions they support; rebuilt from the ledger's rows after a restart."""
 
-    def __init__(self, measurements: Iterable[Measurement] = ()) -> None:
+    def __init__(self, measurements: Iterable[Measurement] = (), declared: bool | None = None) -> None:
+        self._declared = declared  # program.md's `deterministic`: True, False, or None to learn it from the repeats
         self._all: list[Measurement] = []
         self._runs: dict[str, list[Measurement]] = {}
         self._last: dict[str, int] = {}  # commit -> experiments measured up to its latest run
+        self._index: dict[str, int] = {}  # commit -> the place of its latest run among all runs
         self._experiments = 0  # "candidate" runs so far
         self._ratios: list[float] = []  # CPU seconds per wall second of clean runs
         self._sizes: list[float] = []  # |value| of every run: the scale of the metric
         self._pairs: dict[str, list[tuple[float, float]]] = {}  # commit -> (|x - y|, weight) of its trusted runs
         self._repeats: dict[str, int] = {}  # commit -> its trusted runs beyond the first
         self._noise: float | None = None  # cached until the next add
+        self._repeated = False  # some commit ran twice or more
+        self._disagreed: Measurement | None = None  # the first run that differed from an earlier run of its commit
         for m in measurements:
             self.add(m)
 
     def add(self, m: Measurement) -> None:
         """Record one measurement."""
         self._all.append(m)
-        self._runs.setdefault(m.commit, []).append(m)
+        earlier = self._runs.setdefault(m.commit, [])
+        if earlier:
+            self._repeated = True
+            if self._disagreed is None and any(e.value != m.value for e in earlier):
+                self._disagreed = m
+        earlier.append(m)
         self._experiments += m.purpose == "candidate"
         self._last[m.commit] = self._experiments
-        if not m.contended and m.cpu_seconds and m.seconds >= MIN_SECONDS:
-            self._ratios.append(m.cpu_seconds / m.seconds)
+        self._index[m.commit] = len(self._all) - 1
+        if (ratio := _ratio(m)) is not None:
+            self._ratios.append(ratio)
         self._sizes.append(abs(m.value))
         # Each pair of runs of one commit measures the spread free of what commits changed. A pair weighs 2/n, so a
         # commit weighs its n - 1 repeats however many pairs its n runs make.
@@ -163,11 +180,37 @@ class Referee:
         """How many repeats the noise rests on: trusted runs of each commit beyond its first."""
         return sum(self._repeats.values())
 
+    @property
+    def declared(self) -> bool | None:
+        """What program.md says of the metric: deterministic (True), noisy (False), or None to learn it."""
+        return self._declared
+
+    @declared.setter
+    def declared(self, value: bool | None) -> None:
+        self._declared = value
+        self._noise = None
+
+    def deterministic(self) -> bool:
+        """Whether the metric has no noise: every repeat so far agreed exactly (and there was one), or program.md said
+        so; False once two runs of one commit differ, whatever program.md said, or when it said the metric is noisy."""
+        if self._declared is False or self._disagreed is not None:
+            return False
+        return self._declared is True or self._repeated
+
+    def disagreement(self) -> Measurement | None:
+        """The first run whose number differed from an earlier run of its commit (None: every repeat agreed)."""
+        return self._disagreed
+
     def noise(self) -> float:
-        """The standard deviation of one run, pooled over every commit measured more than once; 0.0 before any run."""
+        """The standard deviation of one run, pooled over every commit measured more than once; 0.0 before any run
+        and for a deterministic metric."""
         if self._noise is None:
-            self._noise = self._estimate()
+            self._noise = 0.0 if self.deterministic() else self._estimate()
         return self._noise
+
+    def trusted_noise(self) -> bool:
+        """Whether the noise rests on enough repeats to be taken as it is (always, for a deterministic metric)."""
+        return self.deterministic() or self.repeats() >= MIN_REPEATS
 
     def _estimate(self) -> float:
         if not self._all:
@@ -209,7 +252,7 @@ class Referee:
         sign = 1.0 if direction == "maximize" else -1.0
         best = statistics.median(m.value for m in base)
         champ = f"champion {_f(best)} (median of {len(base)})"
-        if all(m.contended for m in runs) and len(runs) <= CONTENDED_RETRIES:
+        if all(m.contended for m in runs) and len(runs) <= CONTENDED_RETRIES and not self.deterministic():
             seen = f" (load {runs[-1].load:.2f} per core)" if runs[-1].load is not None else ""
             return Verdict("measure", f"run again: its run was contended{seen}", (candidate,), champion_value=best)
         trusted = self.trusted(candidate)
@@ -225,15 +268,25 @@ class Referee:
         gain = sign * (first - best)
         if gain <= margin:
             return verdict("discard", f"discarded: {_f(first)} does not beat {champ} by more than {_f(margin)}", margin)
+        kept = f"kept: {_f(first)} beats {champ} by {_f(gain)} > margin {_f(margin)}"
         if confirm <= 0:
-            return verdict("keep", f"kept: {_f(first)} beats {champ} by {_f(gain)} > margin {_f(margin)}", margin)
+            return verdict("keep", kept, margin)
+        if self.deterministic():
+            return verdict("keep", f"{kept} (deterministic: repeats agree exactly, no confirmation)", margin)
+        reach = REACH * self.margin(0.0, 1, len(base)) / Z
+        if self.trusted_noise() and gain > reach and not later:
+            return verdict("keep", f"{kept}, beyond the noise's reach ({_f(reach)}): kept unconfirmed", margin)
         if len(later) < confirm:
             if len(runs) >= 1 + confirm + CONTENDED_RETRIES:
                 why = f"{_f(first)} won, then {len(runs) - len(trusted)} of its {len(runs)} runs were contended"
                 return verdict("discard", f"discarded, not confirmed: {why}", margin)
-            # A champion of few runs is measured beside the candidate rather than trusted.
+            # A champion of few runs is measured beside the candidate rather than trusted. Before anything ran twice,
+            # the champion goes alone first: if its repeat agrees exactly, the metric is deterministic and the
+            # candidate's one run is all it needs.
             need = (champion, candidate) if pair and self._short(champion) else (candidate,)
-            who = "it and the champion" if len(need) == 2 else "it"
+            if len(need) == 2 and not self._repeated and self._declared is None:
+                need = (champion,)
+            who = {1: "it", 2: "it and the champion"}[len(need)] if need != (champion,) else "the champion"
             why = f"confirming: {_f(first)} beats {champ} by {_f(gain)} > {_f(margin)}; run {who} again"
             return verdict("measure", why, margin, need)
         # The first run was chosen for looking good; only the runs after it are free of that luck.
@@ -248,18 +301,39 @@ class Referee:
         return verdict("discard", f"discarded, not confirmed: {why}", margin)
 
     def remeasure_due(self, champion: str, every: int = REMEASURE_EVERY) -> bool:
-        """True when the champion should run again before the next experiment: it has too few clean runs, or the
-        noise is not yet trusted, or `every` experiments ran since its last run (0: only for too few clean runs)."""
+        """True when the champion should run again before the next experiment: while it has too few clean runs to
+        trust its number, when the machine changed since its last run, or `every` experiments after it (0: never for
+        that alone); never twice between two candidates (one runs first after the baseline or a keep). A metric found
+        deterministic (program.md did not say so) is checked by a repeat every SPOT_CHECK experiments, no more."""
+        if champion not in self._last:
+            return False
+        since = self._experiments - self._last[champion]
+        if self.deterministic():
+            # Learned from the repeats, not said by program.md: now and then a repeat checks that they still agree.
+            return self._declared is None and since >= SPOT_CHECK
+        if since == 0:
+            return False  # it has just run (or just won): the next run is a candidate's
         if self._short(champion):
-            return True
-        if every <= 0:
-            return False  # re-measures switched off: the champion runs only until it has its clean runs
-        if self.repeats() < MIN_REPEATS:
-            every = 1  # until the noise is trusted, one champion run per experiment gets it there soonest
-        return every > 0 and self._experiments - self._last[champion] >= every
+            return True  # its number is not trusted yet: one run between two candidates
+        if self._machine_changed(champion):
+            return True  # its number was measured on a machine that ran differently: it may be stale
+        return every > 0 and since >= every
+
+    def _machine_changed(self, champion: str) -> bool:
+        """Whether the clean runs since the champion's last run got a CPU share per wall second more than
+        MACHINE_CHANGE away from its own runs' (a new job on the machine, a throttled or a faster one): a lasting
+        change, where a contended run is a moment's."""
+        mine = [r for m in self._runs[champion] if (r := _ratio(m)) is not None]
+        since = [r for m in self._all[self._index[champion] + 1 :] if (r := _ratio(m)) is not None]
+        if not mine or len(since) < TYPICAL_RUNS:
+            return False
+        recent = statistics.median(since[-TYPICAL_RUNS:])
+        return abs(recent / statistics.median(mine) - 1.0) > MACHINE_CHANGE
 
     def _short(self, commit: str) -> bool:
         """Whether a champion has too few clean runs to trust, and has not yet used the runs allowed to get them."""
+        if self.deterministic():
+            return False  # one run is its number
         runs = self._runs.get(commit, [])
         clean = sum(not m.contended for m in runs)
         return clean < MIN_CHAMPION_RUNS and len(runs) < MIN_CHAMPION_RUNS + CONTENDED_RETRIES
@@ -296,6 +370,13 @@ def settle(
             elif m is None:
                 pair = False  # the champion's own re-run failed: judge on the runs it has
     raise AssertionError(f"judging {candidate[:10]} against {champion[:10]} did not settle")
+
+
+def _ratio(m: Measurement) -> float | None:
+    """CPU seconds per wall second of a clean run long enough to tell; None otherwise."""
+    if m.contended or not m.cpu_seconds or m.seconds < MIN_SECONDS:
+        return None
+    return m.cpu_seconds / m.seconds
 
 
 def _clipped(pairs: list[tuple[float, float]]) -> float:

@@ -84,7 +84,7 @@ class Night:
         self.measured_rows.append(m)
         if m.worker and self.offsets.add(m.file_sha, m.worker, m.value):
             # The workers' offsets moved: every number is corrected again, so the rule weighs them on one scale.
-            self.referee = Referee(self._corrected(row) for row in self.measured_rows)
+            self.referee = Referee((self._corrected(row) for row in self.measured_rows), self.referee.declared)
             return self.referee.measurements()[-1]
         found = self._corrected(m)
         self.referee.add(found)
@@ -95,6 +95,11 @@ class Night:
         value = (m.value or 0.0) - self.offsets.of(m.worker)
         purpose: Purpose = m.purpose  # type: ignore[assignment]
         return Measurement(m.file_sha, value, m.seconds, m.cpu_seconds, m.load, m.contended, purpose)
+
+    def declare(self, config: Config) -> None:
+        """Tell the keep rule what program.md says of the metric (`deterministic`), at the start and after an edit."""
+        said = config.deterministic
+        self.referee.declared = None if said == "auto" else bool(said)
 
     @property
     def best(self) -> float | None:

@@ -84,6 +84,8 @@ class Night:
     champion_runs: tuple[tuple[float, float], ...] = ()  # (experiment it preceded - 0.5, value) of each champion run
     workers: int = 1  # workers that ran its runs
     busy: float | None = None  # the share of the workers' time spent running runs, from the first run to the last
+    new_share: float | None = None  # the share of the runs' time spent on new candidates (not re-runs, not baseline)
+    deterministic: bool = False  # the keep rule found (or was told) the metric has no noise: every repeat agreed
     generations: tuple[Generation, ...] = ()  # HyperAgent generations (each after the experiment it names)
     tests: tuple[LockedTest, ...] = ()  # the locked test of each champion, in order (program.md's `test:`)
 
@@ -171,6 +173,7 @@ def summarize(
         champion_runs=tuple((m.experiment - 0.5, m.value) for m in runs_of
                             if m.purpose in ("baseline", "remeasure") and m.value is not None),
         workers=len({m.worker for m in runs_of}) or 1, busy=_busy(runs_of), tests=tuple(tests),
+        new_share=_new_share(runs_of), deterministic=_deterministic(mine, measured),
     )  # fmt: skip
 
 
@@ -197,6 +200,21 @@ def _busy(runs: list[MeasurementRow]) -> float | None:
     workers = len({m.worker for m in runs}) or 1
     # The ledger's times are to the second: a night shorter than its rounding says nothing, and none is above 100%.
     return min(1.0, sum(m.seconds for m in runs) / (workers * span)) if span >= 1.0 else None
+
+
+def _new_share(runs: list[MeasurementRow]) -> float | None:
+    """The share of the runs' seconds spent on candidates: what the night spent on new experiments, the rest on the
+    baseline, confirmations and the champion's re-runs."""
+    total = sum(m.seconds for m in runs)
+    return sum(m.seconds for m in runs if m.purpose == "candidate") / total if total > 0 else None
+
+
+def _deterministic(rows: list[Experiment], runs: list[MeasurementRow]) -> bool:
+    """Whether the night's keep rule weighed a metric without noise: its last decision used a noise of exactly 0
+    (program.md said so, or the repeats agreed), and no two runs of one version have disagreed since."""
+    noise = _noise(rows)
+    ran = [Measurement(m.file_sha, m.value) for m in runs if m.value is not None]
+    return noise == 0.0 and Referee(ran).disagreement() is None
 
 
 def _noise(rows: list[Experiment]) -> float | None:
@@ -303,6 +321,7 @@ def figures(night: Night) -> list[tuple[str, str]]:
         ("statuses", _statuses(night.statuses)),
         ("noise", _noise_line(night)),
         ("evaluators busy", "-" if night.busy is None else f"{100 * night.busy:.1f}% of {night.workers} workers' time"),
+        ("new experiments", "-" if night.new_share is None else f"{100 * night.new_share:.0f}% of run time"),
         *([("generations", generations_summary(night.generations))] if night.generations else []),
         *([("locked test", lockedtest.summary(night.tests))] if night.tests else []),
     ]
@@ -345,6 +364,8 @@ def _noise_line(night: Night) -> str:
         return "-"
     runs = night.extra_runs
     extra = f"{runs.get('remeasure', 0)} champion re-runs, {runs.get('confirm', 0)} confirmations"
+    if night.deterministic:
+        return f"0: deterministic, every repeat agreed exactly ({extra})"
     return f"{num(night.noise)} per run ({extra})"
 
 

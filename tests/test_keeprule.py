@@ -17,6 +17,7 @@ from harness.keeprule import (
     CONFIRM,
     MIN_CHAMPION_RUNS,
     MIN_REPEATS,
+    SPOT_CHECK,
     Measurement,
     Purpose,
     Referee,
@@ -122,8 +123,10 @@ def test_baseline_run_beside_a_busy_process_is_set_aside_and_run_again():
     task = Task(busy={("base", 1): 0.61})
     referee = Referee()
     champion, _ = night(task, referee, [0.2, -0.3])
-    before_exp1 = referee.measurements()[: [m.commit for m in referee.measurements()].index("exp1")]
-    assert [m.contended for m in before_exp1] == [True] + [False] * MIN_CHAMPION_RUNS  # three clean runs to judge by
+    order = [m.commit for m in referee.measurements()]
+    assert order[:3] == ["base", "base", "exp1"]  # the first candidate runs right after the baseline
+    assert order[3] == "base"  # the champion's missing runs go between the candidates, one at a time
+    assert [m.contended for m in referee.runs("base")] == [True] + [False] * MIN_CHAMPION_RUNS  # three clean runs
     assert referee.value("base") == pytest.approx(2.80, abs=2 * SIGMA)
     assert champion == "exp2"
 
@@ -215,11 +218,61 @@ def test_two_spoiled_baseline_runs_give_a_noise_no_larger_than_the_prior():
     assert referee.noise() <= 0.02 * 3.105 + 1e-12  # was 0.43 when the two runs' spread was the noise
 
 
-def test_identical_runs_give_the_floor_not_zero():
-    referee = Referee()
+def test_identical_runs_of_a_metric_said_to_be_noisy_give_the_floor_not_zero():
+    referee = Referee(declared=False)  # program.md: `deterministic: false`
     for commit in range(10):
         runs(referee, f"c{commit}", 2.5, 2.5)
+    assert not referee.deterministic()
     assert referee.noise() == pytest.approx(2.5e-4)
+
+
+# --- a deterministic metric -------------------------------------------------------------------------------------------
+
+
+def test_first_exact_repeat_makes_the_noise_zero_and_a_win_is_kept_on_one_run():
+    referee = Referee()
+    runs(referee, "base", 0.9125, purpose="baseline")
+    assert not referee.deterministic()  # nothing repeated yet
+    runs(referee, "exp1", 0.9130, purpose="candidate")
+    assert referee.remeasure_due("base")  # one champion run, between two candidates
+    runs(referee, "base", 0.9125)
+    assert referee.deterministic() and referee.noise() == 0.0
+    assert not referee.remeasure_due("base", every=20)
+    runs(referee, "exp2", 0.9124, purpose="candidate")
+    verdict = referee.judge("exp2", "base", "minimize")
+    assert verdict.action == "keep" and "deterministic" in verdict.reason
+    runs(referee, "exp3", 0.9125, purpose="candidate")  # equal to the champion is no gain
+    assert referee.judge("exp3", "base", "minimize").action == "discard"
+    for i in range(SPOT_CHECK - 2):  # exp3 was the first experiment after exp2's run
+        runs(referee, f"other{i}", 0.95, purpose="candidate")
+        assert not referee.remeasure_due("exp2")
+    runs(referee, "last", 0.95, purpose="candidate")
+    assert referee.remeasure_due("exp2")  # a learned determinism is spot-checked now and then
+
+
+def test_a_disagreement_turns_the_machinery_back_on_at_once():
+    referee = Referee(declared=True)  # program.md: `deterministic: true`
+    runs(referee, "base", 2.80, purpose="baseline")
+    runs(referee, "exp1", 2.50, purpose="candidate")
+    assert referee.judge("exp1", "base", "minimize").action == "keep"
+    assert referee.noise() == 0.0 and not referee.remeasure_due("exp1")
+    runs(referee, "exp1", 2.58)  # a repeat that differs: the metric is not deterministic after all
+    assert not referee.deterministic()
+    assert referee.disagreement() == referee.runs("exp1")[-1]
+    assert referee.noise() > 0.0
+    runs(referee, "exp2", 2.40, purpose="candidate")
+    assert referee.judge("exp2", "exp1", "minimize").action == "measure"  # wins are confirmed again
+
+
+def test_a_deterministic_night_costs_one_run_per_experiment():
+    task = Task(sigma=0.0)
+    referee = Referee()
+    steps = [random.Random(i).choice([0.1, 0.2, -0.05]) for i in range(100)]
+    _, verdicts = night(task, referee, steps)
+    candidates = sum(m.purpose == "candidate" for m in referee.measurements())
+    assert candidates == 100
+    assert len(referee.measurements()) - 2 <= 1.05 * candidates  # the two baseline runs aside
+    assert all(v.action == ("keep" if s < 0 else "discard") for s, v in zip(steps, verdicts.values(), strict=True))
 
 
 def test_contended_runs_are_left_out_of_a_commits_value_and_of_the_noise():
@@ -302,7 +355,7 @@ def test_champion_of_few_runs_is_run_beside_the_confirmation():
 
 def test_champion_of_enough_runs_is_trusted_and_only_the_candidate_runs_again():
     referee = Referee()
-    runs(referee, "base", *[2.80] * MIN_CHAMPION_RUNS)
+    runs(referee, "base", 2.80, 2.81, 2.79)
     runs(referee, "exp1", 2.50, purpose="candidate")
     assert referee.judge("exp1", "base", "minimize").measure == ("exp1",)
 
@@ -372,26 +425,43 @@ def test_referee_rebuilt_from_its_measurements_decides_the_same():
     assert rebuilt.remeasure_due(champion, every=2) == referee.remeasure_due(champion, every=2)
 
 
-def test_champion_is_due_after_every_experiment_until_the_noise_is_trusted():
+def test_champion_runs_between_candidates_until_its_number_is_trusted_then_only_when_it_must():
     referee = Referee()
-    runs(referee, "base", 2.80, 2.81, 2.79, purpose="baseline")
+    runs(referee, "base", 2.80, purpose="baseline")
+    assert not referee.remeasure_due("base")  # the first candidate goes first
     due = []
-    for i in range(12):
-        runs(referee, f"exp{i}", 3.0, purpose="candidate")
-        due.append(referee.remeasure_due("base", every=20))
+    for i in range(8):
+        runs(referee, f"exp{i}", 3.0 + i / 100, purpose="candidate")
+        due.append(referee.remeasure_due("base"))
         if due[-1]:
-            runs(referee, "base", 2.80)
-    assert referee.repeats() == MIN_REPEATS
-    assert due == [True] * (MIN_REPEATS - 2) + [False] * 4
+            runs(referee, "base", 2.81 + i / 100)
+            assert not referee.remeasure_due("base")  # never twice between two candidates
+    assert due == [True] * (MIN_CHAMPION_RUNS - 1) + [False] * 6  # the noise's trust is not the champion's
 
 
-def test_champion_is_due_again_after_every_n_experiments_and_when_it_has_few_runs():
+def test_champion_runs_again_when_the_machine_changed():
+    referee = Referee()
+
+    def run(commit: str, value: float, cpu: float, purpose: Purpose = "candidate") -> None:
+        referee.add(Measurement(commit, value, seconds=30.0, cpu_seconds=cpu, purpose=purpose))
+
+    for v in (2.80, 2.82, 2.79):
+        run("base", v, 57.0, "remeasure")
+    for i in range(3):
+        run(f"exp{i}", 3.0 + i / 100, 56.0)
+    assert not referee.remeasure_due("base")
+    for i in range(3, 6):
+        run(f"exp{i}", 3.0 + i / 100, 40.0)  # from now on every run gets 30% less CPU: something else moved in
+    assert referee.remeasure_due("base")
+    run("base", 2.95, 40.0, "remeasure")
+    assert not referee.remeasure_due("base")
+
+
+def test_champion_is_due_again_after_every_n_experiments_when_asked():
     referee = Referee()
     for commit in range(MIN_REPEATS):  # a trusted noise, from repeats of other commits
         runs(referee, f"old{commit}", 3.1, 3.11)
-    runs(referee, "base", 2.80, 2.81, purpose="baseline")
-    assert referee.remeasure_due("base", every=3)  # two runs are too few to trust
-    runs(referee, "base", 2.79)
+    runs(referee, "base", 2.80, 2.81, 2.79)
     due = []
     for i in range(7):
         runs(referee, f"exp{i}", 3.0, purpose="candidate")
@@ -403,9 +473,25 @@ def test_champion_is_due_again_after_every_n_experiments_and_when_it_has_few_run
     assert statistics.median(m.value for m in referee.runs("base")) == referee.value("base")
 
 
+def test_a_win_far_beyond_a_trusted_noise_is_kept_without_a_confirmation():
+    referee = Referee()
+    for commit in range(MIN_REPEATS):
+        runs(referee, f"old{commit}", 3.1, 3.16)
+    runs(referee, "base", 2.80, 2.86, 2.74)
+    runs(referee, "near", 2.70, purpose="candidate")  # within reach of the noise: confirmed first
+    assert referee.judge("near", "base", "minimize").action == "measure"
+    runs(referee, "far", 2.30, purpose="candidate")  # 0.5 better, with a noise near 0.04
+    verdict = referee.judge("far", "base", "minimize")
+    assert verdict.action == "keep" and "kept unconfirmed" in verdict.reason
+
+
 def test_the_noise_benchmark_runs_and_the_rule_makes_fewer_false_keeps_than_the_old_one():
     bench = Path(__file__).resolve().parent.parent / "bench" / "noise.py"
     out = subprocess.run([sys.executable, str(bench), "--nights", "200", "--experiments", "50"],
                          capture_output=True, text=True, timeout=120, check=True).stdout  # fmt: skip
-    old, new, same_time = (float(x) for x in re.findall(r"false keeps:\s+([\d.]+)% of keeps", out))
-    assert new < old / 2 and same_time < old / 2, out
+    old, new, same_time, exact = (float(x) for x in re.findall(r"false keeps:\s+([\d.]+)% of keeps", out))
+    assert new < old / 2 and same_time < old / 2 and exact == 0.0, out
+    shares = [float(x) for x in re.findall(r"new experiments:\s+([\d.]+)% of run time", out)]
+    assert len(shares) == 4 and shares[3] > 95.0, out  # a deterministic night spends its time on new experiments
+    per_experiment = [float(x) for x in re.findall(r"runs per experiment:\s+([\d.]+)", out)]
+    assert per_experiment[3] <= 1.05, out

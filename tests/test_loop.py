@@ -159,7 +159,8 @@ SCRIPTED = (
 
 def scripted_night(tmp_path: Path, sequence: list[float]) -> list[dict]:
     # The counter lives in runs/, which only a run outside the sandbox can reach: this test is of the keep rule.
-    repo = make_repo(tmp_path / "scripted", {"train.py": SCRIPTED, "program.md": toy_program(sandbox="off")})
+    program = toy_program(sandbox="off", baseline_runs=3)  # the champion's number rests on 3 runs from the start
+    repo = make_repo(tmp_path / "scripted", {"train.py": SCRIPTED, "program.md": program})
     (repo / "runs").mkdir()
     (repo / "runs" / "sequence").write_text(" ".join(map(str, sequence)))
     agent = write_agent(
@@ -171,10 +172,10 @@ def scripted_night(tmp_path: Path, sequence: list[float]) -> list[dict]:
 
 
 def test_a_candidate_that_wins_only_by_a_lucky_run_is_not_kept(tmp_path: Path):
-    # The baseline, the champion run twice more (its number rests on 3 runs), the candidate's lucky run, its re-run.
+    # The baseline's three runs, the candidate's lucky run, its re-run.
     night = scripted_night(tmp_path, [3.0, 3.01, 2.99, 2.0, 3.0])
     runs = [(r["purpose"], r["value"]) for r in night if r["kind"] == "measurement"]
-    assert runs == [("baseline", 3.0), ("remeasure", 3.01), ("remeasure", 2.99), ("candidate", 2.0), ("confirm", 3.0)]
+    assert runs == [("baseline", 3.0), ("baseline", 3.01), ("baseline", 2.99), ("candidate", 2.0), ("confirm", 3.0)]
     exp = [r for r in night if r["kind"] == "experiment"][-1]
     assert exp["status"] == "discard" and exp["reason"].startswith("discarded, not confirmed: re-run at 3")
     assert exp["best"] == 3.0  # the champion's median, not any single run
@@ -186,7 +187,33 @@ def test_a_genuine_improvement_is_kept_after_it_wins_again(tmp_path: Path):
     assert exp["status"] == "keep" and exp["reason"].startswith("kept: re-run at 2.02")
     assert exp["metric"] == 2.01 and exp["extra"]["runs"] == 2  # the median of its two runs
     log = cli(tmp_path / "scripted", "log", "--tag", "s").stdout  # the morning review shows what the rule did
-    assert re.search(r"noise:\s+\S+ per run \(2 champion re-runs, 1 confirmations\)", log), log
+    assert re.search(r"noise:\s+\S+ per run \(0 champion re-runs, 1 confirmations\)", log), log
+    assert re.search(r"new experiments:\s+\d+% of run time", log), log
+
+
+def test_a_deterministic_metric_costs_one_run_per_experiment_and_the_log_says_so(tmp_path: Path):
+    # The score is a pure function of the file (a scikit-learn score with a fixed seed, say): every repeat agrees.
+    train = "X = 40\nprint('val_bpb:', round(abs(X - 17) / 7, 6))\n"
+    repo = make_repo(tmp_path / "exact", {"train.py": train, "program.md": toy_program(sandbox="off")})
+    agent = write_agent(
+        tmp_path / "step.py",
+        "import re\nx = int(re.search(r'X = (\\d+)', task.mutable_content).group(1))\n"
+        "step = -3 if task.experiment % 3 else 5\n"
+        "return Proposal(f'X {x + step}', task.mutable_content.replace(f'X = {x}', f'X = {x + step}'))",
+    )
+    out = cli(repo, "run", "--tag", "d", "--agent", str(agent), "--max-experiments", "9")
+    assert out.returncode == 0, out.stderr
+    night = [json.loads(line) for line in (repo / "experiments.log").read_text().splitlines()]
+    measured = [r for r in night if r["kind"] == "measurement"]
+    runs = [r["purpose"] for r in measured]
+    exps = [r for r in night if r["kind"] == "experiment" and r["id"] > 0]
+    # The first candidate won: the champion ran again beside it, agreed exactly, and nothing ran twice after that.
+    assert runs == ["baseline", "candidate", "confirm", *["candidate"] * 8]
+    assert measured[2]["file_sha"] == measured[0]["file_sha"] and measured[2]["value"] == measured[0]["value"]
+    assert [r["status"] for r in exps] == ["keep", "keep", "discard"] * 3  # any gain is kept, none confirmed
+    log = cli(repo, "log", "--tag", "d").stdout
+    assert re.search(r"noise:\s+0: deterministic", log), log
+    assert re.search(r"new experiments:\s+\d+% of run time", log), log  # 9 of 11 runs, weighed by their seconds
 
 
 def test_a_malformed_program_at_start_exits_2_naming_the_line(project: Path):

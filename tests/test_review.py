@@ -253,3 +253,32 @@ def test_report_md_shows_what_a_model_wrote_as_text_never_as_links_images_or_htm
         assert shown in html
     row = next(x for x in text.splitlines() if x.startswith("| 2 |"))
     assert row.count(" | ") == 6 and "\\| pipe" in row  # the pipe is escaped: the row keeps its seven columns
+
+
+def test_the_share_of_run_time_on_new_experiments_and_a_deterministic_night(tmp_path: Path):
+    ledger = Ledger(tmp_path / "experiments.log")
+
+    def run(sha: str, value: float, purpose: str, experiment: int, seconds: float) -> None:
+        ledger.append({"kind": "measurement", "tag": "t", "file_sha": sha, "value": value, "purpose": purpose,
+                       "experiment": experiment, "seconds": seconds})  # fmt: skip
+
+    def row(i: int, sha: str, status: str, metric: float, noise: float) -> None:
+        ledger.append(Experiment(tag="t", id=i, commit=f"{i:040d}", parent="p" * 40, status=status, metric=metric,
+                                 best=metric, description=f"e{i}", seconds=60.0, agent="optuna", program_sha="p",
+                                 agent_sha="a", file_sha=sha, extra={"noise": noise}))  # fmt: skip
+
+    run("base", 0.5, "baseline", 0, 60.0)
+    row(0, "base", "keep", 0.5, 0.01)
+    run("a", 0.6, "candidate", 1, 50.0)
+    run("base", 0.5, "remeasure", 2, 60.0)
+    row(1, "a", "discard", 0.6, 0.0)
+    run("b", 0.4, "candidate", 2, 70.0)
+    row(2, "b", "keep", 0.4, 0.0)
+    night = review.summarize(ledger.read())
+    assert night.new_share == pytest.approx(120.0 / 240.0)  # the two candidates' seconds of all the runs'
+    assert night.deterministic
+    lines = dict(review.figures(night))
+    assert lines["new experiments"] == "50% of run time"
+    assert lines["noise"].startswith("0: deterministic")
+    run("b", 0.41, "remeasure", 3, 60.0)  # a repeat that disagrees: the metric is not deterministic after all
+    assert not review.summarize(ledger.read()).deterministic
