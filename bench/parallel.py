@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import executors
+from harness.config import Config
 from harness.parallel import Parallel
 from harness.session import Options, open_session
 from harness.task import Proposal, Proposed, Result, Spend, Task
@@ -64,6 +65,9 @@ class Thinker:
 
     def take_spend(self) -> Spend:
         return Spend()
+
+    def steer(self, config: Config) -> None:
+        pass
 
     def close(self) -> None:
         pass

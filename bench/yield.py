@@ -2,7 +2,7 @@
 Research yield at an equal budget: the best metric each agent finds in the same number of experiments, over seeds.
 
 Usage:
-    python bench/yield.py                        # synthetic task: random vs optuna, 10 seeds x 30 experiments
+    python bench/yield.py                        # synthetic task: random vs optuna, 20 seeds x 30 experiments
     python bench/yield.py --quick                # the CI size: 3 seeds x 10 experiments, well under a minute
     python bench/yield.py --task bundled --seeds 3 -n 20 --budget 45    # the bundled GPT (hours on a CPU)
     python bench/yield.py --agents random,optuna,hybrid                 # hybrid and llm need ANTHROPIC_API_KEY
@@ -24,8 +24,10 @@ Tasks:
 
 Printed, per agent: the baseline, the best metric after n experiments (mean and 95% t-interval over seeds) at a
 few n, the change from the baseline, and the experiments needed to reach the target (mean over the seeds that
-reached it, and how many did); then each agent minus the control after N (a Welch interval). The plot (--out)
-draws each agent's mean best-so-far curve with its 95% band, and the target. The best after n is the night's
+reached it, and how many did); then each agent minus the control after N (a Welch interval), and last one JSON
+line a script reads: {"bench": "yield", "default": "optuna", "control": "random", "difference", "low", "high",
+"verdict", "seeds", ...}, the default agent's mean best after N minus the control's and its 95% interval. The plot
+(--out) draws each agent's mean best-so-far curve with its 95% band, and the target. The best after n is the night's
 champion, the best metric of the baseline and the first n experiments that ran well (a duplicate or invalid
 proposal counts as an experiment: it used the agent's turn).
 """
@@ -56,6 +58,7 @@ from harness.testing import git, make_repo
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG = "yield"
+DEFAULT, CONTROL = "optuna", "random"  # the default offline agent and the control it must beat
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom; beyond, the normal's 1.96 is close enough.
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
 T95 += (2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
@@ -256,9 +259,27 @@ def report(nights: dict[str, list[Night]], n: int, target: float, task: str) -> 
     for agent, runs in list(nights.items())[1:]:
         if len(runs) > 1 and len(nights[control]) > 1:
             diff, half = welch([r.best[n] for r in runs], [r.best[n] for r in nights[control]])
-            verdict = "better" if diff + half < 0 else "worse" if diff - half > 0 else "no significant difference"
-            print(f"{agent} - {control} after {n}: {diff:+.4f} [{diff - half:+.4f}, {diff + half:+.4f}]  ({verdict})")
+            print(f"{agent} - {control} after {n}: {diff:+.4f} [{diff - half:+.4f}, {diff + half:+.4f}]  "
+                  f"({_verdict(diff, half)})")  # fmt: skip
+            figures[agent]["against_control"] = [diff, diff - half, diff + half]
     return figures
+
+
+def _verdict(diff: float, half: float) -> str:
+    return "better" if diff + half < 0 else "worse" if diff - half > 0 else "no significant difference"
+
+
+def last_line(nights: dict[str, list[Night]], n: int, task: str) -> str:
+    """The line a script reads: the default agent (optuna) against the control (random) after n experiments, the
+    difference of their mean best (negative: the default found lower) and its 95% Welch interval."""
+    line: dict[str, object] = {"bench": "yield", "task": task, "experiments": n, "default": DEFAULT, "control": CONTROL}
+    mine, control = nights.get(DEFAULT, []), nights.get(CONTROL, [])
+    line["seeds"] = min(len(mine), len(control))
+    if len(mine) > 1 and len(control) > 1:
+        diff, half = welch([r.best[n] for r in mine], [r.best[n] for r in control])
+        line |= {"difference": round(diff, 6), "low": round(diff - half, 6), "high": round(diff + half, 6)}
+        line["verdict"] = _verdict(diff, half)
+    return json.dumps(line)
 
 
 def plot(
@@ -297,7 +318,7 @@ def main() -> None:
     parser.add_argument(
         "--agents", default=None, help="comma-separated; default random,optuna (+hybrid,llm with a key)"
     )
-    parser.add_argument("--seeds", type=int, default=10, help="nights per agent, seeds 0..K-1")
+    parser.add_argument("--seeds", type=int, default=20, help="nights per agent, seeds 0..K-1")
     parser.add_argument("-n", "--experiments", type=int, default=30, help="experiments per night (the budget)")
     parser.add_argument("--budget", type=float, default=None, help="seconds per run (bundled task)")
     parser.add_argument("--target", type=float, default=None, help="the metric to reach")
@@ -339,6 +360,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"task": args.task, "experiments": args.experiments, "target": target,
                                          "agents": figures}, indent=1))  # fmt: skip
+    print(last_line(nights, args.experiments, args.task))
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ class Loop:
 
     def experiment(self) -> None:
         """One proposal, checked, committed, evaluated, and kept or reset."""
-        self.s.steer(self.screen.info)
+        self.s.steer(self.screen.info, self.agent)
         config, night = self.s.config, self.night
         exp_id = night.next_id()
         self.remeasure(config, exp_id)

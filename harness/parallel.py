@@ -91,7 +91,7 @@ class Parallel:
             if not self.night.has_baseline:
                 self.start_baseline()
             while True:
-                self.s.steer(self.screen.info)
+                self.s.steer(self.screen.info, self.agent, busy=bool(self.proposals) and not self.concurrent)
                 self.check_stop()
                 self.fill()
                 if not self.runs and not self.proposals:

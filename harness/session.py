@@ -20,6 +20,7 @@ from harness.program import Program, load
 from harness.repo import Repo
 from harness.status import snapshot
 from harness.steer import Steering
+from harness.task import Agent
 from harness.text import short
 
 
@@ -48,6 +49,7 @@ class Session:
     control: ControlSnapshot  # .git's control files as the harness left them: anything else changing them is undone
     devices: tuple[str, ...]  # the GPU device nodes runs get
     started: float = field(default_factory=time.time)
+    agent_behind: bool = False  # program.md changed while the agent was busy proposing: it takes the edit when idle
 
     @property
     def tag(self) -> str:
@@ -73,17 +75,23 @@ class Session:
         state = snapshot(self.tag, agent, phase, exp_id, description, self.config, self.night, self.started)
         return {**state, "max_experiments": self.options.max_experiments, "hours": self.options.hours}
 
-    def steer(self, info: Callable[[str], None]) -> None:
+    def steer(self, info: Callable[[str], None], agent: Agent, *, busy: bool = False) -> None:
         """Apply an edit of program.md from the next experiment on (a `steer` row), or report a malformed one and
-        keep the last valid program in force."""
+        keep the last valid program in force. The keep rule takes it at once, the agent before its next proposal:
+        now, or, while it is `busy` with a proposal begun before the edit, at the first call it is not."""
         change = self.steering.poll()
-        if change is None:
-            return
-        self.ledger.append(change.row(self.tag))
-        if change.error:
-            info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
-        else:
-            info(f"program.md changed ({', '.join(change.changes) or 'nothing'}); in force from the next experiment")
+        if change is not None:
+            self.ledger.append(change.row(self.tag))
+            if change.error:
+                info(f"program.md edit not applied, the last valid program stays in force: {change.error}")
+            else:
+                self.night.declare(self.config)
+                self.agent_behind = True
+                changed = ", ".join(change.changes) or "nothing"
+                info(f"program.md changed ({changed}); in force from the next experiment")
+        if self.agent_behind and not busy:
+            agent.steer(self.config)
+            self.agent_behind = False
 
     def restore_control(self) -> list[str]:
         """Undo any change to .git's control files (config, hooks) since the harness set them; returns the paths."""
@@ -145,6 +153,7 @@ def open_session(root: Path, options: Options) -> Session:
             raise ProgramError(f"program.md: the mutable file '{config.mutable}' does not exist in {repo.root}")
         head = repo.head()
         night = Night.load(tag, *ledger.night(tag), head, ledger.generations(tag))
+        night.declare(config)
         last = night.generations[-1] if night.generations else None
         if head != night.champion and last is not None and last.commit == night.champion and last.parent == head:
             # An agent accepted just before a kill: its row was written, the branch not yet moved to its commit.

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from harness.config import Config
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -237,5 +239,9 @@ class Agent(Protocol):
     def observe(self, result: Result) -> None: ...
 
     def take_spend(self) -> Spend: ...
+
+    def steer(self, config: Config) -> None:
+        """program.md changed: take the keys this agent reads (a search space, a model) before its next proposal."""
+        ...
 
     def close(self) -> None: ...

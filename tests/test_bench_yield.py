@@ -21,6 +21,19 @@ def test_the_quick_yield_bench_compares_random_and_optuna_at_an_equal_budget(tmp
     lines = out.stdout.splitlines()
     assert any(line.startswith("random ") for line in lines) and any(line.startswith("optuna ") for line in lines)
     assert any(line.startswith("optuna - random after 10: ") for line in lines)
+    last = json.loads(lines[-1])  # the line a script reads: the default agent against the control
+    assert (last["bench"], last["default"], last["control"], last["experiments"], last["seeds"]) == (
+        "yield",
+        "optuna",
+        "random",
+        10,
+        3,
+    )
+    assert last["low"] <= last["difference"] <= last["high"] and last["verdict"] in (
+        "better",
+        "worse",
+        "no significant difference",
+    )
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(figures.read_text())
     assert data["experiments"] == 10 and data["target"] == 1.01 and set(data["agents"]) == {"random", "optuna"}

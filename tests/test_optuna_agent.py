@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.agents.optuna import REDRAWS, OptunaAgent
+from harness.agents.optuna import GP_MAX_DIMS, REDRAWS, OptunaAgent, choose
 from harness.errors import ProgramError
 from harness.program import parse
 from harness.source import read_constants
@@ -125,7 +125,7 @@ def test_the_random_agent_draws_uniformly_from_the_space_whatever_the_results():
     assert {p["DEPTH"] for p in drawn} == set(range(2, 9)) and {p["ACT"] for p in drawn} == {"relu", "gelu"}
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random"])
+@pytest.mark.parametrize("sampler", ["gp", "tpe", "random"])
 def test_points_asked_for_before_their_results_are_never_the_same(sampler: str):
     agent = OptunaAgent(DISCRETE, "minimize", sampler=sampler, seed=3)  # 14 points in all
     source = "DEPTH = 4\nACT = 'relu'\n"
@@ -151,3 +151,42 @@ def test_an_edit_of_search_constants_only_is_a_point_and_a_code_change_is_not():
     assert agent.params_of_edit(SOURCE, constants) == {"LR": 0.003, "DEPTH": 6, "ACT": "relu"}
     assert agent.params_of_edit(SOURCE, constants.replace("print('hi')", "print('bye')")) is None
     assert agent.params_of_edit(SOURCE, SOURCE.replace("DEPTH = 4", "DEPTH = 12")) is None  # outside the space
+
+
+# --- the sampler, and steering ----------------------------------------------------------------------------------
+
+
+def test_the_default_sampler_is_a_gaussian_process_in_few_dimensions_and_tpe_in_many():
+    many = parse(
+        "---\nsearch:\n" + "".join(f"  C{i}: {{low: 0, high: 1}}\n" for i in range(GP_MAX_DIMS + 1)) + "---\n"
+    ).config.search
+    assert choose("auto", SPACE) == "gp" and choose("auto", many) == "tpe"
+    assert choose("random", SPACE) == "random" and choose("tpe", SPACE) == "tpe"
+    agent = OptunaAgent(SPACE, "minimize")
+    assert agent.name == "optuna" and agent.state()["sampler"] == "Gaussian process (Bayesian)"
+
+
+def test_a_steered_space_keeps_what_was_learned_inside_it_and_proposes_only_inside_it():
+    agent = OptunaAgent(SPACE, "minimize", seed=2)
+    told = []
+    for n in range(1, 9):
+        proposed = agent.propose(task(n))
+        params = proposed.extra["params"]
+        agent.observe(row(n, "discard", params["LR"] * 10 + params["DEPTH"] / 10, params))
+        told.append(params)
+    in_flight = agent.propose(task(9)).extra["params"]  # asked before the edit, its result comes after it
+    narrow = parse(
+        "---\nsearch:\n  LR: {low: 1.0e-4, high: 1.0e-2, log: true}\n  DEPTH: {low: 2, high: 4}\n---\n"
+    ).config  # ACT is no longer tuned: points are kept by the constants the space still names
+    agent.steer(narrow)
+    inside = [{"LR": p["LR"], "DEPTH": p["DEPTH"]} for p in told if p["LR"] <= 1e-2 and p["DEPTH"] <= 4]
+    complete = [t.params for t in agent.study.trials if t.state.name == "COMPLETE"]
+    assert complete == inside
+    agent.observe(row(9, "discard", 0.5, in_flight))
+    for n in range(10, 16):
+        params = agent.propose(task(n)).extra["params"]
+        assert params.keys() == {"LR", "DEPTH"} and 1e-4 <= params["LR"] <= 1e-2 and 2 <= params["DEPTH"] <= 4
+        agent.observe(row(n, "discard", 1.0, params))
+    trials = len(agent.study.trials)
+    agent.steer(narrow)  # the same program again: nothing to rebuild
+    assert len(agent.study.trials) == trials

@@ -140,3 +140,42 @@ def test_an_editor_that_truncates_then_writes_is_read_once_it_has_written(tmp_pa
     writer.join()
     assert change is not None and not change.error
     assert change.changes["budget"] == [300, 60] and steering.program.config.budget == 60
+
+
+def test_a_steered_search_space_reaches_the_optuna_agent_before_its_next_proposal(project: Path):
+    import json
+    import subprocess
+
+    from harness.testing import PY, cli, git, toy_program
+
+    slow = f"{PY} -c 'import time; time.sleep(0.3); import runpy; runpy.run_path(\"train.py\")'"
+    (project / "program.md").write_text(toy_program(run=slow))
+    git(project, "commit", "-qam", "a slower run")
+    ledger = project / "experiments.log"
+
+    def rows() -> list[dict]:
+        if not ledger.exists():
+            return []
+        lines = ledger.read_text().split("\n")[:-1]  # a line being written has no newline yet
+        return [r for r in map(json.loads, lines) if r["kind"] in ("experiment", "steer")]
+
+    def after_steer() -> list[dict]:
+        kinds = [r["kind"] for r in rows()]
+        return [r for r in rows()[kinds.index("steer") :] if r["kind"] == "experiment"] if "steer" in kinds else []
+
+    loop = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "steer", "--agent", "optuna"], cwd=project)
+    try:
+        wait_until(lambda: len(rows()) >= 3, 120, "the baseline and two experiments")
+        narrow = "\n  X: {low: 3.5, high: 4.0}\n  Y: {low: 7, high: 8}"
+        (project / "program.md").write_text(toy_program(run=slow, search=narrow))
+        wait_until(lambda: len(after_steer()) >= 4, 120, "four experiments after the edit")
+    finally:
+        cli(project, "stop")
+        loop.wait(timeout=60)
+    assert loop.returncode == 0
+    before = [r for r in rows() if r["kind"] == "experiment" and r["id"] > 0][:2]
+    assert any(not 3.5 <= r["extra"]["params"]["X"] <= 4.0 for r in before)  # the old space was wider
+    steered = after_steer()
+    # Every proposal made after the edit was read is inside the new space.
+    for r in steered:
+        assert 3.5 <= r["extra"]["params"]["X"] <= 4.0 and 7 <= r["extra"]["params"]["Y"] <= 8, r

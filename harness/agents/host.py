@@ -162,6 +162,14 @@ class HostedAgent:
     def take_spend(self) -> Spend:
         return Spend() if self.client is None else self.client.take()
 
+    def steer(self, config: Config) -> None:
+        """The LLM client takes a new `model`, `patience` or `max_cost_usd` from the next call; the rest of
+        program.md reaches the agent in its Task."""
+        if self.client is not None:
+            self.client.model = config.model
+            self.client.patience = config.patience
+            self.client.max_cost_usd = config.max_cost_usd
+
     def close(self) -> None:
         """No process outlives a call; nothing to close."""
 

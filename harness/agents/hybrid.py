@@ -100,6 +100,11 @@ class HybridAgent:
     def take_spend(self) -> Spend:
         return self.llm.take_spend()
 
+    def steer(self, config: Config) -> None:
+        self.share = config.override_share
+        self.optimizer.steer(config)
+        self.llm.steer(config)
+
     def close(self) -> None:
         self.optimizer.close()
         self.llm.close()
@@ -135,7 +140,7 @@ def build(
             "--agent hybrid needs ANTHROPIC_API_KEY (an LLM reviews the optimizer's suggestions); export it, or "
             "use the offline agent with --agent optuna"
         )
-    optimizer = offline("tpe", config, night, repo)
+    optimizer = offline("auto", config, night, repo)
     advisor = HostedAgent.start(ADVISOR, NAME_OF_ADVISOR, config, layout, night.tag, say, secrets, night.spend_usd)
     hybrid = HybridAgent(optimizer, advisor, share=config.override_share)
     hybrid.resume(night.results())

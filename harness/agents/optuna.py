@@ -1,9 +1,11 @@
-"""The offline agents: Bayesian (Optuna TPE) or uniform random search over the `search:` constants of the file."""
+"""The offline agents: Bayesian optimization (Optuna's Gaussian-process sampler, or TPE in many dimensions) or uniform
+random search over the `search:` constants of the file."""
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import json
 import math
 import warnings
@@ -18,9 +20,11 @@ from harness.repo import Repo
 from harness.source import literal, read_constants, set_constants
 from harness.task import Proposal, Proposed, Result, Spend, Task
 
-Sampler = Literal["tpe", "random"]
-NAMES: dict[str, str] = {"tpe": "optuna", "random": "random"}  # the agent's name in the ledger, by sampler
-STARTUP_TRIALS = 5  # random trials before TPE models the results; few, because a night has ~100 experiments
+Sampler = Literal["auto", "gp", "tpe", "random"]
+NAMES: dict[str, str] = {"auto": "optuna", "gp": "optuna", "tpe": "optuna", "random": "random"}  # ledger names
+SHOWN: dict[str, str] = {"gp": "Gaussian process (Bayesian)", "tpe": "TPE (Bayesian)", "random": "uniform random"}
+STARTUP_TRIALS = 5  # random trials before TPE (or the Gaussian process) models the results; a night has ~100
+GP_MAX_DIMS = 8  # `auto` models up to 8 constants with a Gaussian process, more with TPE (see bench/yield.py)
 REDRAWS = 10  # draws to find a point not already tried or in flight, before proposing a repeat anyway
 TRIALS_SHOWN = 40  # of the trials, how many (the latest) the hybrid's LLM sees
 BEST_SHARE = 0.25  # the best region: the range of the best quarter of the trials (at least three) ...
@@ -43,27 +47,17 @@ class OptunaAgent:
         space: tuple[Param, ...],
         direction: str,
         *,
-        sampler: Sampler = "tpe",
+        sampler: Sampler = "auto",
         baseline_content: str = "",
         seed: int = 0,
     ) -> None:
         import optuna
 
-        if not space:
-            raise ProgramError(
-                f"program.md: the {NAMES[sampler]} agent needs a 'search:' space in the front matter, "
-                "e.g. search: {LEARNING_RATE: {low: 1.0e-4, high: 1.0e-2, log: true}}"
-            )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._optuna = optuna
-        self.space = space
-        self.sampler = sampler
+        self.asked = sampler  # what was asked for; `sampler` is what runs (auto: by the space, see `choose`)
         self.name = NAMES[sampler]
-        self.seed = seed
-        self.sign = 1 if direction == "maximize" else -1
-        self.sha = hashlib.sha256(json.dumps([sampler, *map(repr, space)]).encode()).hexdigest()[:16]
-        self.dists = {p.name: _distribution(optuna, p) for p in space}
-        self.direction = direction
+        self._shape(space, direction, seed)
         self.study = optuna.create_study(direction=direction, sampler=self._sampler(0, 0))
         self.pending: dict[int, Any] = {}  # experiment id -> optuna trial, asked and not yet told
         self.worst: float | None = None
@@ -74,6 +68,36 @@ class OptunaAgent:
         self.told: list[tuple[dict[str, Any], float | None, int, str, str]] = []  # (params, value, id, code, status)
         self.fresh_at: int | None = None  # the experiment whose proposal started the current study, if any
         self.replay: dict[int, tuple[dict[str, Any], str]] = {}  # in flight when a fresh study began: (point, code)
+
+    def _shape(self, space: tuple[Param, ...], direction: str, seed: int) -> None:
+        """Take a search space, a direction and a seed (at the start, and again when program.md is steered)."""
+        if not space:
+            raise ProgramError(
+                f"program.md: the {self.name} agent needs a 'search:' space in the front matter, "
+                "e.g. search: {LEARNING_RATE: {low: 1.0e-4, high: 1.0e-2, log: true}}"
+            )
+        self.space, self.direction, self.seed = space, direction, seed
+        self.sampler = choose(self.asked, space)
+        self.sign = 1 if direction == "maximize" else -1
+        self.sha = hashlib.sha256(json.dumps([self.asked, *map(repr, space)]).encode()).hexdigest()[:16]
+        self.dists = {p.name: _distribution(self._optuna, p) for p in space}
+
+    def steer(self, config: Config) -> None:
+        """Take program.md's edit before the next proposal: a new `search:` space (or direction, or seed) starts a
+        study that keeps every point learned so far that is still inside the space (a constant no longer tuned is
+        dropped from it); a point in flight is learned when its result comes, if it is inside."""
+        if (config.search, config.direction, config.seed) == (self.space, self.direction, self.seed):
+            return
+        optuna = self._optuna
+        for trial in self.pending.values():
+            self.replay[trial.user_attrs["experiment"]] = (dict(trial.params), trial.user_attrs.get("code", ""))
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)  # closed in the old study
+        self.pending = {}
+        self._shape(config.search, config.direction, config.seed)
+        self.study = optuna.create_study(direction=self.direction, sampler=self._sampler(0, 0))
+        self.worst = None
+        for params, value, exp_id, version, status in self.told:
+            self._add(params, value, exp_id, version, status, log=False, current=version == self.code)
 
     def check(self, content: str, path: str) -> None:
         """A ProgramError when the mutable file lacks a constant named in `search:`."""
@@ -118,7 +142,7 @@ class OptunaAgent:
 
     def in_startup(self) -> bool:
         """Whether the next point is one of the random start-up trials, drawn before TPE models the results."""
-        return self.sampler == "tpe" and len(self._complete()) < STARTUP_TRIALS
+        return self.sampler in ("tpe", "gp") and len(self._complete()) < STARTUP_TRIALS
 
     def observe(self, row: Result) -> None:
         trial = self.pending.pop(row.id, None)
@@ -191,11 +215,11 @@ class OptunaAgent:
             if first
             else {}
         )
-        sampler = "TPE (Bayesian)" if self.sampler == "tpe" else "uniform random"
+        sampler = SHOWN[self.sampler]
         return {
             "sampler": sampler, "trials": trials, "told": len(done), "best": best, "region": region,
             "region_of": [len(top), len(ranked)], "importance": self._importance(done),
-            "startup": [min(len(done), STARTUP_TRIALS), STARTUP_TRIALS] if self.sampler == "tpe" else [],
+            "startup": [min(len(done), STARTUP_TRIALS), STARTUP_TRIALS] if self.sampler != "random" else [],
             "code": self.code, "fresh_at": self.fresh_at,
         }  # fmt: skip
 
@@ -239,6 +263,11 @@ class OptunaAgent:
         seed = _seed(self.seed, experiment, attempt)
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
+        if self.sampler == "gp":
+            # It treats the points in flight as points whose results it does not know yet (a batch acquisition).
+            return optuna.samplers.GPSampler(
+                seed=seed, n_startup_trials=STARTUP_TRIALS, warn_independent_sampling=False
+            )
         with warnings.catch_warnings():
             # Older Optuna marks these options experimental; Optuna 5 makes both the default.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -269,7 +298,7 @@ class OptunaAgent:
             params = self._params_of(self.baseline_content) if self.baseline_content else None
         else:
             params = extra.get("params")
-        if isinstance(params, dict) and set(params) == set(self.dists) and self._inside(params):
+        if isinstance(params, dict) and self._project(params) is not None:
             code = extra.get("code") if row.id else self.code
             code = code if isinstance(code, str) and code else self.code  # a ledger older than code versions
             self._add(params, self._value(row), row.id, code, row.status, current=code == self.code)
@@ -307,7 +336,8 @@ class OptunaAgent:
         ran on the current code."""
         if log:
             self.told.append((params, value, experiment, code, status))
-        if not current:
+        params = self._project(params) if current else None  # a point of an earlier space, or outside this one
+        if params is None:
             return
         optuna = self._optuna
         attrs = {"experiment": experiment, "code": code, "status": status}
@@ -318,6 +348,12 @@ class OptunaAgent:
             trial = optuna.trial.create_trial(params=params, distributions=self.dists, value=value, user_attrs=attrs)
             self.worst = value if self.worst is None else _worse(self.worst, value, self.sign)
         self.study.add_trial(trial)
+
+    def _project(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """A point as a point of this space: the constants it names, when the point has them all and they are
+        inside it (a constant the space no longer tunes is dropped); None otherwise."""
+        point = {name: params[name] for name in self.dists if name in params}
+        return point if len(point) == len(self.dists) and self._inside(point) else None
 
     def _inside(self, params: dict[str, Any]) -> bool:
         try:
@@ -335,7 +371,7 @@ class OptunaAgent:
         return params if all(v is not None for v in params.values()) else None
 
 
-SAMPLERS: dict[str, Sampler] = {"optuna": "tpe", "random": "random"}  # by agent kind
+SAMPLERS: dict[str, Sampler] = {"optuna": "auto", "random": "random"}  # by agent kind
 
 
 def build(
@@ -362,6 +398,16 @@ def offline(sampler: Sampler, config: Config, night: Night, repo: Repo) -> Optun
     agent = OptunaAgent(config.search, config.direction, sampler=sampler, baseline_content=baseline, seed=config.seed)
     agent.check(champion, config.mutable)
     return agent
+
+
+def choose(asked: Sampler, space: tuple[Param, ...]) -> Sampler:
+    """The sampler that runs: `auto` is a Gaussian process up to GP_MAX_DIMS constants (sample-efficient at the
+    20-100 experiments of a night) when PyTorch and SciPy are installed, which it needs; TPE otherwise."""
+    if asked != "auto":
+        return asked
+    if len(space) <= GP_MAX_DIMS and all(importlib.util.find_spec(m) is not None for m in ("torch", "scipy")):
+        return "gp"
+    return "tpe"
 
 
 def _seed(seed: int, experiment: int, attempt: int) -> int:

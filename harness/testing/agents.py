@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.config import Config
 from harness.task import Proposal, Proposed, Result, Spend, Task
 
 # An agent file with the propose(task, llm) contract: a new comment line each time, so no proposal is a duplicate.
@@ -32,6 +33,9 @@ class FixedEdit:
 
     def take_spend(self) -> Spend:
         return Spend()
+
+    def steer(self, config: Config) -> None:
+        pass
 
     def close(self) -> None:
         pass
