@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from harness.spread import clipped_sigma
+
 Purpose = Literal["baseline", "candidate", "confirm", "remeasure"]
 Action = Literal["keep", "discard", "measure"]
 Direction = Literal["minimize", "maximize"]
@@ -42,14 +44,6 @@ TYPICAL_RUNS = 3  # the night's usual CPU share is the median of at least 3 clea
 MACHINE_CHANGE = 0.15  # the machine changed: clean runs got 15% more or less CPU per second than the champion's
 SPOT_CHECK = 50  # a metric found deterministic (not said so) is checked by a champion repeat every 50 experiments
 REACH = 4.0  # a first run beyond 4 standard errors of a trusted noise is kept unconfirmed: an equal one, 1 in 30,000
-
-# |x - y| of two runs of one commit is |N(0, 2 sigma^2)|, whose median is 0.6745 * sqrt(2) * sigma.
-PAIR_TO_SIGMA = 1.0 / (0.6744897501960817 * math.sqrt(2.0))
-CLIP = 3.0  # pairs further apart than 3 standard deviations of a difference are spikes (0.27% of clean pairs are)
-# The standard deviation of a normal variable clipped at +-3 is this share of the unclipped one.
-CLIP_CORRECTION = math.sqrt(
-    1.0 - 2.0 * CLIP * math.exp(-CLIP * CLIP / 2.0) / math.sqrt(2.0 * math.pi) / math.erf(CLIP / math.sqrt(2.0))
-)
 
 
 @dataclass(frozen=True)
@@ -218,7 +212,7 @@ class Referee:
         scale = statistics.median(self._sizes)
         pairs = [pair for pairs in self._pairs.values() for pair in pairs]
         prior = PRIOR * scale
-        raw = max(_clipped(pairs) if pairs else prior, FLOOR * scale)
+        raw = max(clipped_sigma(pairs) if pairs else prior, FLOOR * scale)
         repeats = self.repeats()
         if repeats >= MIN_REPEATS:
             return raw
@@ -377,33 +371,6 @@ def _ratio(m: Measurement) -> float | None:
     if m.contended or not m.cpu_seconds or m.seconds < MIN_SECONDS:
         return None
     return m.cpu_seconds / m.seconds
-
-
-def _clipped(pairs: list[tuple[float, float]]) -> float:
-    """Sigma from (|x - y|, weight) pairs: a first guess from their weighted median, then the root mean square of the
-    pairs within CLIP standard deviations of it, corrected for the clipped tails. The median alone would let the
-    pairs of a spiked run (every pair its commit has) push it up; clipping drops them, and the mean square of the
-    rest is twice as precise as a median of the same pairs."""
-    guess = _weighted_median(pairs) * PAIR_TO_SIGMA
-    cut = CLIP * math.sqrt(2.0) * guess
-    kept = [(d, w) for d, w in pairs if d <= cut]
-    weight = sum(w for _, w in kept)
-    if guess == 0.0 or weight == 0.0:
-        return guess
-    return math.sqrt(sum(w * d * d for d, w in kept) / weight / 2.0) / CLIP_CORRECTION
-
-
-def _weighted_median(items: list[tuple[float, float]]) -> float:
-    items = sorted(items)
-    half = sum(w for _, w in items) / 2.0
-    total = 0.0
-    for i, (x, w) in enumerate(items):
-        total += w
-        if math.isclose(total, half) and i + 1 < len(items):
-            return (x + items[i + 1][0]) / 2.0
-        if total > half:
-            return x
-    return items[-1][0]
 
 
 def _f(x: float) -> str:

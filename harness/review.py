@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from harness import lockedtest
+from harness import lockedtest, runtime
 from harness.errors import HarnessError, ProgramError
 from harness.keeprule import Measurement, Referee
 from harness.ledger import (
@@ -84,8 +84,8 @@ class Night:
     champion_runs: tuple[tuple[float, float], ...] = ()  # (experiment it preceded - 0.5, value) of each champion run
     workers: int = 1  # workers that ran its runs
     busy: float | None = None  # the share of the workers' time spent running runs, from the first run to the last
-    new_share: float | None = None  # the share of the runs' time spent on new candidates (not re-runs, not baseline)
-    deterministic: bool = False  # the keep rule found (or was told) the metric has no noise: every repeat agreed
+    new_share: float | None = None  # the share of the runs' time spent on new candidates
+    deterministic: bool = False  # the metric has no noise: every repeat agreed (or program.md said so)
     generations: tuple[Generation, ...] = ()  # HyperAgent generations (each after the experiment it names)
     tests: tuple[LockedTest, ...] = ()  # the locked test of each champion, in order (program.md's `test:`)
 
@@ -172,9 +172,8 @@ def summarize(
         extra_runs=dict(Counter(m.purpose for m in runs_of if m.purpose in ("remeasure", "confirm"))),
         champion_runs=tuple((m.experiment - 0.5, m.value) for m in runs_of
                             if m.purpose in ("baseline", "remeasure") and m.value is not None),
-        workers=len({m.worker for m in runs_of}) or 1, busy=_busy(runs_of), tests=tuple(tests),
-        new_share=_new_share(runs_of), deterministic=_deterministic(mine, measured),
-    )  # fmt: skip
+        workers=len({m.worker for m in runs_of}) or 1, busy=runtime.busy(runs_of), tests=tuple(tests),
+        new_share=runtime.new_share(runs_of), deterministic=_deterministic(mine, measured))  # fmt: skip
 
 
 def _now(row: Experiment | None, runs: list[MeasurementRow]) -> float | None:
@@ -187,34 +186,10 @@ def _now(row: Experiment | None, runs: list[MeasurementRow]) -> float | None:
     return Referee(mine).value(row.file_sha)
 
 
-def _busy(runs: list[MeasurementRow]) -> float | None:
-    """How much of the night the evaluators worked: the runs' seconds over (workers x the span from the first run's
-    start to the last run's end). What is left is time a worker waited (for the agent, for the harness)."""
-    if not runs:
-        return None
-    try:
-        ends = [datetime.fromisoformat(m.time).timestamp() for m in runs]
-    except ValueError:
-        return None
-    span = max(ends) - min(end - m.seconds for end, m in zip(ends, runs, strict=True))
-    workers = len({m.worker for m in runs}) or 1
-    # The ledger's times are to the second: a night shorter than its rounding says nothing, and none is above 100%.
-    return min(1.0, sum(m.seconds for m in runs) / (workers * span)) if span >= 1.0 else None
-
-
-def _new_share(runs: list[MeasurementRow]) -> float | None:
-    """The share of the runs' seconds spent on candidates: what the night spent on new experiments, the rest on the
-    baseline, confirmations and the champion's re-runs."""
-    total = sum(m.seconds for m in runs)
-    return sum(m.seconds for m in runs if m.purpose == "candidate") / total if total > 0 else None
-
-
 def _deterministic(rows: list[Experiment], runs: list[MeasurementRow]) -> bool:
-    """Whether the night's keep rule weighed a metric without noise: its last decision used a noise of exactly 0
-    (program.md said so, or the repeats agreed), and no two runs of one version have disagreed since."""
-    noise = _noise(rows)
+    """Whether the last decision used a noise of exactly 0 (no noise) and no two runs of a version disagree."""
     ran = [Measurement(m.file_sha, m.value) for m in runs if m.value is not None]
-    return noise == 0.0 and Referee(ran).disagreement() is None
+    return _noise(rows) == 0.0 and Referee(ran).disagreement() is None
 
 
 def _noise(rows: list[Experiment]) -> float | None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from harness.config import Config
-
 
 @dataclass(frozen=True)
 class Attempt:
@@ -240,8 +238,9 @@ class Agent(Protocol):
 
     def take_spend(self) -> Spend: ...
 
-    def steer(self, config: Config) -> None:
-        """program.md changed: take the keys this agent reads (a search space, a model) before its next proposal."""
+    def steer(self, config: Any) -> None:
+        """program.md changed: take the keys this agent reads from `config` (the harness.config.Config now in force:
+        a search space, a model) before its next proposal. Any, because the contracts import nothing of the harness."""
         ...
 
     def close(self) -> None: ...
