@@ -124,7 +124,8 @@ def make_task(kind: str, path: Path, seed: int, data: Path | None) -> Path:
         return make_repo(path, {**files, "agent.py": (ROOT / "agent.py").read_text()})
     files = {name: (ROOT / name).read_text() for name in ("prepare.py", "train.py", "agent.py", ".gitignore")}
     # One baseline run, as in the synthetic task: the curves count experiments, not the baseline's repeats.
-    keys = {"seed": str(seed), "baseline_runs": "1", **equal}
+    # The night's copy holds the task's files, not the harness: protecting harness/ there would name nothing.
+    keys = {"seed": str(seed), "baseline_runs": "1", "protected": "[prepare.py, program.md, agent.py]", **equal}
     files["program.md"] = _front((ROOT / "program.md").read_text(), **keys)
     path.mkdir(parents=True)
     for name, text in files.items():
