@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.agents.optuna import GP_MAX_DIMS, REDRAWS, OptunaAgent, choose
+from harness.agents.optuna import REDRAWS, OptunaAgent
+from harness.agents.samplers import GP_MAX_DIMS, choose
 from harness.errors import ProgramError
 from harness.program import parse
 from harness.source import read_constants

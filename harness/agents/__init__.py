@@ -28,7 +28,9 @@ class Kind:
 
 AGENTS: dict[str, Kind] = {
     "llm": Kind("harness.agents.host", "agent.py in a child process; the harness makes its LLM calls"),
-    "optuna": Kind("harness.agents.optuna", "Bayesian search (Optuna's TPE) over the `search:` constants"),
+    "optuna": Kind(
+        "harness.agents.optuna", "Bayesian search (a Gaussian process, or TPE) over the `search:` constants"
+    ),
     "random": Kind("harness.agents.optuna", "uniform samples of the `search:` space: the control"),
     "hybrid": Kind("harness.agents.hybrid", "Optuna proposes, an LLM may override a bounded share"),
 }

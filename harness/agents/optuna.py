@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import json
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
+from harness.agents import samplers
+from harness.agents.samplers import NAMES, SHOWN, STARTUP_TRIALS, Sampler, choose
 from harness.config import Config, Param
 from harness.errors import AgentError, ProgramError
 from harness.night import Night
@@ -20,11 +21,6 @@ from harness.repo import Repo
 from harness.source import literal, read_constants, set_constants
 from harness.task import Proposal, Proposed, Result, Spend, Task
 
-Sampler = Literal["auto", "gp", "tpe", "random"]
-NAMES: dict[str, str] = {"auto": "optuna", "gp": "optuna", "tpe": "optuna", "random": "random"}  # ledger names
-SHOWN: dict[str, str] = {"gp": "Gaussian process (Bayesian)", "tpe": "TPE (Bayesian)", "random": "uniform random"}
-STARTUP_TRIALS = 5  # random trials before TPE (or the Gaussian process) models the results; a night has ~100
-GP_MAX_DIMS = 8  # `auto` models up to 8 constants with a Gaussian process, more with TPE (see bench/yield.py)
 REDRAWS = 10  # draws to find a point not already tried or in flight, before proposing a repeat anyway
 TRIALS_SHOWN = 40  # of the trials, how many (the latest) the hybrid's LLM sees
 BEST_SHARE = 0.25  # the best region: the range of the best quarter of the trials (at least three) ...
@@ -259,21 +255,7 @@ class OptunaAgent:
     # --- helpers ------------------------------------------------------------------------------------------
 
     def _sampler(self, experiment: int, attempt: int) -> Any:
-        optuna = self._optuna
-        seed = _seed(self.seed, experiment, attempt)
-        if self.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if self.sampler == "gp":
-            # It treats the points in flight as points whose results it does not know yet (a batch acquisition).
-            return optuna.samplers.GPSampler(
-                seed=seed, n_startup_trials=STARTUP_TRIALS, warn_independent_sampling=False
-            )
-        with warnings.catch_warnings():
-            # Older Optuna marks these options experimental; Optuna 5 makes both the default.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=STARTUP_TRIALS, multivariate=True, constant_liar=True
-            )
+        return samplers.make(self._optuna, self.sampler, self.seed, experiment, attempt)
 
     def _ask(self, experiment: int) -> Any:
         """A trial for `experiment`, drawn again (with the next seed) while its point is one in flight or tried."""
@@ -398,21 +380,6 @@ def offline(sampler: Sampler, config: Config, night: Night, repo: Repo) -> Optun
     agent = OptunaAgent(config.search, config.direction, sampler=sampler, baseline_content=baseline, seed=config.seed)
     agent.check(champion, config.mutable)
     return agent
-
-
-def choose(asked: Sampler, space: tuple[Param, ...]) -> Sampler:
-    """The sampler that runs: `auto` is a Gaussian process up to GP_MAX_DIMS constants (sample-efficient at the
-    20-100 experiments of a night) when PyTorch and SciPy are installed, which it needs; TPE otherwise."""
-    if asked != "auto":
-        return asked
-    if len(space) <= GP_MAX_DIMS and all(importlib.util.find_spec(m) is not None for m in ("torch", "scipy")):
-        return "gp"
-    return "tpe"
-
-
-def _seed(seed: int, experiment: int, attempt: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{experiment}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
 
 
 def _key(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
