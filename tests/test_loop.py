@@ -193,7 +193,7 @@ def test_a_genuine_improvement_is_kept_after_it_wins_again(tmp_path: Path):
 
 def test_a_deterministic_metric_costs_one_run_per_experiment_and_the_log_says_so(tmp_path: Path):
     # The score is a pure function of the file (a scikit-learn score with a fixed seed, say): every repeat agrees.
-    train = "X = 40\nprint('val_bpb:', round(abs(X - 17) / 7, 6))\n"
+    train = "X = 40\nY = 2\nprint('val_bpb:', round(abs(X - 17) / 7, 6))\n"
     repo = make_repo(tmp_path / "exact", {"train.py": train, "program.md": toy_program(sandbox="off")})
     agent = write_agent(
         tmp_path / "step.py",
