@@ -236,7 +236,8 @@ def remove(folder: Path) -> None:
             os.chmod(parent, stat.S_IRWXU)
             if os.path.isdir(path) and not os.path.islink(path):
                 os.chmod(path, stat.S_IRWXU)
-        function(path)
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile (a worker ending its run removes it too)
+            function(path)
 
     if folder.is_symlink():
         folder.unlink()

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import errno
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from harness import crash, judge, lockedtest, memory, outcome, recovery
+from harness import endings, judge, lockedtest, memory, outcome, recovery
 from harness.agents.host import HostedAgent
 from harness.brief import build_task
 from harness.config import Config
 from harness.errors import (
     AgentError,
     BudgetExceeded,
-    Crashed,
-    DiskFull,
     HarnessError,
     Interrupted,
-    LimitReached,
     LLMError,
     LoopEnd,
     RepoError,
     ServiceFailed,
-    StopRequested,
 )
 from harness.evaluate import RunResult, baseline_failed
 from harness.jails import guarded
@@ -39,8 +34,6 @@ from harness.status import Screen, write_status
 from harness.task import Agent, Proposed, Spend, Task
 from harness.text import one_line
 
-DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})  # no room left: a stop, never a crash
-
 
 class Loop:
     """The state machine of one night, over a session that is open and an agent that is ready."""
@@ -51,7 +44,7 @@ class Loop:
         self.repo = session.repo
         self.agent = agent
         self.screen = screen
-        self.count = 0  # experiments run in this invocation
+        self.count = 0  # proposals asked of the agent in this invocation (what --max-experiments counts)
         self.failed_remeasures = 0  # champion re-runs that failed in a row
         self._since = (-1, 0.0)  # the experiment under way and when it began, for the status's estimate
         self.tried = memory.Tried()  # the points that spent a run, to refuse a near-duplicate before its run
@@ -66,43 +59,34 @@ class Loop:
             while True:
                 self.check_stop()
                 (step or self.experiment)()
-                self.count += 1
         except LoopEnd as e:
             return e
         except KeyboardInterrupt:
             # Caught between two steps (after the commit, before the run started): finish it as a restart would.
             self.s.reconcile()
             return Interrupted("interrupted (Ctrl-C or SIGTERM); the tree is back at the champion")
-        except HarnessError:
-            raise
-        except OSError as e:
-            if e.errno not in DISK_FULL:
-                raise
-            # Not a bug: the machine ran out of room. Whatever was under way is reconciled on the next start.
-            raise DiskFull(
-                f"the disk is full ({e.strerror}: {e.filename}); free some space (or raise 'ulimit -f'), then "
-                f"'autoresearch run --tag {self.s.tag}' goes on where this night stopped"
-            ) from None
-        except Exception as e:  # a bug: its traceback goes to the crash log, its reason to the ledger and the status
-            tag = self.s.tag
-            log = crash.write(self.s.layout.crash_log(tag), e, context=f"autoresearch run --tag {tag}")
-            return Crashed(f"crashed ({type(e).__name__}: {one_line(str(e))}); the traceback is in {log}")
+        except Exception as e:  # a person's mistake is raised, a full disk is a stop, a bug is a crash log
+            crash_log = self.s.layout.crash_log(self.s.tag)
+            if isinstance(e, HarnessError) or endings.disk_full(e):
+                # What was under way is reconciled on the next start: on a full disk, writing it now would fail too.
+                raise endings.failed(e, crash_log, self.s.tag) from None
+            try:
+                self.s.reconcile()  # first: whatever becomes of the crash log, the experiment under way is recorded
+            finally:
+                crashed = endings.failed(e, crash_log, self.s.tag)
+            return crashed
 
     def check_stop(self) -> None:
-        options = self.s.options
-        self.watch()
-        if options.max_experiments is not None and self.count >= options.max_experiments:
-            raise LimitReached(f"reached --max-experiments {options.max_experiments}")
+        s = self.s
+        end = endings.due(s.options, s.layout, s.started, self.count, self.night.spend_usd, s.config.max_cost_usd)
+        if end is not None:
+            raise end
 
     def watch(self) -> None:
         """The stop conditions that end the night even while a proposal is under way: a stop request and --hours
         (the spend cap is the LLM client's, checked at every call)."""
-        options, layout = self.s.options, self.s.layout
-        if layout.stop_request.exists():
-            layout.stop_request.unlink(missing_ok=True)
-            raise StopRequested("stopped by 'autoresearch stop'")
-        if options.hours is not None and time.time() - self.s.started > options.hours * 3600:
-            raise LimitReached(f"reached --hours {options.hours:g}")
+        if end := endings.watched(self.s.options, self.s.layout, self.s.started):
+            raise end
 
     # --- the baseline and one experiment -----------------------------------------------------------------------
 
@@ -224,11 +208,9 @@ class Loop:
     def _propose(self, task: Task) -> tuple[Proposed | None, str, Spend]:
         """The agent's proposal, or why there is none (recorded `invalid`); a refused or capped LLM ends the night."""
         config = self.s.config
-        if self.night.spend_usd >= config.max_cost_usd:  # the night's spend, across restarts of the tag
-            raise BudgetExceeded(
-                f"LLM spend ${self.night.spend_usd:.2f} of night '{self.s.tag}' reached max_cost_usd "
-                f"${config.max_cost_usd:.2f}"
-            )
+        if capped := endings.spend_cap(self.night.spend_usd, config.max_cost_usd, self.s.tag):
+            raise capped  # the night's spend, across restarts of the tag; a rewrite in the same turn may have spent
+        self.count += 1
         if isinstance(self.agent, HostedAgent):
             self.agent.watch = self.watch  # a stop request or --hours ends a proposal under way
         try:

@@ -17,23 +17,19 @@ only moves from the champion to a child of it.
 from __future__ import annotations
 
 import dataclasses
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from harness import crash, flight, records, recovery
+from harness import endings, flight, records, recovery
 from harness.brief import build_task, in_flight
 from harness.errors import (
     AgentError,
     BudgetExceeded,
-    Crashed,
     HarnessError,
     Interrupted,
-    LimitReached,
     LLMError,
     LoopEnd,
     ServiceFailed,
-    StopRequested,
 )
 from harness.evaluate import baseline_failed
 from harness.executors.base import Executor, Lane
@@ -114,33 +110,26 @@ class Parallel:
             return Interrupted(
                 "interrupted (Ctrl-C or SIGTERM); what was in flight is recorded, the tree is at the champion"
             )
-        except HarnessError:
-            self.abandon()
-            raise
-        except Exception as e:  # a bug: its traceback goes to the crash log, its reason to the ledger and the status
-            tag = self.s.tag
-            log = crash.write(self.s.layout.crash_log(tag), e, context=f"autoresearch run --tag {tag}")
-            self.abandon()
-            return Crashed(f"crashed ({type(e).__name__}: {one_line(str(e))}); the traceback is in {log}")
+        except Exception as e:  # a person's mistake is raised, a full disk is a stop, a bug is a crash log
+            crash_log = self.s.layout.crash_log(self.s.tag)
+            if endings.disk_full(e):
+                # The runs end; what was in flight is reconciled on the next start (writing it now would fail too).
+                self.ex.cancel()
+                raise endings.failed(e, crash_log, self.s.tag) from None
+            try:
+                self.abandon()  # first: whatever becomes of the crash log, what was in flight is recorded
+            finally:
+                crashed = endings.failed(e, crash_log, self.s.tag)
+            return crashed
         finally:
             for lane in self.idle:
                 lane.close()
 
     def check_stop(self) -> None:
-        if self.ending is not None:
-            return
-        options, layout, night = self.s.options, self.s.layout, self.night
-        if layout.stop_request.exists():
-            layout.stop_request.unlink(missing_ok=True)
-            self.ending = StopRequested("stopped by 'autoresearch stop'")
-        elif options.max_experiments is not None and self.count >= options.max_experiments:
-            self.ending = LimitReached(f"reached --max-experiments {options.max_experiments}")
-        elif options.hours is not None and time.time() - self.s.started > options.hours * 3600:
-            self.ending = LimitReached(f"reached --hours {options.hours:g}")
-        elif night.spend_usd >= self.s.config.max_cost_usd:
-            self.ending = BudgetExceeded(
-                f"LLM spend ${night.spend_usd:.2f} of night '{self.s.tag}' reached max_cost_usd "
-                f"${self.s.config.max_cost_usd:.2f}"
+        if self.ending is None:
+            s = self.s
+            self.ending = endings.due(
+                s.options, s.layout, s.started, self.count, self.night.spend_usd, s.config.max_cost_usd
             )
 
     def fill(self) -> None:

@@ -397,7 +397,39 @@ def test_files_a_run_leaves_in_the_tree_never_reach_the_next_run(project: Path, 
     assert git(project, "status", "--porcelain") == ""
 
 
-def test_a_bug_leaves_a_crash_log_and_its_reason_in_the_ledger_and_status(project: Path):
+# --- what a night does whatever its worker count --------------------------------------------------------------------
+
+
+def _workers(project: Path, workers: int) -> None:
+    if workers != 1:
+        (project / "program.md").write_text(toy_program(workers=workers))
+        git(project, "commit", "-qam", f"{workers} workers")
+
+
+def _in_flight(project: Path, tag: str) -> list[Path]:
+    """The markers of experiments under way a night left (one for the classic loop, one per experiment else)."""
+    folder = project / "runs" / tag
+    return [*folder.glob("inflight.json"), *folder.glob("inflight/*.json")]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_max_experiments_counts_the_proposals_asked_of_the_agent(project: Path, workers: int):
+    from harness import runner
+    from harness.session import Options
+    from harness.testing import FixedEdit, Quiet
+
+    _workers(project, workers)
+    options = Options(tag="n", agent="fixed", max_experiments=3)
+    ending = runner.run(project, options, screen=Quiet(), make_agent=lambda *a: FixedEdit())
+    assert ending.exit_code == 0 and ending.reason == "reached --max-experiments 3"
+    assert ending.experiments == 3
+    assert [r["id"] for r in rows(project)] == [0, 1, 2, 3]  # the comment lines change nothing: no keep, no re-base
+    again = runner.run(project, options, screen=Quiet(), make_agent=lambda *a: FixedEdit())
+    assert again.experiments == 3 and [r["id"] for r in rows(project)] == list(range(7))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bug_leaves_a_crash_log_and_its_reason_in_the_ledger_and_status(project: Path, workers: int):
     from harness import runner
     from harness.session import Options
     from harness.testing import FixedEdit, Quiet
@@ -408,6 +440,7 @@ def test_a_bug_leaves_a_crash_log_and_its_reason_in_the_ledger_and_status(projec
                 raise RuntimeError("an index went out of range")
             return super().propose(task)
 
+    _workers(project, workers)
     screen = Quiet()
     ending = runner.run(project, Options(tag="bug", agent="buggy"), screen=screen, make_agent=lambda *a: Buggy())
     assert ending.exit_code == 3
@@ -419,8 +452,31 @@ def test_a_bug_leaves_a_crash_log_and_its_reason_in_the_ledger_and_status(projec
     assert rows(project, "note")[-1]["message"] == f"loop ended: {ending.reason}"
     status = json.loads((project / "runs" / "status.json").read_text())
     assert status["phase"] == "stopped" and status["description"] == ending.reason
-    assert [r["id"] for r in rows(project)] == [0, 1]  # what was recorded before the bug stays
-    assert git(project, "status", "--porcelain") == ""
+    ids = [r["id"] for r in rows(project)]
+    assert ids[:2] == [0, 1] and ids == list(range(len(ids)))  # what was recorded before the bug stays
+    assert git(project, "status", "--porcelain") == "" and not _in_flight(project, "bug")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bug_whose_crash_log_cannot_be_written_still_leaves_the_night_clean(project: Path, workers: int):
+    from harness import runner
+    from harness.session import Options
+    from harness.testing import FixedEdit, Quiet
+
+    class Buggy(FixedEdit):
+        def propose(self, task):
+            if task.experiment == 2:
+                raise RuntimeError("an index went out of range")
+            return super().propose(task)
+
+    _workers(project, workers)
+    (project / "runs" / "bug" / "crash.log").mkdir(parents=True)  # the crash log's write fails
+    with pytest.raises(IsADirectoryError):
+        runner.run(project, Options(tag="bug", agent="buggy"), screen=Quiet(), make_agent=lambda *a: Buggy())
+    # The cleanup came first: every experiment started is recorded, no marker is left, the tree is at the champion.
+    ids = [r["id"] for r in rows(project)]
+    assert ids[:2] == [0, 1] and ids == list(range(len(ids)))
+    assert git(project, "status", "--porcelain") == "" and not _in_flight(project, "bug")
 
 
 def test_a_hostile_proposal_is_only_ever_data(project: Path, tmp_path: Path):
