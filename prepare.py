@@ -887,21 +887,23 @@ def _score(model: Any, val: torch.Tensor, batch: int, block: int, device: Any) -
     deterministic.
 
     How many bytes: EVAL_TOKENS = 16,384, in 16 stretches of 1,024. Every model is scored on the same bytes, so what
-    could mislead a keep is the sampling error of the difference between two versions, not of one score. Measured
-    on the bundled task (two 60-second CPU baselines of different seeds, 4,096 windows of 64 bytes of val.bin): the
-    per-window standard deviation of one model's bits per byte is 0.69, so one score's standard error is
-    0.69 / sqrt(256 windows) = 0.043 (of the score on the whole split); that of the difference of the two models is
-    DIFF_STD / 16 = DIFF_SE, under the noise of 60-second runs (NOISE, the spread of their repeated runs). Four
-    times the bytes would halve these and cost four times the forward passes.
+    could mislead a keep is the sampling error of the difference between two versions, more than that of one score.
+    Measured on the bundled task (two 60-second CPU runs of the baseline, 4,096 windows of 64 bytes of val.bin):
+    the per-window standard deviation of one model's bits per byte is 0.51, so one score's standard error is
+    0.51 / sqrt(256 windows) = 0.032; that of the difference of the two runs' models is 0.10 / 16 = 0.006, where
+    the two runs themselves differed by 0.14 (the noise of repeated runs, which the keep rule must beat anyway):
+    the bytes scored add about a twentieth of the noise. Four times the bytes would halve it at four times the cost.
 
     How many causality probes: a probe keeps a row's bytes up to a random cut and replaces everything after it (and
     every other row); a causal model's logits up to the cut do not move. A leak of byte t + 1 into position t shows
     only when the cut falls on t, so one probe tests one position of one row. A leak that gains G bits per byte
-    overall must be active on at least a share G / 8 of the scored positions (it gains at most what the position
+    overall must be active on at least a share G / 8 of the scored positions (it gains at most what a position
     cost, and a model worth keeping pays under the 8 bits of a uniform guess per byte), so each probe misses it with
-    probability at most 1 - G / 8, and CAUSAL_PROBES * 1,024 = 2,048 probes all miss it with probability at most
-    (1 - G / 8) ** 2048: 0.6% for a leak worth 0.02 bits per byte, under 1e-4 for one worth 0.04; every leak
-    of a real model (attention that looks ahead, a batch that reads its neighbour) fails the first probe.
+    probability at most 1 - G / 8, and the CAUSAL_PROBES * 256 = 1,024 probes at the default block size (more at a
+    shorter one) all miss it with probability at most (1 - G / 8) ** 1024: under 3e-6 for a leak worth 0.1 bits per
+    byte (the noise above), 0.16% for 0.05, 7.7% for 0.02 (0.02% when the leaky positions cost the baseline's 2.4
+    bits rather than 8). A leak of a real model (attention that looks ahead, a row that reads its neighbour) shows at
+    every position and fails the first probe.
     """
     import torch
     import torch.nn.functional as F
