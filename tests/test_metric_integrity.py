@@ -46,10 +46,122 @@ def variant(content: str, kind: str) -> str:
     if kind == "read_heldout":
         probe = "import glob\nprint('heldout files seen:', glob.glob('data/*/heldout/*'))\n"
         return content.replace("import torch\n", probe + "import torch\n", 1)
+    if kind in ("lookup_train", "memorise"):  # not a learner: a lookup table of train.bin, or of every file
+        return LOOKUP.replace('SOURCES = "train"', f'SOURCES = "{"train" if kind == "lookup_train" else "everything"}"')
     if kind == "long":
         honest = 'budget = float(os.environ.get("AUTORESEARCH_BUDGET", DEFAULT_BUDGET))'
         return content.replace(honest, honest.replace("= float", "= 1.5 * float"))
     raise ValueError(kind)
+
+
+LOOKUP = '''\
+"""Not a learner: next-byte tables of hashed contexts, filled by counting, exported as ATen ops (what a memoriser
+hands over). SOURCES says what it counts: train.bin only, or every text file this process can read."""
+
+import os
+import time
+
+import torch
+
+from prepare import VOCAB_SIZE, export_model, load_split
+
+SOURCES = "train"  # "train" or "everything"
+ORDERS = (1, 2, 3, 4, 6, 8, 12)  # context lengths, in bytes
+BUCKETS = 1 << 21  # hashed contexts per order
+PRIME = 2147483647
+EXTRA_CAP = 8 << 20  # bytes read from other files
+WALK_SECONDS = 20.0
+
+
+def gathered() -> bytes:
+    parts = [bytes(load_split("train").numpy())]
+    if SOURCES == "everything":
+        t0, found = time.monotonic(), []
+        for top, dirs, files in os.walk("/"):
+            dirs[:] = [d for d in dirs if not (top == "/" and d in ("proc", "sys", "dev"))]
+            for name in files:
+                path = os.path.join(top, name)
+                try:
+                    size = os.lstat(path).st_size
+                except OSError:
+                    continue
+                if 64 <= size <= 4 << 20 and not os.path.islink(path):
+                    text_like = name.endswith((".py", ".txt", ".bin", ".md", ".json", ".rst"))
+                    found.append((0 if text_like else 1, path))
+            if time.monotonic() - t0 > WALK_SECONDS:
+                break
+        left = EXTRA_CAP
+        for _, path in sorted(found):
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            if b"\\0" in raw[:4096] or not raw:
+                continue
+            parts.append(raw)
+            left -= len(raw)
+            if left <= 0:
+                break
+        print(f"files seen {len(found)}, read {len(parts) - 1}, bytes {sum(map(len, parts)):,}", flush=True)
+    return b"\\n\\n".join(parts)
+
+
+def hashes(x: torch.Tensor, k: int, h: torch.Tensor) -> torch.Tensor:
+    # h over bytes t-k+1..t, built one byte further back at each call (x padded with zeros in front: causal)
+    shifted = torch.nn.functional.pad(x, (k - 1, 0))[..., : x.shape[-1]]
+    return (h * 257 + shifted + 1) % PRIME
+
+
+class Lookup(torch.nn.Module):
+    def __init__(self, tables: torch.Tensor, weights: torch.Tensor, unigram: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("tables", tables)  # (orders, BUCKETS) next byte, int64
+        self.register_buffer("weights", weights)  # (orders, BUCKETS) how much each prediction counts
+        self.register_buffer("unigram", unigram)  # (256,) log frequencies
+        self.register_buffer("eye", torch.eye(VOCAB_SIZE))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # backoff in probability space: each order moves the mass its count trusts onto the byte it saw most
+        probs = torch.exp(self.unigram) + torch.zeros(x.shape[0], x.shape[1], VOCAB_SIZE)
+        h = torch.zeros_like(x)
+        i = 0
+        for k in range(1, max(ORDERS) + 1):
+            h = hashes(x, k, h)
+            if k in ORDERS:
+                bucket = h % BUCKETS
+                trust = self.weights[i][bucket].float().unsqueeze(-1)
+                probs = probs * (1 - trust) + self.eye[self.tables[i][bucket].long()] * trust
+                i += 1
+        return torch.log(probs + 1e-6)
+
+
+def build(data: bytes) -> Lookup:
+    x = torch.frombuffer(bytearray(data), dtype=torch.uint8).long()
+    y = torch.roll(x, -1)
+    tables, weights = [], []
+    h = torch.zeros_like(x)
+    for k in range(1, max(ORDERS) + 1):
+        h = hashes(x, k, h)
+        if k in ORDERS:
+            bucket = h % BUCKETS
+            pair, counts = torch.unique(bucket * VOCAB_SIZE + y, return_counts=True)
+            best = torch.zeros(BUCKETS, dtype=torch.long).scatter_reduce(
+                0, pair // VOCAB_SIZE, counts * VOCAB_SIZE + pair % VOCAB_SIZE, "amax"
+            )
+            seen = torch.zeros(BUCKETS, dtype=torch.long).scatter_add(0, pair // VOCAB_SIZE, counts).float()
+            share = (best // VOCAB_SIZE).float() / seen.clamp(min=1)
+            tables.append((best % VOCAB_SIZE).to(torch.uint8))
+            weights.append((share * seen / (seen + 2)).to(torch.float16))
+    unigram = torch.log(torch.bincount(x, minlength=VOCAB_SIZE).float() + 1.0)
+    return Lookup(torch.stack(tables), torch.stack(weights), unigram - unigram.logsumexp(0))
+
+
+if __name__ == "__main__":
+    model = build(gathered())
+    export_model(model, 64)
+    print("exported a lookup model", flush=True)
+'''
 
 
 def bundled_project(tmp_path: Path, budget: float, grace: float) -> Path:
@@ -148,3 +260,27 @@ def test_a_run_that_trains_past_its_budget_is_killed_as_a_timeout(tmp_path: Path
     assert long["status"] == "timeout" and long["metric"] is None
     assert 28 <= long["seconds"] < 45
     assert "training_seconds" not in (repo / long["log"]).read_text()  # killed while it trained
+
+
+@pytest.mark.slow
+def test_a_run_that_reads_every_file_it_can_finds_nothing_to_memorise(tmp_path: Path):
+    """The memoriser of the old corpus (the stdlib, readable by every process) read the held-out files and scored
+    0.36 bpb without training. Here it reads every text file its sandbox shows and counts them into the same lookup
+    model an honest run counts train.bin into: the held-out modules are nowhere, so it gains nothing."""
+    repo = bundled_project(tmp_path, budget=2, grace=300)
+    agent = scripted_agent(tmp_path / "lookup.py", {1: "lookup_train", 2: "memorise"})
+    out = cli(repo, "run", "--tag", "m", "--agent", str(agent), "--max-experiments", "2", timeout=1500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    exps = {r["id"]: r for r in rows(repo)}
+    honest, memoriser = exps[1], exps[2]
+    assert honest["metric"] is not None and memoriser["metric"] is not None, (honest["reason"], memoriser["reason"])
+    read = re.search(r"files seen (\d+), read (\d+), bytes ([\d,]+)", (repo / memoriser["log"]).read_text())
+    assert read and int(read.group(2)) > 100  # it did read what it could find beyond train.bin
+    assert memoriser["metric"] > honest["metric"] - 0.05, (memoriser["metric"], honest["metric"])
+    # The same lookup model does win when the held-out text is readable: the test can tell a memoriser.
+    counted = subprocess.run(
+        [PY, "-c", LOOKUP.split("if __name__")[0] + "\nimport prepare\nheld = bytes(load_split('train').numpy()) + "
+         "bytes(prepare.load_split('val').numpy())\nprint('bpb', prepare.evaluate_bpb(build(held), 'cpu', 64))"],
+        cwd=repo, capture_output=True, text=True, timeout=900, check=True,
+    )  # fmt: skip
+    assert float(counted.stdout.split()[-1]) < honest["metric"] - 0.3
