@@ -84,7 +84,7 @@ def build_task(night: Night, program_text: str, config: Config, content: str) ->
         hidden=config.hidden,
         noise=night.noise,
         champion_runs=tuple(m.value for m in runs),
-        keep_rule=keep_rule(config, margin),
+        keep_rule=keep_rule(config, margin, deterministic=night.referee.deterministic()),
         families=memory.families(tries, config.sign, margin),
         mode="broaden" if stalled >= patience else "exploit",
         stalled=stalled,
@@ -92,10 +92,12 @@ def build_task(night: Night, program_text: str, config: Config, content: str) ->
     )
 
 
-def keep_rule(config: Config, margin: float) -> str:
-    """The keep rule in one sentence."""
+def keep_rule(config: Config, margin: float, *, deterministic: bool = False) -> str:
+    """The keep rule in one sentence (a deterministic metric's wins need no confirming run)."""
     better = "lower" if config.direction == "minimize" else "higher"
-    again = ", then win a confirming run again" if config.confirm else ""
+    again = ", then win a confirming run again" if config.confirm and not deterministic else ""
+    if deterministic:
+        again = " (the metric is deterministic: one run decides)"
     return f"a change is kept when its run is {better} than the champion's median by more than {margin:.4g}{again}"
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness import digest, toolbox
-from harness.brief import ARCHIVE_CHARS, CRASH_CHARS, Evidence
+from harness.brief import ARCHIVE_CHARS, CRASH_CHARS, Evidence, keep_rule
+from harness.config import Config
 from harness.repo import Repo
 from harness.task import Attempt, ContextFile, Inspiration, Task
 from harness.testing import git, make_repo
@@ -169,3 +170,9 @@ def test_a_long_python_context_file_without_a_contract_is_shown_as_its_outline(t
     assert "EVAL_TOKENS = 4096  # bytes scored" in shown.content and "_PRIVATE" not in shown.content
     assert 'def evaluate_bpb(model, device) -> float:\n    """Bits per byte of `model`."""' in shown.content
     assert "x799" not in shown.content and "_helper" not in shown.content
+
+
+def test_the_keep_rule_a_deterministic_night_states_needs_no_confirming_run():
+    noisy, exact = keep_rule(Config(), 0.01), keep_rule(Config(), 0.0, deterministic=True)
+    assert "confirming run" in noisy and "confirming run" not in exact
+    assert "deterministic: one run decides" in exact
