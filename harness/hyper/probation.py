@@ -25,7 +25,8 @@ Error rates with the default window of 10 (bench/probation.py prints them, 20,00
 champion keeping 25% of its experiments): a candidate as good as the champion is accepted 8.0% of the time (the
 bound: 10%), one with half its keep rate 0.4% (2%), one that never keeps never (2%), and one with twice its keep
 rate 73.9% (at least 70%). A candidate with its keep rate and keeps twice as large is accepted only ~11% of the
-time: gains are too noisy to tell apart in 40 experiments.
+time: gains are too noisy to tell apart in 40 experiments. The reference is older than the candidate's turns: in a
+night whose keeps grow rarer and smaller as it converges, the rule leans to the champion (fewer accepts, not more).
 """
 
 from __future__ import annotations
