@@ -81,15 +81,9 @@ def remeasure_due(session: Session, config: Config, failures: int) -> bool:
 
 
 def remeasure_why(session: Session, config: Config) -> str:
-    """Why the champion runs again now, in words for the status: its number is not yet trusted, or it is kept
-    current."""
+    """Why the champion runs again now, in the keep rule's own words, for the status."""
     night = session.night
-    runs = len(night.referee.runs(night.champion_sha))
-    if runs < keeprule.MIN_CHAMPION_RUNS:
-        return f"its number rests on {runs} run{'s' if runs != 1 else ''}; {keeprule.MIN_CHAMPION_RUNS} back a champion"
-    if night.referee.repeats() < keeprule.MIN_REPEATS:
-        return "the night's noise is not yet measured well enough"
-    return f"keeping its number current (the machine may have changed; every {config.remeasure_every} experiments)"
+    return night.referee.remeasure_reason(night.champion_sha, config.remeasure_every)
 
 
 def settle(

@@ -313,6 +313,14 @@ class Referee:
             return True  # its number was measured on a machine that ran differently: it may be stale
         return every > 0 and since >= every
 
+    def remeasure_reason(self, champion: str, every: int = REMEASURE_EVERY) -> str:
+        """Why remeasure_due asked for a run of the champion (ask it first), in words for a person watching."""
+        clean = sum(not m.contended for m in self._runs.get(champion, []))
+        return (f"a spot check of a metric exact so far, once every {SPOT_CHECK} experiments" if self.deterministic()
+                else f"its number rests on {clean} clean run(s); {MIN_CHAMPION_RUNS} back a champion"
+                if self._short(champion) else "the machine runs otherwise since its last run: its number may be stale"
+                if self._machine_changed(champion) else f"kept current, every {every} experiments")  # fmt: skip
+
     def _machine_changed(self, champion: str) -> bool:
         """Whether the clean runs since the champion's last run got a CPU share per wall second more than
         MACHINE_CHANGE away from its own runs' (a new job on the machine, a throttled or a faster one): a lasting
