@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness import childenv, process, sandbox, toolbox
+from harness import childenv, process, protocol, sandbox, toolbox
 from harness.agents import KINDS
 from harness.brief import Evidence
 from harness.config import Config
@@ -41,8 +41,6 @@ AGENT_LIMITS = {"memory": 2 * 2**30, "cpu": 600, "files": 64 * 2**20, "processes
 MAX_LINE = 16 * 2**20  # a protocol line larger than this is a runaway agent, not a proposal
 REFUSALS = 3  # proposals in a row whose request the API refused: then it is not the prompt, and the night ends
 TOOLS_KEPT = 20  # tool calls of one proposal named in its ledger row
-# What a child's call may carry to the API besides the messages; anything else in its request is not sent.
-_PASSED = ("temperature", "tools", "tool_choice", "thinking")
 
 # Where an agent child runs: given its scratch folder and the files it must read (its own source), the jail to start
 # it in. A night's agents get `jails` (the OS sandbox); an agent built by hand without one, the scrubbed environment.
@@ -211,14 +209,11 @@ class HostedAgent:
                     if line is None:
                         code = child.wait(timeout=2)
                         raise AgentError(f"the agent process ended (status {code}) without a proposal; see {log_path}")
-                    message = json.loads(line)
-                    if not isinstance(message, dict):
-                        raise ValueError(f"a message that is not a JSON object: {line[:80]!r}")
-                    op = message.get("op")
-                    if op == "stage":
+                    message = protocol.decode(line)
+                    if isinstance(message, protocol.Stage):
                         continue  # the child's steps (import, signature, call): the gates' concern
-                    if op in ("llm", "tool"):
-                        if op == "llm":
+                    if isinstance(message, protocol.Llm | protocol.Tool):
+                        if isinstance(message, protocol.Llm):
                             answer, error = self._serve(message)
                             if isinstance(error, BudgetExceeded):
                                 raise error  # the night's cap: the proposal ends now, not when the child gives up
@@ -230,15 +225,15 @@ class HostedAgent:
                             answer = self._serve_tool(message, task, log, seen)
                         child.stdin.write((json.dumps(answer) + "\n").encode())
                         child.stdin.flush()
-                    elif op == "result":
-                        proposal = bounded(Proposal.from_json(message.get("proposal", {})))
+                    elif isinstance(message, protocol.Result):
+                        proposal = bounded(message.proposal)
                         break
                     else:
                         if refused is not None:
                             raise refused
-                        if message.get("kind") == "no_proposal":
-                            raise AgentError(f"no proposal: {message.get('error', '')}")
-                        raise AgentError(f"agent {entry}() raised {message.get('error', 'an error')}")
+                        if message.kind == "no_proposal":
+                            raise AgentError(f"no proposal: {message.error}")
+                        raise AgentError(f"agent {entry}() raised {message.error or 'an error'}")
             except (BrokenPipeError, ValueError) as e:
                 if refused is not None:
                     raise refused from None
@@ -253,25 +248,25 @@ class HostedAgent:
     def _unjailed(self, work: Path, readable: Sequence[Path]) -> Iterator[Jail]:
         yield Jail(sandbox.probe("off"), None, childenv.agent_env(self.root), work)
 
-    def _serve(self, message: dict[str, Any]) -> tuple[dict[str, Any], BaseException | None]:
+    def _serve(self, message: protocol.Llm) -> tuple[dict[str, Any], BaseException | None]:
         """Make one LLM call for the child; a refusal is sent back to it and kept for the loop."""
         if self.client is None:
             return {"ok": False, "error": "no ANTHROPIC_API_KEY is set, so this agent cannot call the LLM"}, None
         try:
             reply = self.client.complete(
-                system=message.get("system", ""),
-                messages=message.get("messages", []),
-                max_tokens=int(message.get("max_tokens", 8000)),
-                **{k: message[k] for k in _PASSED if message.get(k) is not None},
+                system=message.system,
+                messages=message.messages,
+                max_tokens=message.max_tokens,
+                **message.options(),
             )
         except (BudgetExceeded, LLMError) as e:
             return {"ok": False, "error": str(e)}, e
         reply_json = {"text": reply.text, "stop_reason": reply.stop_reason, "model": reply.model}
         return {"ok": True, **reply_json, "content": list(reply.content), "usage": reply.usage.to_json()}, None
 
-    def _serve_tool(self, message: dict[str, Any], task: Task, log: IO[bytes], seen: list[str]) -> dict[str, Any]:
+    def _serve_tool(self, message: protocol.Tool, task: Task, log: IO[bytes], seen: list[str]) -> dict[str, Any]:
         """Answer one read-only tool call from the repository, and note it in the agent's log."""
-        name, args = str(message.get("name", "")), message.get("input")
+        name, args = message.name, message.input
         text, ok = toolbox.serve(name, args, task, self.evidence)
         line = toolbox.describe(name, args)
         seen.append(line)

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import process
+from harness import process, protocol
 from harness.agents.host import AGENT_LIMITS, TOOL_CALLS, Lines
 from harness.edits import fence_for
 from harness.hyper import contract
 from harness.jails import Jail
 from harness.precheck import compiles
-from harness.task import Spend, Task
+from harness.task import Proposal, Spend, Task
 from harness.text import one_line
 
 MAX_AGENT_BYTES = 256 * 2**10  # a candidate larger than this is not a plausible agent.py (the seed is ~10 KiB)
@@ -130,29 +130,30 @@ def isolated(
                     child.kill_tree(grace=0.5)
                     code = None if late else child.wait(timeout=2)
                     return Rejection(stage, _ended(stage, code, limits, log))
-                message = json.loads(line)
-                op = message.get("op")
-                if op == "stage" and message.get("stage") in STEPS:
-                    stage = STEPS[message["stage"]]
+                message = protocol.decode(line)
+                if isinstance(message, protocol.Stage):
+                    stage = STEPS[message.stage]
                     if entered is not None:
                         entered(stage)
-                elif op == "llm":
+                elif isinstance(message, protocol.Llm):
                     calls += 1
                     answer = _stub(task, model, len(line)) if calls <= STUB_CALLS else _refused("too many LLM calls")
                     _answer(child, answer)
-                elif op == "tool":
+                elif isinstance(message, protocol.Tool):
                     looks += 1
                     if looks > TOOL_CALLS:
                         return Rejection("smoke", f"the candidate made more than {TOOL_CALLS} tool calls")
-                    text, ok = tools(str(message.get("name", "")), message.get("input")) if tools else ("", False)
+                    text, ok = tools(message.name, message.input) if tools else ("", False)
                     _answer(child, {"ok": ok, "text": text})
-                elif op == "result":
-                    if returned := message.get("returned"):
-                        return Rejection("smoke", f"propose returned {returned}, not a harness.task.Proposal")
-                    return _proposal(message.get("proposal"), task.mutable_path)
+                elif isinstance(message, protocol.Result):
+                    if message.returned:
+                        return Rejection("smoke", f"propose returned {message.returned}, not a harness.task.Proposal")
+                    return _proposal(message.proposal, task.mutable_path)
                 else:
-                    return Rejection(stage, one_line(str(message.get("error", "the child broke the protocol")))[:300])
-        except (BrokenPipeError, ValueError, AttributeError) as e:
+                    return Rejection(stage, one_line(message.error or "the child broke the protocol")[:300])
+        except protocol.Malformed as e:
+            return Rejection(stage, f"the candidate broke the gate protocol: {one_line(str(e))[:300]}; see {log}")
+        except (BrokenPipeError, ValueError) as e:
             return Rejection(stage, f"the candidate broke the gate protocol ({type(e).__name__}); see {log}")
         finally:
             child.kill_tree(grace=0.5)
@@ -169,14 +170,11 @@ def _ended(stage: str, code: int | None, limits: Limits, log: Path) -> str:
     return f"the child ended (status {code}) during the {stage} gate; see {log}"
 
 
-def _proposal(raw: Any, path: str) -> Rejection | None:
+def _proposal(made: Proposal, path: str) -> Rejection | None:
     """The smoke test's verdict on what propose returned (checked again here: the child is not trusted)."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("content"), str):
-        return Rejection("smoke", "propose returned no file content")
-    description = raw.get("description")
-    if not isinstance(description, str) or not one_line(description):
+    if not one_line(made.description):
         return Rejection("smoke", "propose returned a Proposal without a description")
-    error = compiles(raw["content"], path) if path.endswith(".py") else ""
+    error = compiles(made.content, path) if path.endswith(".py") else ""
     return Rejection("smoke", f"the proposed file does not parse: {error}") if error else None
 
 
