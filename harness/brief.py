@@ -6,7 +6,6 @@ the context files and the archive's diffs at their commits, and digests of the r
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from dataclasses import replace
@@ -20,6 +19,7 @@ from harness.ledger import EVALUATED, FAILED, INTERRUPTED, Experiment
 from harness.night import Night
 from harness.paths import RUNS
 from harness.task import Attempt, ContextFile, Inspiration, Task
+from harness.visibility import Sight
 
 if TYPE_CHECKING:
     from harness.repo import Repo
@@ -109,11 +109,6 @@ def in_flight(flights: list[tuple[int, str, str]]) -> tuple[Attempt, ...]:
 def _try(row: Experiment) -> memory.Try:
     family = row.extra.get("family") if isinstance(row.extra, dict) else None
     return memory.Try(row.id, family if isinstance(family, str) else "", row.status, row.delta)
-
-
-def is_hidden(path: str, patterns: tuple[str, ...]) -> bool:
-    """Whether a path of the tree is `hidden:` data (matched as a glob, or lying under a hidden folder)."""
-    return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns)
 
 
 def _attempt(row: Experiment, contended: bool = False) -> Attempt:
@@ -235,7 +230,7 @@ class Evidence:
 
     def _context(self, task: Task, path: str) -> ContextFile:
         champion = task.champion
-        if is_hidden(path, task.hidden):
+        if Sight.of(self.root, task.hidden).is_hidden(path):
             return ContextFile(path)  # named in program.md by mistake: hidden data is never shown
         try:
             text = self.repo.show(champion, path)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import visibility
 from harness.errors import ProgramError
 from harness.paths import PROGRAM, Layout
 from harness.program import Program, load, locate
@@ -106,9 +106,9 @@ def _written(text: str) -> set[str]:
 
 
 def _matches(root: Path, entry: str) -> bool:
-    """Whether a path or glob of program.md names something, inside the repository or outside it."""
-    pattern = os.path.join(root, os.path.expanduser(entry))
-    return bool(glob.glob(pattern)) or os.path.lexists(pattern)
+    """Whether a path or glob of program.md names something, inside the repository or outside it (as the sandbox
+    reads `hidden:` and `data:`)."""
+    return bool(visibility.matched(entry, root))
 
 
 def _within(value: float, low: float | None, high: float | None) -> bool:

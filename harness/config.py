@@ -70,8 +70,13 @@ class Config:
         str, shown="none",
     )  # fmt: skip
     hidden: tuple[str, ...] = _key(
-        (), "paths or globs the evaluator sees and a run or an agent never does (held-out data)", list, shown="[]"
-    )
+        (), "paths or globs, in the repository or anywhere (absolute, `~/...`), that the evaluators see and a run or "
+        "an agent never does (held-out data)", list, shown="[]",
+    )  # fmt: skip
+    data: tuple[str, ...] = _key(
+        (), "untracked paths or globs a run and an agent may read (`data/`); every other untracked or ignored file of "
+        "the repository (`.env`, keys, caches) is out of their sight", list, shown="[]",
+    )  # fmt: skip
     sandbox: Literal["auto", "required", "off"] = _key(
         "auto", "the OS sandbox of every model-written process: `auto`, `required` or `off`", str, bool
     )
@@ -250,7 +255,7 @@ def _checked(values: dict[str, Any]) -> Config:
         raise ValueError(f"'agent_steps' must not be negative, not {values['agent_steps']!r}")
     if values.get("min_delta", 0) < 0:
         raise ValueError(f"'min_delta' must not be negative, not {values['min_delta']!r}")
-    for key in ("protected", "hidden", "context"):
+    for key in ("protected", "hidden", "data", "context"):
         if key in values:
             if not all(isinstance(p, str) and p for p in values[key]):
                 raise ValueError(f"'{key}' must be a list of paths")

@@ -16,6 +16,7 @@ from harness import childenv, process, sandbox
 from harness.config import Config
 from harness.paths import LEDGER, PROGRAM, RUNS, Layout
 from harness.sandbox import Sandbox, View
+from harness.visibility import Sight
 
 if TYPE_CHECKING:  # the jails take a Repo; the views and copies below work without GitPython installed
     from harness.repo import Repo
@@ -50,15 +51,15 @@ def unprotected(files: Iterable[str], config: Config) -> list[str]:
     return [rel for rel in files if not any(rel == p or rel.startswith(p + "/") for p in protected)]
 
 
-def hidden_paths(root: Path, patterns: Sequence[str]) -> list[str]:
-    """The paths (relative to `root`) that program.md's `hidden:` names now: each pattern as a glob, or as itself."""
-    found: set[str] = set()
-    for pattern in patterns:
-        matches = [p for p in root.glob(pattern) if p.exists() or p.is_symlink()]
-        found.update(str(p.relative_to(root)) for p in matches)
-        if not matches and (root / pattern).exists():
-            found.add(pattern)
-    return sorted(found)
+def sight(root: Path, config: Config) -> Sight:
+    """What a run or an agent of the repository at `root` may see, as program.md's `hidden:` and `data:` say."""
+    return Sight.of(root, config.hidden, config.data)
+
+
+def copied(files: Iterable[str], config: Config, seen: Sight) -> list[str]:
+    """The files a scratch copy holds: the unprotected ones (the protected are shown read-only over it) that are not
+    hidden."""
+    return [rel for rel in unprotected(files, config) if not seen.is_hidden(rel)]
 
 
 @contextlib.contextmanager
@@ -75,7 +76,7 @@ def run_jail(
         yield Jail(sb, None, childenv.run_env(root, config.budget, out=out), root)
         return
     remove(work)  # what a night killed with -9 left
-    scratch(sb, root, work, unprotected(repo.tracked(), config))
+    scratch(sb, root, work, copied(repo.tracked(), config, sight(root, config)))
     try:
         with tree_jail(sb, root, config, work, out, devices) as jail:
             yield jail
@@ -100,8 +101,9 @@ def tree_jail(
     if not sb.active:
         yield Jail(sb, None, {**childenv.run_env(root, config.budget, out=out), **extra}, tree)
         return
+    seen = sight(root, config)
     view = repo_view(
-        root, tree, protected=guarded(config), hidden=[LEDGER, RUNS, *hidden_paths(root, config.hidden)],
+        root, tree, protected=guarded(config), hidden=[LEDGER, RUNS, *seen.masked()], data=seen.declared(),
         writable=[out], network=config.network, devices=devices,
     )  # fmt: skip
     yield Jail(sb, view, {**childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), **extra}, root)
@@ -127,7 +129,11 @@ def evaluator_jail_at(
     _fresh(work)
     sandbox.own(sb, work)
     try:
-        view = repo_view(root, work, protected=guarded(config), hidden=[LEDGER, RUNS], readonly=[out])
+        # The hidden data outside the repository is shown too, also where the sandbox covers its place (/tmp, ~).
+        outside = [p for p in sight(root, config).masked() if not p.is_relative_to(root.resolve())]
+        view = repo_view(
+            root, work, protected=guarded(config), hidden=[LEDGER, RUNS], readonly=[out, *outside], untracked=True
+        )
         yield Jail(sb, view, {**childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), **extra}, root)
     finally:
         remove(work)
@@ -135,17 +141,19 @@ def evaluator_jail_at(
 
 @contextlib.contextmanager
 def agent_jail(sb: Sandbox, repo: Repo, config: Config, work: Path, readable: Sequence[Path]) -> Iterator[Jail]:
-    """The jail of an agent child: the repository at the champion read-only (no .git, ledger, runs/ or hidden
-    data), `readable` (its own source) shown, a scratch folder to work in, never a network."""
+    """The jail of an agent child: a scratch copy of the repository's tracked files at the champion (no .git, ledger,
+    runs/, hidden data or untracked file but `data:`), `readable` (its own source) shown, never a network."""
     root = repo.root
     _fresh(work)
     if not sb.active:
         yield Jail(sb, None, childenv.agent_env(root), work)
         return
-    sandbox.own(sb, work)
+    seen = sight(root, config)
+    remove(work)
+    scratch(sb, root, work, copied(repo.tracked(), config, seen))
     try:
-        hidden = [LEDGER, RUNS, *hidden_paths(root, config.hidden)]
-        view = repo_view(root, work, protected=guarded(config), hidden=hidden, readonly=readable)
+        hidden = [LEDGER, RUNS, *seen.masked()]
+        view = repo_view(root, work, protected=guarded(config), hidden=hidden, data=seen.declared(), readonly=readable)
         yield Jail(sb, view, childenv.agent_env(root, home=sandbox.HOME), root)
     finally:
         remove(work)
@@ -156,16 +164,20 @@ def repo_view(
     tree: Path,
     *,
     protected: Iterable[str] = (),
-    hidden: Iterable[str] = (),
+    hidden: Iterable[str | Path] = (),
+    data: Iterable[Path] = (),
     readonly: Iterable[Path] = (),
     writable: Iterable[Path] = (),
+    untracked: bool = False,
     network: bool = False,
     devices: tuple[str, ...] = (),
 ) -> View:
-    """The view of a process working in `tree`, a scratch copy of `repo`'s checked-out files: the copy at the
-    repository's own path; over it, read-only from the real tree, the `protected` paths and every top-level entry
-    the copy lacks (the venv, untracked data, the ledger, runs/); the git folders (a worktree's and its main one's
-    too) and `hidden` (relative to `repo`, or absolute) covered; `readonly` and `writable` shown at their paths."""
+    """The view of a process working in `tree`, a scratch copy of `repo`'s tracked files: the copy at the
+    repository's own path; over it, read-only from the real tree, the `protected` paths and the `data` (the untracked
+    paths program.md declares), with `untracked` every top-level entry the copy lacks too (the evaluator's view);
+    the git folders (a worktree's and its main one's too) and `hidden` (relative to `repo`, or absolute, anywhere)
+    covered; `readonly` and `writable` shown at their paths. Every other untracked file of the repository is out of
+    sight: the copy does not hold it."""
     repo = repo.resolve()
     covered = {*_git_dirs(repo), *(repo / rel for rel in hidden)}
     covered = {path for path in covered if not any(other in path.parents for other in covered)}  # outermost only
@@ -173,7 +185,9 @@ def repo_view(
     for rel in protected:
         if (repo / rel).exists():
             binds[repo / rel] = repo / rel
-    for name in sorted(os.listdir(repo)):
+    for path in data:
+        binds[path] = path
+    for name in sorted(os.listdir(repo)) if untracked else ():
         entry = repo / name
         if entry not in covered and not (tree / name).exists() and not (tree / name).is_symlink():
             binds[entry] = entry

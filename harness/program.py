@@ -20,6 +20,12 @@ class Program:
     text: str
     sha: str
     path: Path = field(default=Path("program.md"))
+    lines: dict[str, int] = field(default_factory=dict, compare=False)  # front-matter key -> its line in the file
+
+    def where(self, key: str) -> str:
+        """`program.md:<line>` of a front-matter key (the file alone when the key is not written in it)."""
+        line = self.lines.get(key)
+        return f"{self.path.name}:{line}" if line else self.path.name
 
 
 def split_front_matter(text: str) -> tuple[str | None, str, int]:
@@ -58,7 +64,7 @@ def parse(text: str, path: Path = Path("program.md")) -> Program:
         raise ProgramError(f"{path.name}:{first}: the front matter must be a mapping of 'key: value' lines")
     lines = {k.value: first + k.start_mark.line for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
     config = build_config(data, lambda key: f"{path.name}:{lines.get(key, first)}")
-    return Program(config, body.strip() + "\n", sha, path)
+    return Program(config, body.strip() + "\n", sha, path, lines)
 
 
 def locate(text: str) -> dict[tuple[str | int, ...], int]:

@@ -117,10 +117,21 @@ def _announce(session: Session, screen: Screen) -> None:
     source = f"from the evaluator '{config.evaluate}'" if config.evaluate else "self-reported by the run"
     if config.hidden and not sb.active:
         source += f"; the hidden data ({', '.join(config.hidden)}) is NOT hidden without the sandbox"
+    sight = _sight(config, sb.active)
     screen.info(f"sandbox: {config.sandbox}: {guard}")
     screen.info(f"metric: {config.metric}, {source}")
+    screen.info(f"sight: {sight}")
     session.ledger.note(session.tag, "night started", sandbox=config.sandbox, sandboxed=sb.active, protection=guard,
-                        metric_source=source)  # fmt: skip
+                        metric_source=source, sight=sight)  # fmt: skip
+
+
+def _sight(config: Config, sandboxed: bool) -> str:
+    """One line: what of the repository and the machine runs and agents see."""
+    if not sandboxed:
+        return "runs and agents see every file their user can read (no sandbox): untracked files and hidden data too"
+    data = f" and the untracked {', '.join(config.data)}" if config.data else ""
+    hidden = f"; {', '.join(config.hidden)} for the evaluators only" if config.hidden else ""
+    return f"runs and agents see the tracked files{data}; no other untracked or ignored file (.env, keys){hidden}"
 
 
 def _record_end(session: Session, screen: Screen, reason: str, kind: str, agent: str) -> None:

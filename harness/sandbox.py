@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import pwd
+import re
 import shutil
 import sys
 import tempfile
@@ -61,6 +62,7 @@ class View:
     hidden: tuple[Path, ...] = ()  # destinations covered by an empty read-only folder, or /dev/null (unreadable)
     network: bool = False
     devices: tuple[str, ...] = ()  # device nodes passed through (gpu_devices())
+    tmpfs_size: int | None = None  # bytes each private tmpfs (/tmp, /dev/shm) may hold; None: the kernel's default
 
     def __post_init__(self) -> None:
         binds = [path for bind in self.readonly + self.writable for path in bind]
@@ -195,8 +197,10 @@ def command(sandbox: Sandbox, view: View, argv: Sequence[str]) -> list[str]:
     # the namespace's init with bwrap, even after a normal exit of the run, ending whatever the run left behind.
     m.add("--die-with-parent", "--new-session")
     m.add("--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev")
-    m.add("--perms", "1777", "--tmpfs", "/dev/shm")  # bwrap's own /dev/shm is root's 0755 under a root harness
-    m.add("--perms", "1777", "--tmpfs", "/tmp")
+    # Sized, so that what a process writes there is bounded (and charged to its memory cgroup, where it has one).
+    size = ["--size", str(view.tmpfs_size)] if view.tmpfs_size else []
+    m.add("--perms", "1777", *size, "--tmpfs", "/dev/shm")  # bwrap's own /dev/shm is root's 0755 under a root harness
+    m.add("--perms", "1777", *size, "--tmpfs", "/tmp")
     m.add("--perms", "1777", "--dir", HOME)
     m.made.update({Path("/dev"), Path("/tmp"), Path(HOME)})
     for device in view.devices:
@@ -318,15 +322,31 @@ def gpu_devices(dev: Path = Path("/dev")) -> tuple[str, ...]:
     return tuple(found)
 
 
+def visible_gpus(environ: Mapping[str, str] = os.environ, dev: Path = Path("/dev")) -> list[str]:
+    """The GPUs runs may use: those CUDA_VISIBLE_DEVICES names when it is set, else one per /dev/nvidia<N>."""
+    given = environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [g.strip() for g in given.split(",") if g.strip() and g.strip() != "-1"]
+    found = sorted(int(m.group(1)) for p in dev.glob("nvidia*") if (m := re.fullmatch(r"nvidia(\d+)", p.name)))
+    return [str(n) for n in found]
+
+
+def worker_count(workers: int | str, gpus: Sequence[str]) -> int:
+    """How many workers `workers:` asks for: the number, or one per visible GPU (one on a machine without)."""
+    return max(1, len(gpus)) if workers == "auto" else int(workers)
+
+
 def spawn(
-    sandbox: Sandbox, view: View, argv: Sequence[str], *, env: Mapping[str, str], **options: Any
-) -> process.Child:
+    sandbox: Sandbox, view: View, argv: Sequence[str], *, env: Mapping[str, str], outer: Sequence[str] = (),
+    **options: Any,
+) -> process.Child:  # fmt: skip
     """Start `argv` in `view`, bwrap itself started with only `env` (build it from nothing; set HOME to sandbox.HOME);
     returns the Child of bwrap, whose kill_tree ends every process inside. Raises ValueError if `env` holds a secret.
+    `outer` comes before bwrap's command line: a trusted program that confines bwrap and all it starts, then execs it.
 
     Call it from a thread that outlives the run: --die-with-parent watches the thread that started bwrap, not the
     process, so a run started from a short-lived thread is killed when that thread ends."""
     leaked = sorted(name for name, value in env.items() if childenv.is_secret(name, value))
     if leaked:
         raise ValueError(f"a sandboxed process must get no credential, and its environment has {', '.join(leaked)}")
-    return process.spawn(command(sandbox, view, argv), env=env, **options)
+    return process.spawn([*outer, *command(sandbox, view, argv)], env=env, **options)

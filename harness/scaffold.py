@@ -22,6 +22,8 @@ HEADER = """\
 # autoresearch reads this front matter before every experiment; an edit applies from the next one.
 # Other keys: min_delta, baseline_runs, model, max_cost_usd, patience, history, sandbox, network (the README's table).
 # 'autoresearch check' reads this file against the repository and runs the baseline once, creating nothing.
+# A run sees the tracked files and no other file of the repository: list the untracked ones it reads (its data):
+#   data: [data/train/]
 #
 # The metric below is what the run prints about itself: code an agent rewrites all night can learn to print a
 # better number than it earns. Let a trusted command of yours decide it instead. After each run that ends well

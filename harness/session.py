@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import check, flight, paths, recovery, sandbox
+from harness import check, flight, paths, recovery, sandbox, visibility
 from harness.config import Config, override
 from harness.errors import HarnessError, ProgramError, RepoError
 from harness.gitdir import ControlSnapshot
@@ -22,6 +22,7 @@ from harness.status import snapshot
 from harness.steer import Steering
 from harness.task import Agent
 from harness.text import short
+from harness.visibility import Sight
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def open_session(root: Path, options: Options) -> Session:
         check.validate(repo.root, program, repo.tracked())
         config = override(program.config, **options.overrides)
         devices = sandbox.gpu_devices()
-        sandbox.probe(config.sandbox, devices=devices)  # `sandbox: required` without one stops here, exit 2
+        sb = sandbox.probe(config.sandbox, devices=devices)  # `sandbox: required` without one stops here, exit 2
         recovery.end_orphans(repo.root)  # first: a dead night's run may still hold a git lock open
         for line in repo.clear_stale_locks():
             ledger.note(tag, line)
@@ -151,6 +152,8 @@ def open_session(root: Path, options: Options) -> Session:
         repo.checkout_branch(paths.branch(tag))
         if not (repo.root / config.mutable).is_file():
             raise ProgramError(f"program.md: the mutable file '{config.mutable}' does not exist in {repo.root}")
+        where = {key: program.where(key) for key in ("hidden", "data")}
+        visibility.check(Sight.of(repo.root, config.hidden, config.data), where, sb.user if sb.active else None)
         head = repo.head()
         night = Night.load(tag, *ledger.night(tag), head, ledger.generations(tag))
         night.declare(config)

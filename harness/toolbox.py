@@ -7,9 +7,9 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from harness import edits
-from harness.brief import is_hidden
 from harness.errors import RepoError
 from harness.task import Attempt, Task
+from harness.visibility import Sight
 
 if TYPE_CHECKING:
     from harness.brief import Evidence
@@ -88,7 +88,7 @@ def _view(task: Task, evidence: Evidence, path: Any, start: Any, end: Any) -> tu
     where = _tree_path(path)
     if where is None:
         return f"{path!r} is not a path inside the repository's tree", False
-    if is_hidden(where, task.hidden):
+    if Sight.of(evidence.root, task.hidden).is_hidden(where):
         return f"{where} is hidden data (program.md's `hidden:`): only the evaluator sees it", False
     try:
         text = evidence.repo.show(task.champion, where)

@@ -169,7 +169,7 @@ def bundled_project(tmp_path: Path, budget: float, grace: float) -> Path:
         "---\n"
         f'run: "{PY} train.py"\n'
         f'evaluate: "{PY} -I prepare.py --evaluate"\n'
-        "hidden: [data/*/heldout]\n"
+        "hidden: [data/*/heldout]\ndata: [data/]\n"
         f"budget: {budget}\ngrace: {grace}\nevaluate_timeout: 240\n"
         "remeasure_every: 0\nconfirm: 0\n"
         "---\nMake val_bpb small.\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import childenv, proctable
+from harness import childenv, proctable, sandbox
 from harness.agents.optuna import OptunaAgent
 from harness.config import Param
 from harness.executors import workers
@@ -222,7 +222,7 @@ def test_offsets_find_a_throttled_worker_despite_a_spiked_run_and_unequal_runs()
 
 
 def test_auto_means_one_worker_per_visible_gpu_and_the_cores_are_split():
-    gpus = workers.visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1,3"})
+    gpus = sandbox.visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1,3"})
     assert gpus == ["0", "1", "3"] and workers.count("auto", gpus) == 3
     assert workers.count("auto", []) == 1 and workers.count(4, gpus) == 4
     devices = workers.plan(2, [], list(range(8)))

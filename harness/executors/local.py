@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from pathlib import Path
 
-from harness import jails, recovery
+from harness import jails, recovery, sandbox
 from harness.config import Config
 from harness.executors import workers
 from harness.executors.base import Lane
@@ -68,8 +68,8 @@ def build(
     config: Config, root: Path, tag: str, files: tuple[str, ...], sb: Sandbox, nodes: tuple[str, ...]
 ) -> LocalExecutor:
     """`workers` of this machine's devices: one per visible GPU, or a share of the CPU cores each."""
-    gpus = workers.visible_gpus()
-    n = workers.count(config.workers, gpus)
+    gpus = sandbox.visible_gpus()
+    n = sandbox.worker_count(config.workers, gpus)
     return LocalExecutor(root, tag, files, sb, nodes, workers.plan(n, gpus, workers.cores()))
 
 

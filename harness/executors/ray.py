@@ -40,7 +40,7 @@ class RayExecutor:
             ray.init(address=config.ray_address or None, include_dashboard=False, log_to_driver=False)
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        self.slots = workers.count(config.workers, ["gpu"] * gpus)
+        self.slots = sandbox.worker_count(config.workers, ["gpu"] * gpus)
         self.gpus = gpus
         # A GPU task gets a fresh worker process each time (max_calls=1), so no CUDA state outlives its run.
         shape: dict[str, Any] = (

@@ -4,8 +4,7 @@ version in a checkout of its own, sandboxed as every run is; the same code serve
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,20 +34,6 @@ class Device:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # the order nvidia-smi shows, so GPU 3 is the card it calls 3
         return env
-
-
-def visible_gpus(environ: Mapping[str, str] = os.environ, dev: Path = Path("/dev")) -> list[str]:
-    """The GPUs runs may use: those CUDA_VISIBLE_DEVICES names when it is set, else one per /dev/nvidia<N>."""
-    given = environ.get("CUDA_VISIBLE_DEVICES")
-    if given is not None:
-        return [g.strip() for g in given.split(",") if g.strip() and g.strip() != "-1"]
-    found = sorted(int(m.group(1)) for p in dev.glob("nvidia*") if (m := re.fullmatch(r"nvidia(\d+)", p.name)))
-    return [str(n) for n in found]
-
-
-def count(workers: int | str, gpus: Sequence[str]) -> int:
-    """How many workers `workers:` asks for: the number, or one per visible GPU (one on a machine without)."""
-    return max(1, len(gpus)) if workers == "auto" else int(workers)
 
 
 def plan(n: int, gpus: Sequence[str], cpus: Sequence[int]) -> list[Device]:
@@ -109,7 +94,8 @@ def checkout(sb: Sandbox, config: Config, spot: Spot, content: str) -> None:
     protected files and the untracked entries of the repository (its data, its venv) are links to the real ones: a
     run that writes one writes the real file, and is caught as tampered as it would be working in the repository."""
     jails.remove(spot.tree)
-    copied = [rel for rel in jails.unprotected(spot.files, config) if rel != config.mutable]
+    seen = jails.sight(spot.root, config)
+    copied = [rel for rel in jails.copied(spot.files, config, seen) if rel != config.mutable]
     jails.scratch(sb, spot.source, spot.tree, copied)
     target = spot.tree / config.mutable
     target.parent.mkdir(parents=True, exist_ok=True)
