@@ -11,6 +11,7 @@ from typing import Any, Literal
 from harness import executors
 from harness.errors import ProgramError
 from harness.executors import EXECUTORS
+from harness.limits import parse_size
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 _NUMBER = (int, float)
@@ -76,6 +77,19 @@ class Config:
     data: tuple[str, ...] = _key(
         (), "untracked paths or globs a run and an agent may read (`data/`); every other untracked or ignored file of "
         "the repository (`.env`, keys, caches) is out of their sight", list, shown="[]",
+    )  # fmt: skip
+    max_memory: str = _key(
+        "auto", "memory of each run and evaluator, what it writes to its `/tmp` and `/dev/shm` included (`8G`); past "
+        "it the run is a `crash` naming the limit", str, int,
+        shown="auto (the RAM less a reserve, shared by the workers)",
+    )  # fmt: skip
+    max_processes: int | Literal["auto"] = _key(
+        "auto", "processes and threads of each run and evaluator at once (a fork bomb stops there)", int, str,
+        shown="auto (1024 + 32 per core)",
+    )  # fmt: skip
+    max_output: str = _key(
+        "auto", "bytes each run may write to disk (`$AUTORESEARCH_OUT` and its copy of the tree), and the largest "
+        "file the evaluator is given (`20G`)", str, int, shown="auto (a tenth of the free disk, shared by the workers)",
     )  # fmt: skip
     sandbox: Literal["auto", "required", "off"] = _key(
         "auto", "the OS sandbox of every model-written process: `auto`, `required` or `off`", str, bool
@@ -247,6 +261,16 @@ def _checked(values: dict[str, Any]) -> Config:
         and not (isinstance(values["workers"], int) and values["workers"] >= 1)
     ):
         raise ValueError(f"'workers' must be a whole number of at least 1, or auto, not {values['workers']!r}")
+    for key in ("max_memory", "max_output"):
+        if key in values and values[key] != "auto":
+            values[key] = str(values[key])
+            try:
+                parse_size(values[key])
+            except ValueError as e:
+                raise ValueError(f"'{key}' must be auto or a size: {e}") from None
+    processes = values.get("max_processes", "auto")
+    if processes != "auto" and not (isinstance(processes, int) and processes >= 16):
+        raise ValueError(f"'max_processes' must be auto or a whole number of at least 16, not {processes!r}")
     if "executor" in values and values["executor"] not in EXECUTORS:
         raise ValueError(f"'executor' must be {' or '.join(EXECUTORS)}, not {values['executor']!r}")
     if values.get("grace", 0) < 0:

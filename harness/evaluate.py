@@ -3,19 +3,23 @@ verdict from what they did, never from what the run says of itself beyond its la
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness import proctable
+from harness import outputs, proctable
 from harness.jails import Jail
+from harness.limits import MIB, Cgroup, shown
+from harness.process import Child
 from harness.runlog import LogReader, last_value, metric_names, tail
 
 Outcome = Literal["ok", "crash", "timeout", "tampered"]
@@ -55,6 +59,38 @@ class Spawned:
     peak_mem_mb: float | None
     text: str  # the (capped) log, decoded
     load: float | None = None  # busy CPU seconds of the cores it could use, per core and wall second; None: unknown
+    breach: str = ""  # the limit it went past ("out of memory: limit 8 GiB"), which ended it; "" when none
+
+
+class Watch:
+    """The limits of one process tree, checked while it runs: its cgroup's counters, and what it wrote to disk."""
+
+    def __init__(self, jail: Jail, cgroup: Cgroup | None) -> None:
+        self.limits = jail.enforcement.limits if jail.enforcement else None
+        self.cgroup = cgroup
+        self.folders = jail.written
+        self.started = time.time()
+        self.before = self._written()[0]
+
+    def _written(self) -> tuple[int, int]:
+        """(the disk space the files in its folders take, the size of the largest)."""
+        found = [_disk_bytes(folder, self.started) for folder in self.folders]
+        return sum(total for total, _ in found), max((largest for _, largest in found), default=0)
+
+    def breach(self, code: int | None = None) -> str:
+        """The limit the tree went past, as one line naming it; "" when none."""
+        if self.limits is None:
+            return ""
+        if self.cgroup is not None and self.cgroup.out_of_memory():
+            return f"out of memory: limit {shown(self.limits.memory)}"
+        if self.cgroup is not None and self.cgroup.out_of_processes():
+            return f"too many processes: limit {self.limits.processes}"
+        total, largest = self._written() if self.folders else (self.before, 0)
+        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or (code is not None and largest >= self.limits.output):
+            return f"wrote a file over the output limit: limit {shown(self.limits.output)}"
+        if total - self.before > self.limits.output:
+            return f"wrote too much to disk: limit {shown(self.limits.output)}"
+        return ""
 
 
 def execute(
@@ -72,20 +108,27 @@ def execute(
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     busy = proctable.busy_seconds(cores)  # what ran on its cores meanwhile, the run included: contention shows
     started = time.monotonic()
+    cgroup = jail.enforcement.cgroup() if jail.enforcement else None
     try:
         # The shell's stdin is the pipe for `times`; the command itself reads /dev/null (see _timed).
-        child = jail.spawn(["/bin/sh", "-c", _timed(command)], stdin=times_write, stdout=write_fd, stderr=write_fd)
+        child = jail.spawn(
+            ["/bin/sh", "-c", _timed(command)], cgroup, stdin=times_write, stdout=write_fd, stderr=write_fd
+        )
     except BaseException:
         for fd in (read_fd, times_read):
             os.close(fd)
         out.close()
+        if cgroup is not None:
+            cgroup.remove()
         raise
     finally:
         os.close(write_fd)  # the child has its copy; ours would keep the pipe open past the run's end
         os.close(times_write)
+    watch = Watch(jail, cgroup)
+    breach = ""
     try:
         reader.start()
-        code = child.wait(timeout)
+        code, breach = _wait(child, timeout, watch)
         seconds = time.monotonic() - started
         after = proctable.busy_seconds(cores)
     finally:
@@ -106,11 +149,51 @@ def execute(
                 if reader.is_alive():  # a survivor stuck in the kernel still holds the pipe: stop reading it
                     reader.stop.set()
                     reader.join()
+            if cgroup is not None:
+                cgroup.remove()  # its counters stay readable from the object (see Cgroup.usage)
     if code is None:
         seconds = time.monotonic() - started  # a timed-out run lasted until its tree was dead
+    breach = breach or watch.breach(code)
     text = log.read_bytes().decode("utf-8", errors="replace")
     load = (after - busy) / (seconds * len(cores)) if busy is not None and after is not None and seconds > 0 else None
-    return Spawned(code, seconds, cpu, child.peak_mem_mb, text, load)
+    peak = child.peak_mem_mb
+    if cgroup is not None and cgroup.usage.peak_memory is not None:
+        peak = cgroup.usage.peak_memory / MIB  # the whole sandbox, daemons and tmpfs included
+    if cgroup is not None and cgroup.usage.cpu_seconds is not None:
+        cpu = cgroup.usage.cpu_seconds  # every process it had, daemons included: a run cannot look contended
+    return Spawned(code, seconds, cpu, peak, text, load, breach)
+
+
+WATCH_EVERY = 0.25  # seconds between checks of a running tree's limits
+
+
+def _wait(child: Child, timeout: float, watch: Watch) -> tuple[int | None, str]:
+    """Wait up to `timeout` seconds for `child`, checking its limits meanwhile: (its exit status or None, the limit
+    it went past or "")."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        code = child.wait(max(0.0, min(left, WATCH_EVERY)))
+        if code is not None:
+            return code, ""
+        if breach := watch.breach():
+            return None, breach
+        if left <= WATCH_EVERY:
+            return child.wait(0), ""
+
+
+def _disk_bytes(folder: Path, since: float) -> tuple[int, int]:
+    """(the disk space the files under `folder` take, the size of the largest written since `since`), never
+    following a link."""
+    total = largest = 0
+    for place, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(place, name))
+                total += info.st_blocks * 512
+                if info.st_mtime >= since - 1:
+                    largest = max(largest, info.st_size)
+    return total, largest
 
 
 def _timed(command: str) -> str:
@@ -157,6 +240,8 @@ def evaluate(
     if tampered:
         outcome: Outcome = "tampered"
         reason = "changed protected files: " + ", ".join(tampered)
+    elif ran.breach:
+        outcome, reason = "crash", ran.breach
     elif ran.code is None:
         outcome, reason = "timeout", f"timed out after {timeout:g} s"
     elif ran.code != 0:
@@ -181,20 +266,29 @@ def evaluate(
     )
 
 
-def trusted_metric(result: RunResult, jail: Jail, command: str, *, metric: str, timeout: float, log: Path) -> RunResult:
+def trusted_metric(
+    result: RunResult, jail: Jail, command: str, *, metric: str, timeout: float, log: Path, out: Path | None = None
+) -> RunResult:
     """The run's result with its metric decided by the evaluator `command` (run in `jail` after a run that ended
     well): its last `<metric>: <float>` line is the metric; what the run printed becomes only its claim. A run that
     exited 0 without a metric line is fine here: the evaluator decides. An evaluator that fails or prints no metric
-    makes the run a crash, with the evaluator's last words as the reason."""
+    makes the run a crash, with the evaluator's last words as the reason. What the run left in `out` (its
+    $AUTORESEARCH_OUT) must be regular files under the output limit, or the evaluator never runs and it is a crash."""
     if result.outcome not in ("ok", "crash") or result.exit_code != 0:
         return result
+    if out is not None:
+        cap = jail.enforcement.limits.output if jail.enforcement else sys.maxsize
+        if refused := outputs.refusal(out, cap):
+            return _with(result, outcome="crash", metric=None, reason=refused, claimed=result.metric)
     ran = execute(jail, command, timeout=timeout, log=log)
     value = last_value(ran.text, metric)
     found = value if value is not None and math.isfinite(value) else None
     claimed, seconds = result.metric, round(ran.seconds, 3)
     if ran.code == 0 and found is not None:
         return _with(result, outcome="ok", metric=found, tail="", reason="", claimed=claimed, eval_seconds=seconds)
-    if ran.code is None:
+    if ran.breach:
+        why = f"the evaluator went past a limit: {ran.breach}"
+    elif ran.code is None:
         why = f"the evaluator timed out after {timeout:g} s"
     else:
         last = [line.strip() for line in ran.text.splitlines() if line.strip()]

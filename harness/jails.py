@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import childenv, process, sandbox
+from harness import childenv, limits, process, sandbox
 from harness.config import Config
+from harness.limits import Cgroup, Enforcement
 from harness.paths import LEDGER, PROGRAM, RUNS, Layout
 from harness.sandbox import Sandbox, View
 from harness.visibility import Sight
@@ -22,6 +23,9 @@ if TYPE_CHECKING:  # the jails take a Repo; the views and copies below work with
     from harness.repo import Repo
 
 GIT_DIR = ".git"
+# Where a sandboxed run and its evaluator find $AUTORESEARCH_OUT: one path for every run, so that no run can tell
+# from it which experiment, or which re-run of one, it is.
+OUT = Path("/tmp/autoresearch-out")
 
 
 @dataclass(frozen=True)
@@ -32,12 +36,23 @@ class Jail:
     view: View | None  # None: no sandbox in force
     env: dict[str, str]
     cwd: Path
+    enforcement: Enforcement | None = None  # the limits of what it starts; None: none (an agent child's own)
+    written: tuple[Path, ...] = ()  # the folders whose growth counts toward its output limit
 
-    def spawn(self, argv: Sequence[str], **options: Any) -> process.Child:
-        """Start `argv` (a shell runs a command line given as ["/bin/sh", "-c", line]) with the jail's environment."""
+    def spawn(self, argv: Sequence[str], cgroup: Cgroup | None = None, **options: Any) -> process.Child:
+        """Start `argv` (a shell runs a command line given as ["/bin/sh", "-c", line]) with the jail's environment,
+        inside `cgroup` (made by the caller from `enforcement`) and under the enforcement's rlimits."""
+        outer = self.enforcement.wrap([], cgroup) if self.enforcement else []
         if self.view is None:
-            return process.spawn(list(argv), cwd=self.cwd, env=self.env, **options)
-        return sandbox.spawn(self.sandbox, self.view, argv, env=self.env, **options)
+            return process.spawn([*outer, *argv], cwd=self.cwd, env=self.env, **options)
+        return sandbox.spawn(self.sandbox, self.view, argv, env=self.env, outer=outer, **options)
+
+
+def enforcement(config: Config, root: Path) -> Enforcement:
+    """How every run and evaluator of this night is limited on this machine (see harness.limits)."""
+    workers = sandbox.worker_count(config.workers, sandbox.visible_gpus())
+    found = limits.resolve(config.max_memory, config.max_processes, config.max_output, workers, root)
+    return Enforcement(found, limits.control())
 
 
 def guarded(config: Config) -> tuple[str, ...]:
@@ -73,7 +88,7 @@ def run_jail(
     _fresh(out)
     sandbox.own(sb, out)
     if not sb.active:
-        yield Jail(sb, None, childenv.run_env(root, config.budget, out=out), root)
+        yield Jail(sb, None, childenv.run_env(root, config.budget, out=out), root, enforcement(config, root), (out,))
         return
     remove(work)  # what a night killed with -9 left
     scratch(sb, root, work, copied(repo.tracked(), config, sight(root, config)))
@@ -98,15 +113,17 @@ def tree_jail(
     sandbox, `tree` appears at `root` as run_jail's copy does; without it, the run works in `tree` itself. `env` is
     added to the run's environment (the worker's device)."""
     extra = dict(env or {})
+    enforced = enforcement(config, root)
     if not sb.active:
-        yield Jail(sb, None, {**childenv.run_env(root, config.budget, out=out), **extra}, tree)
+        yield Jail(sb, None, {**childenv.run_env(root, config.budget, out=out), **extra}, tree, enforced, (out,))
         return
     seen = sight(root, config)
     view = repo_view(
         root, tree, protected=guarded(config), hidden=[LEDGER, RUNS, *seen.masked()], data=seen.declared(),
-        writable=[out], network=config.network, devices=devices,
+        writable=[(out, OUT)], network=config.network, devices=devices, tmpfs_size=enforced.tmpfs_size(),
     )  # fmt: skip
-    yield Jail(sb, view, {**childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), **extra}, root)
+    run_env = childenv.run_env(root, config.budget, out=OUT, home=sandbox.HOME)
+    yield Jail(sb, view, {**run_env, **extra}, root, enforced, (out, tree))
 
 
 @contextlib.contextmanager
@@ -123,18 +140,21 @@ def evaluator_jail_at(
 ) -> Iterator[Jail]:
     """evaluator_jail for the repository at `root`, with `env` added to the evaluator's environment."""
     extra = dict(env or {})
+    enforced = enforcement(config, root)
     if not sb.active:
-        yield Jail(sb, None, {**childenv.run_env(root, config.budget, out=out), **extra}, root)
+        yield Jail(sb, None, {**childenv.run_env(root, config.budget, out=out), **extra}, root, enforced)
         return
     _fresh(work)
     sandbox.own(sb, work)
     try:
         # The hidden data outside the repository is shown too, also where the sandbox covers its place (/tmp, ~).
-        outside = [p for p in sight(root, config).masked() if not p.is_relative_to(root.resolve())]
+        outside = [(p, p) for p in sight(root, config).masked() if not p.is_relative_to(root.resolve())]
         view = repo_view(
-            root, work, protected=guarded(config), hidden=[LEDGER, RUNS], readonly=[out, *outside], untracked=True
-        )
-        yield Jail(sb, view, {**childenv.run_env(root, config.budget, out=out, home=sandbox.HOME), **extra}, root)
+            root, work, protected=guarded(config), hidden=[LEDGER, RUNS], readonly=[(out, OUT), *outside],
+            untracked=True, tmpfs_size=enforced.tmpfs_size(),
+        )  # fmt: skip
+        run_env = childenv.run_env(root, config.budget, out=OUT, home=sandbox.HOME)
+        yield Jail(sb, view, {**run_env, **extra}, root, enforced, (work,))
     finally:
         remove(work)
 
@@ -153,7 +173,8 @@ def agent_jail(sb: Sandbox, repo: Repo, config: Config, work: Path, readable: Se
     scratch(sb, root, work, copied(repo.tracked(), config, seen))
     try:
         hidden = [LEDGER, RUNS, *seen.masked()]
-        view = repo_view(root, work, protected=guarded(config), hidden=hidden, data=seen.declared(), readonly=readable)
+        shown = [(path, path) for path in readable]
+        view = repo_view(root, work, protected=guarded(config), hidden=hidden, data=seen.declared(), readonly=shown)
         yield Jail(sb, view, childenv.agent_env(root, home=sandbox.HOME), root)
     finally:
         remove(work)
@@ -166,18 +187,19 @@ def repo_view(
     protected: Iterable[str] = (),
     hidden: Iterable[str | Path] = (),
     data: Iterable[Path] = (),
-    readonly: Iterable[Path] = (),
-    writable: Iterable[Path] = (),
+    readonly: Iterable[tuple[Path, Path]] = (),
+    writable: Iterable[tuple[Path, Path]] = (),
     untracked: bool = False,
     network: bool = False,
     devices: tuple[str, ...] = (),
+    tmpfs_size: int | None = None,
 ) -> View:
     """The view of a process working in `tree`, a scratch copy of `repo`'s tracked files: the copy at the
     repository's own path; over it, read-only from the real tree, the `protected` paths and the `data` (the untracked
     paths program.md declares), with `untracked` every top-level entry the copy lacks too (the evaluator's view);
     the git folders (a worktree's and its main one's too) and `hidden` (relative to `repo`, or absolute, anywhere)
-    covered; `readonly` and `writable` shown at their paths. Every other untracked file of the repository is out of
-    sight: the copy does not hold it."""
+    covered; `readonly` and `writable` (source, where it appears) shown. Every other untracked file of the
+    repository is out of sight: the copy does not hold it."""
     repo = repo.resolve()
     covered = {*_git_dirs(repo), *(repo / rel for rel in hidden)}
     covered = {path for path in covered if not any(other in path.parents for other in covered)}  # outermost only
@@ -191,17 +213,18 @@ def repo_view(
         entry = repo / name
         if entry not in covered and not (tree / name).exists() and not (tree / name).is_symlink():
             binds[entry] = entry
-    for path in readonly:
-        binds[path] = path
+    for source, dest in readonly:
+        binds[source] = dest
     return View(
         tree=tree,
         at=repo,
         cwd=repo,
         readonly=tuple(binds.items()),
-        writable=tuple((path, path) for path in writable),
+        writable=tuple(writable),
         hidden=tuple(sorted(covered)),
         network=network,
         devices=devices,
+        tmpfs_size=tmpfs_size,
     )
 
 

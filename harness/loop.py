@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from harness import endings, judge, lockedtest, memory, outcome, recovery
+from harness import endings, judge, lockedtest, memory, outcome, outputs, recovery
 from harness.agents.host import HostedAgent
 from harness.brief import build_task
 from harness.config import Config
@@ -290,6 +290,7 @@ class Loop:
         self.screen.row(row)
         if test := lockedtest.after(self.s, row, finished.result.out if finished.result else None):
             self.screen.info(lockedtest.line(test, config.metric))
+        outputs.retain(self.s.layout.tag_dir(self.s.tag), night)
 
     def _mark(self, exp_id: int, commit: str | None, description: str) -> None:
         """Say durably which experiment is under way, before its commit exists, so a kill -9 can be reconciled."""

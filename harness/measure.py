@@ -87,7 +87,7 @@ def measure(
         with jails.evaluator_jail(sb, repo, config, layout.work(tag, "evaluator"), out) as jail:
             result = trusted_metric(
                 result, jail, config.evaluate, metric=config.metric, timeout=config.evaluate_timeout,
-                log=layout.eval_log(tag, exp_id, repeat, kind),
+                log=layout.eval_log(tag, exp_id, repeat, kind), out=out,
             )  # fmt: skip
     return Measured(result, removed[:REMOVED_SHOWN], control)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from harness import flight, jails, lockedtest, memory, outcome
+from harness import flight, jails, lockedtest, memory, outcome, outputs
 from harness.errors import RepoError
 from harness.evaluate import RunResult
 from harness.executors.workers import Done
@@ -165,6 +165,7 @@ class Records:
         self.screen.row(row)
         if test := lockedtest.after(self.s, row, f.result.out if f.result else None):
             self.screen.info(lockedtest.line(test, config.metric))
+        outputs.retain(self.s.layout.tag_dir(self.s.tag), night)
 
     def who(self) -> dict[str, str]:
         return {"agent": self.agent.name, "agent_sha": self.agent.sha, "program_sha": self.s.program.sha}

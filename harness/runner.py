@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import executors
+from harness import executors, jails
 from harness.config import Config
 from harness.errors import HarnessError, LedgerError, LoopEnd
 from harness.loop import Loop
@@ -121,8 +121,10 @@ def _announce(session: Session, screen: Screen) -> None:
     screen.info(f"sandbox: {config.sandbox}: {guard}")
     screen.info(f"metric: {config.metric}, {source}")
     screen.info(f"sight: {sight}")
+    limits = jails.enforcement(config, session.repo.root).describe()
+    screen.info(limits)
     session.ledger.note(session.tag, "night started", sandbox=config.sandbox, sandboxed=sb.active, protection=guard,
-                        metric_source=source, sight=sight)  # fmt: skip
+                        metric_source=source, sight=sight, limits=limits)  # fmt: skip
 
 
 def _sight(config: Config, sandboxed: bool) -> str:

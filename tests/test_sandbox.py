@@ -101,7 +101,7 @@ def world(tmp_path: Path, sb: sandbox.Sandbox) -> World:
     tracked = git(repo, "ls-files").splitlines()
     tree = jails.scratch(sb, repo, tmp_path / "scratch", tracked)
     view = jails.repo_view(
-        repo, tree, protected=["prepare.py", "program.md"], hidden=["secret", "holdout.bin"], writable=[out]
+        repo, tree, protected=["prepare.py", "program.md"], hidden=["secret", "holdout.bin"], writable=[(out, out)]
     )
     return World(sb, repo, tree, out, view)
 
@@ -423,7 +423,7 @@ def test_run_in_a_worktree_sees_neither_its_git_file_nor_the_main_git(world, tmp
     worktree = tmp_path / "worker-1"
     git(world.repo, "worktree", "add", "-q", "--detach", str(worktree))
     tree = jails.scratch(world.sb, worktree, tmp_path / "worker-scratch", git(worktree, "ls-files").splitlines())
-    view = jails.repo_view(worktree, tree, protected=["prepare.py"], writable=[world.out])
+    view = jails.repo_view(worktree, tree, protected=["prepare.py"], writable=[(world.out, world.out)])
     worker = World(world.sb, worktree, tree, world.out, view)
     main_git = world.repo / ".git"
     status, output = worker.run(PEEK, str(worktree / ".git"), str(main_git), str(main_git / "worktrees"))

@@ -133,7 +133,13 @@ def measure(config: Config, sb: Sandbox, devices: tuple[str, ...], device: Devic
     if config.evaluate and result.outcome != "tampered":
         with jails.evaluator_jail_at(sb, spot.root, config, spot.eval_work, spot.out, device.env()) as jail:
             result = trusted_metric(
-                result, jail, config.evaluate, metric=config.metric, timeout=config.evaluate_timeout, log=spot.eval_log
+                result,
+                jail,
+                config.evaluate,
+                metric=config.metric,
+                timeout=config.evaluate_timeout,
+                log=spot.eval_log,
+                out=spot.out,
             )
     return result
 
