@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 from harness import outputs, proctable
+from harness.cgroup import Cgroup
 from harness.jails import Jail
-from harness.limits import MIB, Cgroup, shown
+from harness.limits import MIB, shown
 from harness.process import Child
 from harness.runlog import LogReader, last_value, metric_names, tail
 
@@ -108,7 +109,7 @@ def execute(
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     busy = proctable.busy_seconds(cores)  # what ran on its cores meanwhile, the run included: contention shows
     started = time.monotonic()
-    cgroup = jail.enforcement.cgroup() if jail.enforcement else None
+    cgroup = jail.enforcement.new_cgroup() if jail.enforcement else None
     try:
         # The shell's stdin is the pipe for `times`; the command itself reads /dev/null (see _timed).
         child = jail.spawn(

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import childenv, limits, process, sandbox
+from harness import cgroup, childenv, limits, process, sandbox
+from harness.cgroup import Cgroup
 from harness.config import Config
-from harness.limits import Cgroup, Enforcement
+from harness.limits import Enforcement
 from harness.paths import LEDGER, PROGRAM, RUNS, Layout
 from harness.sandbox import Sandbox, View
 from harness.visibility import Sight
@@ -39,10 +40,10 @@ class Jail:
     enforcement: Enforcement | None = None  # the limits of what it starts; None: none (an agent child's own)
     written: tuple[Path, ...] = ()  # the folders whose growth counts toward its output limit
 
-    def spawn(self, argv: Sequence[str], cgroup: Cgroup | None = None, **options: Any) -> process.Child:
+    def spawn(self, argv: Sequence[str], group: Cgroup | None = None, **options: Any) -> process.Child:
         """Start `argv` (a shell runs a command line given as ["/bin/sh", "-c", line]) with the jail's environment,
-        inside `cgroup` (made by the caller from `enforcement`) and under the enforcement's rlimits."""
-        outer = self.enforcement.wrap([], cgroup) if self.enforcement else []
+        inside `group` (made by the caller from `enforcement`) and under the enforcement's rlimits."""
+        outer = self.enforcement.wrap([], group) if self.enforcement else []
         if self.view is None:
             return process.spawn([*outer, *argv], cwd=self.cwd, env=self.env, **options)
         return sandbox.spawn(self.sandbox, self.view, argv, env=self.env, outer=outer, **options)
@@ -52,7 +53,7 @@ def enforcement(config: Config, root: Path) -> Enforcement:
     """How every run and evaluator of this night is limited on this machine (see harness.limits)."""
     workers = sandbox.worker_count(config.workers, sandbox.visible_gpus())
     found = limits.resolve(config.max_memory, config.max_processes, config.max_output, workers, root)
-    return Enforcement(found, limits.control())
+    return Enforcement(found, cgroup.control())
 
 
 def guarded(config: Config) -> tuple[str, ...]:

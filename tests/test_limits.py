@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import limits, sandbox
+from harness import cgroup, limits, sandbox
 from harness.config import Config
 from harness.limits import GIB, MIB, Limits, parse_size
 from harness.testing import PY, TOY_TRAIN, cli, make_repo, toy_program
 
-CONTROL = limits.find_control()
+CONTROL = cgroup.find_control()
 ACTIVE = sandbox.probe("auto").active
 needs_memory = pytest.mark.skipif(not CONTROL.memory, reason=f"no memory cgroup here: {CONTROL.why}")
 needs_pids = pytest.mark.skipif(not CONTROL.pids, reason=f"no pids cgroup here: {CONTROL.why}")
