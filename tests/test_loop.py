@@ -504,14 +504,15 @@ return Proposal("X to 2.5", task.mutable_content.replace("X = 2.0", "X = 2.5"))
 
 def test_a_kill_9_during_the_baseline_leaves_one_baseline(project: Path):
     # The baseline is slow until a flag file appears, so the first start is killed in the middle of it.
-    slow_once = f"sh -c 'test -f fast.flag || sleep 30; {PY} train.py'"
-    (project / "program.md").write_text(toy_program(run=slow_once))
+    slow_once = f"sh -c 'test -f flags/fast.flag || sleep 30; {PY} train.py'"
+    (project / "program.md").write_text(toy_program(run=slow_once, data="[flags/]"))  # untracked, shown to the run
     git(project, "commit", "-qam", "a baseline that is slow once")
+    (project / "flags").mkdir()
     harness = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "kb", "--agent", "optuna"], cwd=project)
     wait_until(lambda: _phase(project) == "baseline")
     os.kill(harness.pid, signal.SIGKILL)
     harness.wait()
-    (project / "fast.flag").write_text("")
+    (project / "flags" / "fast.flag").write_text("")
     out = cli(project, "run", "--tag", "kb", "--agent", "optuna", "--max-experiments", "2")
     assert out.returncode == 0, out.stderr
     assert [r["id"] for r in rows(project)] == [0, 1, 2]
