@@ -4,6 +4,7 @@ environment, for a run, the trusted evaluator, and an agent child alike."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import stat
@@ -162,8 +163,9 @@ def evaluator_jail_at(
 
 @contextlib.contextmanager
 def agent_jail(sb: Sandbox, repo: Repo, config: Config, work: Path, readable: Sequence[Path]) -> Iterator[Jail]:
-    """The jail of an agent child: a scratch copy of the repository's tracked files at the champion (no .git, ledger,
-    runs/, hidden data or untracked file but `data:`), `readable` (its own source) shown, never a network."""
+    """The jail of an agent child: a scratch copy of the repository's tracked files at the champion, read-only (no
+    .git, ledger, runs/, hidden data or untracked file but `data:`), `readable` (its own source) shown, its own
+    /tmp to write in, never a network."""
     root = repo.root
     _fresh(work)
     if not sb.active:
@@ -176,6 +178,7 @@ def agent_jail(sb: Sandbox, repo: Repo, config: Config, work: Path, readable: Se
         hidden = [LEDGER, RUNS, *seen.masked()]
         shown = [(path, path) for path in readable]
         view = repo_view(root, work, protected=guarded(config), hidden=hidden, data=seen.declared(), readonly=shown)
+        view = dataclasses.replace(view, tree_readonly=True)
         yield Jail(sb, view, childenv.agent_env(root, home=sandbox.HOME), root)
     finally:
         remove(work)

@@ -63,6 +63,7 @@ class View:
     network: bool = False
     devices: tuple[str, ...] = ()  # device nodes passed through (gpu_devices())
     tmpfs_size: int | None = None  # bytes each private tmpfs (/tmp, /dev/shm) may hold; None: the kernel's default
+    tree_readonly: bool = False  # the copy is shown read-only (an agent's): it reads the tree, writes in /tmp only
 
     def __post_init__(self) -> None:
         binds = [path for bind in self.readonly + self.writable for path in bind]
@@ -233,7 +234,7 @@ def command(sandbox: Sandbox, view: View, argv: Sequence[str]) -> list[str]:
         m.bind("--bind", source, dest)
     # Last, so that the mount points above could still be made in them; not recursive, so what is bound inside
     # them keeps its own flags.
-    for place in [*covered, *emptied]:
+    for place in [*covered, *emptied, *([view.at] if view.tree_readonly else [])]:
         m.add("--remount-ro", str(place))
     m.add("--chdir", str(view.cwd))
     if root:

@@ -131,7 +131,7 @@ def test_each_worker_runs_on_its_own_gpu_and_sees_the_untracked_data(tmp_path: P
     train = (
         'import os\nX = 3.0\nprint(os.environ.get("CUDA_VISIBLE_DEVICES"))\nprint("val_bpb:", open("data/v").read())\n'
     )
-    repo, agent = night(tmp_path, train, NOTES, workers="auto")
+    repo, agent = night(tmp_path, train, NOTES, workers="auto", data="[data/]")
     (repo / "data").mkdir()
     (repo / "data" / "v").write_text("2.5")  # untracked, as the bundled task's data is
     git(repo, "status")  # data/ is untracked: the tree is still clean for the loop
@@ -223,8 +223,8 @@ def test_offsets_find_a_throttled_worker_despite_a_spiked_run_and_unequal_runs()
 
 def test_auto_means_one_worker_per_visible_gpu_and_the_cores_are_split():
     gpus = sandbox.visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1,3"})
-    assert gpus == ["0", "1", "3"] and workers.count("auto", gpus) == 3
-    assert workers.count("auto", []) == 1 and workers.count(4, gpus) == 4
+    assert gpus == ["0", "1", "3"] and sandbox.worker_count("auto", gpus) == 3
+    assert sandbox.worker_count("auto", []) == 1 and sandbox.worker_count(4, gpus) == 4
     devices = workers.plan(2, [], list(range(8)))
     assert [d.cpus for d in devices] == [(0, 1, 2, 3), (4, 5, 6, 7)] and devices[1].env()["OMP_NUM_THREADS"] == "4"
     assert [d.env()["CUDA_VISIBLE_DEVICES"] for d in workers.plan(3, gpus, [0, 1])] == ["0", "1", "3"]
