@@ -70,7 +70,190 @@ def env(server: FakeAnthropic) -> dict[str, str]:
 
 
 def edit(search: str, replace: str, description: str) -> str:
-    return f"DESCRIPTION: {description}\n    assert "a default value of helper() calls something" in agentgates.static(source).error
+    return f"DESCRIPTION: {description}\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n"
+
+
+def whole(source: str, description: str = "a new agent") -> str:
+    """A rewrite's reply: the whole new agent.py in a fence longer than any in it."""
+    fence = fence_for(source)
+    return f"DESCRIPTION: {description}\n{fence}python\n{source}{fence}\n"
+
+
+def hyper(repo: Path, server: FakeAnthropic, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli(repo, "hyper", "--tag", "h", "--window", "1", *args, env=env(server), timeout=300)
+
+
+def rows(repo: Path, kind: str) -> list[dict]:
+    found = map(json.loads, (repo / "experiments.log").read_text().splitlines())
+    return [r for r in found if r["kind"] == kind]
+
+
+def untouched(repo: Path, seed: str) -> None:
+    """The champion agent is the seed, on the branch and in the tree, and nothing else in the tree changed."""
+    assert (repo / "agent.py").read_text() == seed
+    assert git(repo, "show", "autoresearch/h:agent.py") + "\n" == seed
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+# --- candidates -----------------------------------------------------------------------------------------------
+
+MINIMAL = '''"""A small agent: {what}."""
+
+from harness.task import Proposal
+
+
+def propose(task, llm):
+    reply = llm.complete(system="", messages=[{{"role": "user", "content": "go"}}], max_tokens=100)
+    return Proposal("from the reply", task.mutable_content + "# " + reply.text.splitlines()[0] + "\\n")
+
+
+def rewrite(task, llm):
+    return Proposal("same", task.agent_source)
+'''
+
+PROPOSE = "def propose(task, llm):"
+WRAPPED = "@(lambda f: lambda task: f(task, 1))\n" + PROPOSE
+RETURN = 'return Proposal(f"X to {value}", '
+REJECTED = {
+    "syntax": (RELAY.replace(PROPOSE, PROPOSE[:-1]), "compile", "agent.py:6:"),
+    "missing module": ("import no_such_module_here\n" + RELAY, "import", "No module named 'no_such_module_here'"),
+    "writes a file": (RELAY + "\nopen('planted.txt', 'w').write('x')\n", "contract",
+                      "agent.py:17: an expression statement runs at import"),
+    "os.system": (RELAY + "\nimport os\nos.system('touch planted.txt')\n", "contract", "statement runs at import"),
+    "computed constant": (RELAY + "\nimport os\nHOME = os.system('true')\n", "contract", "value calls something"),
+    "renamed": (RELAY.replace(PROPOSE, "def suggest(task, llm):"), "contract", "no top-level def propose"),
+    "extra parameter": (RELAY.replace(PROPOSE, "def propose(task, llm, extra):"), "contract",
+                        "propose(task, llm, extra) must take exactly (task, llm)"),
+    "*args": (RELAY.replace(PROPOSE, "def propose(*args):"), "contract", "propose(*args) must take"),
+    "wrapped": (RELAY.replace(PROPOSE, WRAPPED), "contract", "a decorator runs at import"),
+    "wrong type": (RELAY.replace(RETURN, "return dict(d=f'{value}', c="), "smoke",
+                   "propose returned dict, not a harness.task.Proposal"),
+    "identical": (RELAY, "scope", "the rewrite returned the champion agent.py unchanged: no rewrite"),
+    "too large": (RELAY + "\nPAD = '" + "x" * 300_000 + "'\n", "scope", "over the limit"),
+}  # fmt: skip
+
+
+def test_every_bad_rewrite_is_rejected_at_its_gate_and_the_champion_is_untouched(relay, fake_anthropic):
+    repo = relay
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)  # the key check
+    for value in ("2.9", "2.8"):  # the seed's record must hold three windows before its first rewrite
+        fake_anthropic.reply(value)
+    for i, (source, _, _) in enumerate(REJECTED.values()):
+        fake_anthropic.reply(f"{2.0 + i / 100:.2f}")  # the champion's window
+        fake_anthropic.reply(source)  # its rewrite
+    out = hyper(repo, fake_anthropic, "--generations", str(len(REJECTED)))
+    assert out.returncode == 0, out.stderr
+    generations = rows(repo, "generation")
+    assert [(g["generation"], g["status"]) for g in generations] == [(i + 1, "rejected") for i in range(len(REJECTED))]
+    for g, (name, (source, stage, error)) in zip(generations, REJECTED.items(), strict=True):
+        assert (g["stage"], name) == (stage, name) and error in g["error"], (name, g["error"])
+        assert g["champion_sha"] == agent_sha(RELAY.encode())
+        if stage == "scope":
+            assert g["commit"] is None
+        else:  # kept where a person can read it, beside the branch
+            assert git(repo, "rev-parse", f"refs/autoresearch/h/agents/{g['generation']}") == g["commit"]
+            assert git(repo, "show", f"{g['commit']}:agent.py") + "\n" == source.rstrip("\n") + "\n"
+    assert not (repo / "planted.txt").exists()
+    untouched(repo, RELAY)
+    assert git(repo, "rev-parse", "refs/tags/autoresearch/h/seed-agent") == git(repo, "rev-parse", "main")
+    # Every experiment of the night was proposed by the seed agent, and the morning's table says so.
+    assert {r["agent_sha"] for r in rows(repo, "experiment") if r["id"]} == {agent_sha(RELAY.encode())}
+    table = cli(repo, "log", "--tag", "h").stdout
+    assert (
+        table.count("[seed]") == len(REJECTED) + 3 and "   gen 9  rejected  contract  agent.py:6: a decorator" in table
+    )
+    assert "generations:      12 (0 accepted; rejected at contract 7, scope 2," in table
+
+
+# --- probation: the seed agent rewrites itself as a whole file ----------------------------------------------------
+
+# A whole agent.py that holds a line of three backticks of its own: the reply's longer fence keeps it whole.
+BETTER = SEED.replace("as much as modelling.", "as much as modelling, and bold steps.").replace(
+    "MAX_TOKENS = 8000", 'EXAMPLE = """\n```python\nX = 1\n```\n"""  # how a fenced file looks\nMAX_TOKENS = 8000'
+)
+WORSE = BETTER.replace("and bold steps.", "and vague steps.")
+
+
+def test_a_better_rewrite_is_accepted_after_probation_and_a_worse_one_rejected(repo, fake_anthropic):
+    assert SEED != BETTER != WORSE
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
+    # 1-3: the seed's record (three windows of one): one small keep, two discards
+    fake_anthropic.reply(edit("X = 3.0", "X = 2.9", "X to 2.9"))
+    fake_anthropic.reply(edit("X = 2.9", "X = 3.5", "X to 3.5"))
+    fake_anthropic.reply(edit("Y = 2", "Y = 0", "Y to 0"))
+    fake_anthropic.reply(whole(BETTER, "a bolder prompt"), input_tokens=900, output_tokens=3000)  # generation 1
+    # 4-6: every turn of probation is the candidate's; three keeps, each larger than the seed's: accepted at look 3
+    fake_anthropic.reply(edit("X = 2.9", "X = 2.0", "X to 2"))
+    fake_anthropic.reply(edit("X = 2.0", "X = 1.25", "X to 1.25"))
+    fake_anthropic.reply(edit("Y = 2", "Y = 5", "Y to 5"))
+    fake_anthropic.reply(edit("X = 1.25", "X = 3.0", "X back to 3"))  # 7: the new champion's window: discard
+    fake_anthropic.reply(whole(WORSE, "a vaguer prompt"))  # generation 2
+    # 8-9: the candidate discards twice against the record of the champion: rejected at look 2
+    fake_anthropic.reply(edit("X = 1.25", "X = 3.2", "X to 3.2"))
+    fake_anthropic.reply(edit("Y = 5", "Y = 9", "Y to 9"))
+    out = hyper(repo, fake_anthropic, "--generations", "2")
+    assert out.returncode == 0, out.stderr
+    assert "reached --generations 2" in out.stdout
+    first, second = rows(repo, "generation")
+    assert (first["status"], first["stage"], first["error"]) == ("accepted", "probation", "")
+    assert first["scores"]["candidate"] == [4, 5, 6] and first["scores"]["reference"] == [1, 2, 3]
+    assert first["scores"]["candidate_keeps"] == 3 and first["scores"]["z"] >= 1.9
+    assert first["agent_sha"] == agent_sha(BETTER.encode()) and first["cost_usd"] > 0
+    assert (second["status"], second["stage"]) == ("rejected", "probation")
+    assert "not shown better than the champion's record" in second["error"]
+    assert second["scores"]["reference"] == [4, 5, 6, 7] and second["scores"]["candidate"] == [8, 9]
+    # The accepted agent is the champion, on the branch as a commit of its own and in the tree, fences and all.
+    assert (repo / "agent.py").read_text() == BETTER
+    log = git(repo, "log", "--format=%s", "autoresearch/h")
+    assert "agent: a bolder prompt" in log.splitlines()
+    assert git(repo, "show", f"{second['commit']}:agent.py") + "\n" == WORSE
+    assert git(repo, "rev-parse", "refs/autoresearch/h/agents/2") == second["commit"]
+    experiments = rows(repo, "experiment")
+    assert [(r["id"], r["agent"], r["status"]) for r in experiments[1:]] == [
+        (1, "llm", "keep"), (2, "llm", "discard"), (3, "llm", "discard"), (4, "gen1", "keep"), (5, "gen1", "keep"),
+        (6, "gen1", "keep"), (7, "llm", "discard"), (8, "gen2", "discard"), (9, "gen2", "discard"),
+    ]  # fmt: skip
+    assert experiments[4]["agent_sha"] == agent_sha(BETTER.encode())
+    # The rewrite was asked for with the champion's source and the fence that holds it.
+    rewrite = json.dumps(fake_anthropic.requests[4].json["messages"])
+    assert "improve yourself" in rewrite and "````" in rewrite
+    # A restart finds the branch where the ledger says it is: the accepted agent's commit is no hand edit.
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
+    again = hyper(repo, fake_anthropic, "--max-experiments", "0")
+    assert again.returncode == 0, again.stderr
+    table = cli(repo, "log", "--tag", "h").stdout
+    assert "gen 1  accepted  probation  a bolder prompt (kept 3 of 3 against the champion's 1 of 3, z +1.99)" in table
+    assert "gen 2  rejected  probation" in table
+
+
+# --- side effects the static check cannot see ---------------------------------------------------------------------
+
+
+def gates(repo: Path, source: str, limits: agentgates.Limits) -> agentgates.Rejection | None:
+    """The child gates of `source` as the night runs them: a scratch copy, the agents' jail, the real child."""
+    layout = Layout(repo)
+    path = layout.agent_copy("t", "1")
+    path.parent.mkdir(parents=True)
+    path.write_text(source)
+    config = load(layout.program).config
+    jail = jails.agent_jail(sandbox.probe(config.sandbox), Repo(repo), config, layout.work("t", "gates"), [path])
+    task = Task("", "train.py", TOY_TRAIN, "val_bpb", "minimize", None, None)
+    return agentgates.isolated(path, task, jail, layout.generation_log("t", 1, "gates"), limits)
+
+
+def test_a_constant_that_never_finishes_computing_is_stopped_by_the_import_gate(relay):
+    source = RELAY + "\n\nHUGE = 10 ** 10 ** 10\n"
+    assert agentgates.static(source) is None  # operators on literals run no code of the file's, but take time
+    rejection = gates(relay, source, agentgates.Limits(import_seconds=2))
+    assert rejection is not None and rejection.stage == "import"
+    assert "the import gate took longer than 2 s" in rejection.error
+
+
+@needs_sandbox
+def test_a_default_argument_that_writes_a_file_is_contained_by_the_sandbox(relay):
+    target = relay / "planted.txt"
+    source = RELAY + f"\n\ndef helper(x=open({str(target)!r}, 'w').write('x')):\n    return x\n"
+    assert "a default value of helper() calls something" in agentgates.static(source).error
     # Past the contract gate (as a gate the static check missed would let it), the sandbox still contains it: the
     # tree it sees is a read-only copy.
     rejection = gates(relay, source, agentgates.Limits())

@@ -129,7 +129,8 @@ def test_a_fast_worker_does_not_win_by_being_fast_and_a_smaller_real_gain_is_sti
 
 def test_each_worker_runs_on_its_own_gpu_and_sees_the_untracked_data(tmp_path: Path):
     train = (
-        'import os\nX = 3.0\nprint(os.environ.get("CUDA_VISIBLE_DEVICES"))\nprint("val_bpb:", open("data/v").read())\n'
+        'import os\nX = 3.0\nY = 2\nprint(os.environ.get("CUDA_VISIBLE_DEVICES"))\n'
+        'print("val_bpb:", open("data/v").read())\n'
     )
     repo, agent = night(tmp_path, train, NOTES, workers="auto", data="[data/]")
     (repo / "data").mkdir()
