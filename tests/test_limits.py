@@ -62,7 +62,9 @@ def test_the_defaults_share_the_machine_among_the_workers(tmp_path: Path):
 def test_program_md_keys_change_the_limits(tmp_path: Path):
     found = limits.resolve("3G", 99, "200M", 1, tmp_path)
     assert found == Limits(3 * GIB, 99, 200 * MIB)
-    assert limits.resolve("auto", "auto", "auto", 2, tmp_path) == limits.defaults(2, tmp_path)
+    auto, defaults = limits.resolve("auto", "auto", "auto", 2, tmp_path), limits.defaults(2, tmp_path)
+    assert (auto.memory, auto.processes) == (defaults.memory, defaults.processes)
+    assert abs(auto.output - defaults.output) < 0.05 * defaults.output  # the free disk moves under other writers
     assert Config().max_memory == "auto"
 
 
