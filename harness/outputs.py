@@ -1,5 +1,5 @@
 """What runs leave in $AUTORESEARCH_OUT: checked before an evaluator reads it (regular files only, each under a size
-cap), and old folders pruned by a retention rule (the champion's and the last few kept)."""
+cap), and old folders pruned by a retention rule (every champion's and the last few kept)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,9 @@ def _kind(mode: int) -> str:
 
 
 def retain(folder: Path, night: Night, last: int = KEEP_LAST) -> list[Path]:
-    """prune `folder` (runs/<tag>/) after a row of `night`: the outputs of the champion's experiment stay."""
-    return prune(folder, {r.id for r in night.rows if r.commit == night.champion}, last)
+    """prune `folder` (runs/<tag>/) after a row of `night`: the outputs of every champion it had (the baseline and
+    each keep, whose models the locked test and a person may read again) stay."""
+    return prune(folder, {r.id for r in night.rows if r.id == 0 or r.status == "keep"}, last)
 
 
 def prune(folder: Path, keep: Collection[int], last: int = KEEP_LAST) -> list[Path]:
