@@ -137,6 +137,18 @@ class Config:
         "", "the Ray cluster `executor: ray` joins (`auto`: the one `ray start --head` runs here)", str,
         shown="none (a Ray instance of its own)",
     )  # fmt: skip
+    slurm_partition: str = _key(
+        "", "the Slurm partition `executor: slurm` submits to", str, shown="none (the cluster's default)"
+    )
+    slurm_gpus: int = _key(0, "GPUs per Slurm job (`executor: slurm`)", int)
+    slurm_time: float = _key(
+        0, "minutes a Slurm job may take (`executor: slurm`)", *_NUMBER, shown="timeout + evaluate_timeout + 5"
+    )
+    slurm_folder: str = _key("runs/slurm", "the folder Slurm jobs log to (`executor: slurm`; submitit's files)", str)
+    slurm_cluster: str = _key(
+        "", "`local`: `executor: slurm` runs its jobs through submitit's local executor, with no Slurm", str,
+        shown="none (Slurm)",
+    )  # fmt: skip
     search: tuple[Param, ...] = _key(
         (),
         "the offline agent's search space: `NAME: {low, high, log, step}` or `NAME: {choices: [...]}`",
@@ -273,6 +285,11 @@ def _checked(values: dict[str, Any]) -> Config:
         raise ValueError(f"'max_processes' must be auto or a whole number of at least 16, not {processes!r}")
     if "executor" in values and values["executor"] not in EXECUTORS:
         raise ValueError(f"'executor' must be {' or '.join(EXECUTORS)}, not {values['executor']!r}")
+    if values.get("slurm_cluster", "") not in ("", "local", "slurm"):
+        raise ValueError(f"'slurm_cluster' must be local or slurm, not {values['slurm_cluster']!r}")
+    for key in ("slurm_gpus", "slurm_time"):
+        if values.get(key, 0) < 0:
+            raise ValueError(f"'{key}' must not be negative, not {values[key]!r}")
     if values.get("grace", 0) < 0:
         raise ValueError(f"'grace' must not be negative, not {values['grace']!r}")
     if values.get("agent_steps", 0) < 0:

@@ -21,6 +21,7 @@ class Kind:
 EXECUTORS: dict[str, Kind] = {
     "local": Kind("harness.executors.local", "this machine"),
     "ray": Kind("harness.executors.ray", "a Ray cluster", extra="ray"),
+    "slurm": Kind("harness.executors.slurm", "a Slurm cluster, through submitit", extra="slurm"),
 }
 
 
