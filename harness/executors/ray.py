@@ -11,7 +11,7 @@ from typing import Any
 from harness import sandbox
 from harness.config import Config
 from harness.errors import HarnessError
-from harness.executors import shipped, workers
+from harness.executors import shipped
 from harness.executors.shipped import Shipped
 from harness.executors.workers import Done, Job
 from harness.paths import Layout
