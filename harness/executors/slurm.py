@@ -14,7 +14,7 @@ from typing import Any
 from harness import sandbox
 from harness.config import Config
 from harness.errors import HarnessError
-from harness.executors import shipped, workers
+from harness.executors import shipped
 from harness.executors.base import Lane
 from harness.executors.shipped import Shipped
 from harness.executors.workers import Done, Job
@@ -49,7 +49,7 @@ class SlurmExecutor:
             params["slurm_partition"] = config.slurm_partition
         self._submitit.update_parameters(**params)
         self.partition, self.gpus = config.slurm_partition, config.slurm_gpus
-        self.slots = workers.count(config.workers, [])
+        self.slots = sandbox.worker_count(config.workers, [])
         self._tree = shipped.pack(root, files)  # the night's commit, shipped with each job beside its own file
         self._lanes = [Lane(f"slurm-{i}") for i in range(self.slots)]
         self._jobs: dict[int, Any] = {}  # slot -> the submitit job under way
