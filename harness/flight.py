@@ -39,7 +39,7 @@ class Flight:
     worker: str = ""  # the worker of its candidate run
     pending: int = 0  # its runs under way
     pair: bool = True  # a champion run beside its confirmation still counts (False once one failed)
-    rounds: int = 0  # verdicts asked for, bounded as noise.settle bounds them
+    rounds: int = 0  # verdicts asked for: the scheduler gives up past 2 x (2 + confirm + 3), a bug
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

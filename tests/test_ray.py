@@ -15,6 +15,7 @@ pytest.importorskip("ray")
 # Says how many processes it can see (in the sandbox's own PID namespace, only its own few).
 TRAIN = """import os
 X = 3.0  # the knob
+Y = 2
 print("processes in sight:", sum(name.isdigit() for name in os.listdir("/proc")))
 print("val_bpb:", (X - 1.25) ** 2 + 0.5)
 """

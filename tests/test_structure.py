@@ -106,3 +106,44 @@ def test_every_registered_agent_and_executor_is_in_the_readme_and_its_module_exi
         line = next((line for line in readme.splitlines() if line.startswith(f"| `executor: {name}` |")), "")
         assert kind.meaning in line and f"`{module}`" in line, f"README.md's executors table lacks {name}"
         assert (ROOT / module).is_file(), module
+
+
+# The layer map: which part of harness/ may import which, besides itself (README.md's table shows it; a test holds it).
+LAYERS: dict[str, set[str]] = {
+    "harness/": {"harness/agents/", "harness/executors/"},
+    "harness/agents/": {"harness/"},
+    "harness/executors/": {"harness/"},
+    "harness/hyper/": {"harness/", "harness/agents/"},
+    "harness/web/": {"harness/"},
+    "harness/testing/": {"harness/"},
+}
+ENTRY = {"harness.cli", "harness.__main__"}  # the command reaches every part: it parses, delegates and prints
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return f"harness/{parts[1]}/" if len(parts) > 1 and f"harness/{parts[1]}/" in LAYERS else "harness/"
+
+
+def test_every_import_follows_the_layer_map():
+    wrong = [
+        f"{a} imports {b}"
+        for a, targets in import_graph().items()
+        for b in targets
+        if a not in ENTRY and _part(a) != _part(b) and _part(b) not in LAYERS[_part(a)]
+    ]
+    assert wrong == []
+
+
+def test_the_readme_shows_the_layer_map_and_every_file_its_tables_name_exists():
+    readme = (ROOT / "README.md").read_text()
+    shown = {
+        part: {p for p in re.findall(r"`([^`]+)`", allowed)}
+        for part, allowed in re.findall(r"^\| `(harness/[a-z]*/?)` \| (.*) \|$", readme, re.M)
+    }
+    assert shown == LAYERS
+    section = readme.split("Where to change what:", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(harness/[\w/.]+)`", section)
+    assert len(named) >= 10
+    for path in named:
+        assert (ROOT / path).exists(), f"README.md's 'where to change what' names {path}, which does not exist"
