@@ -318,8 +318,8 @@ class Repo:
             index.unlink(missing_ok=True)
         return self._run("commit-tree", tree, "-p", parent, "-m", message)
 
-    def set_ref(self, ref: str, sha: str) -> None:
-        self._run("update-ref", ref, sha)
+    def set_ref(self, ref: str, sha: str) -> None:  # sha "": the ref is deleted
+        self._run("update-ref", *([ref, sha] if sha else ["-d", ref]))
 
     def reset_hard(self, sha: str, keep: Sequence[str] = ()) -> None:
         """Move the current branch, index and tracked files to `sha`, leaving the working copies of `keep` alone

@@ -83,6 +83,7 @@ def run(
                 agent.close()
             if isinstance(loop, Parallel):
                 loop.ex.close()
+            session.undo_branch()
             session.close()
     finally:
         signal.signal(signal.SIGTERM, previous)

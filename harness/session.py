@@ -50,6 +50,7 @@ class Session:
     control: ControlSnapshot  # .git's control files as the harness left them: anything else changing them is undone
     devices: tuple[str, ...]  # the GPU device nodes runs get
     started: float = field(default_factory=time.time)
+    home: str | None = None  # the branch this start made the night's branch from (None: the branch existed)
     agent_behind: bool = False  # program.md changed while the agent was busy proposing: it takes the edit when idle
 
     @property
@@ -106,6 +107,13 @@ class Session:
         """Bring an interrupted experiment to a consistent state: its row written, the branch at the champion."""
         _reconcile(self.repo, self.ledger, self.layout, self.tag)
 
+    def undo_branch(self) -> None:
+        """A start that recorded no experiment (an API key refused, say) leaves no branch behind: back to the branch
+        it was made from, and the new one deleted."""
+        if self.home and not self.night.rows and self.repo.branch() == paths.branch(self.tag):
+            self.repo.checkout_branch(self.home)
+            self.repo.set_ref(f"refs/heads/{paths.branch(self.tag)}", "")
+
     def close(self) -> None:
         """End the night cleanly: the next start need not restore .git's control files from this night's copy."""
         self.steering.stop()
@@ -149,7 +157,8 @@ def open_session(root: Path, options: Options) -> Session:
             raise RepoError(
                 f"the working tree has uncommitted changes to {', '.join(changed[:5])}; commit or stash them first"
             )
-        repo.checkout_branch(paths.branch(tag))
+        home = repo.branch()
+        made = repo.checkout_branch(paths.branch(tag))
         if not (repo.root / config.mutable).is_file():
             raise ProgramError(f"program.md: the mutable file '{config.mutable}' does not exist in {repo.root}")
         where = {key: program.where(key) for key in ("hidden", "data")}
@@ -174,7 +183,9 @@ def open_session(root: Path, options: Options) -> Session:
     except BaseException:
         lock.release()
         raise
-    return Session(repo, layout, ledger, lock, Steering(program), night, options, control, devices)
+    return Session(
+        repo, layout, ledger, lock, Steering(program), night, options, control, devices, home=home if made else None
+    )
 
 
 def _restore_control(repo: Repo, ledger: Ledger, layout: paths.Layout, tag: str) -> None:

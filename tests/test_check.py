@@ -58,3 +58,17 @@ def test_check_of_a_baseline_that_crashes_says_the_fix_and_exits_1(tmp_path: Pat
     assert "a night would stop here: the baseline failed (crash: exit status 1); see" in out.stdout
     assert "fix train.py or the run command" in out.stdout and "nothing was created" in out.stdout
     assert not (repo / "experiments.log").exists()
+
+
+def test_a_start_the_api_refuses_leaves_no_branch_behind(project: Path):
+    from harness.testing import FakeAnthropic
+
+    before = refs(project)
+    with FakeAnthropic() as server:
+        env = {"ANTHROPIC_API_KEY": "sk-wrong", "ANTHROPIC_BASE_URL": server.url}
+        out = cli(project, "run", "--tag", "nokey", "--agent", "llm", env=env)
+    assert out.returncode == 2 and "was refused (401" in out.stderr
+    assert refs(project) == before and git(project, "branch", "--show-current") == "main"
+    # A night that recorded something keeps its branch.
+    assert cli(project, "run", "--tag", "kept", "--agent", "optuna", "--max-experiments", "1").returncode == 0
+    assert "refs/heads/autoresearch/kept" in refs(project)
