@@ -23,6 +23,8 @@ rewrite (RECORD windows of it), looked at after every window. The cases:
   thrower    as good as the champion, which throws its own turns (never keeps): before, its probation turns; after,
              its windows as champion, which make its record and which it answers for after each window against the
              record of the agent before it (it gives its place back before it may rewrite if that rule catches it)
+  halfthrow  the same, the champion keeping half as often as it could in its windows: a bar lowered less, and
+             less often caught
 
 Printed: the share accepted per case and rule, and the mean turns a probation took.
 """
@@ -93,18 +95,18 @@ def after(rng: random.Random, candidate: Quality, champion: Quality, window: int
     return trial.verdict.accepted, len(trial.turns)
 
 
-def thrower_after(rng: random.Random, honest: Quality, window: int) -> tuple[bool, int]:
+def thrower_after(rng: random.Random, honest: Quality, window: int, keep: float = 0.0) -> tuple[bool, int]:
     """A champion that never keeps as champion: it answers for its record after every window against the record of
     the agent before it (as good as it is honestly); if it is still champion when its record is long enough, its
     candidate (as good as it is honestly) is judged against that thrown record."""
     before = rows(rng, honest, probation.RECORD * window)
-    thrown = Quality(0.0)
+    thrown = Quality(keep)
     record: list[Experiment] = []
     for _ in range(probation.RECORD):
         record += rows(rng, thrown, window, len(before) + len(record) + 1)
         if probation.answers(record, before, window, DIRECTION):
             return False, 0  # it gave its place back: its rewrite is never asked for
-    trial = probation.Probation(window, tuple(record), DIRECTION)
+    trial = probation.Probation(window, tuple(record), DIRECTION, floor=tuple(before))
     n = len(before) + len(record)
     while not trial.done:
         n += 1
@@ -158,11 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     rule = old_rule()
     print(f"champion keeps {args.keep:.0%}; window {args.window}; {args.n:,} probations per case; seed {args.seed}")
     print(f"{'case':10} {'before':>8} {'after':>8} {'turns':>6}  bound")
-    for name in [*cases, "thrower"]:
+    throws = {"thrower": 0.0, "halfthrow": args.keep / 2}
+    for name in [*cases, *throws]:
         rng = random.Random(f"{args.seed}-{name}")
-        if name == "thrower":
-            old = [before(rule, rng, champion, Quality(0.0), args.window) for _ in range(args.n)] if rule else []
-            new = [thrower_after(rng, champion, args.window) for _ in range(args.n)]
+        if name in throws:
+            thrown = Quality(throws[name])
+            old = [before(rule, rng, champion, thrown, args.window) for _ in range(args.n)] if rule else []
+            new = [thrower_after(rng, champion, args.window, throws[name]) for _ in range(args.n)]
         else:
             old = [before(rule, rng, cases[name], champion, args.window) for _ in range(args.n)] if rule else []
             new = [after(rng, cases[name], champion, args.window) for _ in range(args.n)]

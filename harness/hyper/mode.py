@@ -193,7 +193,8 @@ class Hyper:
         self.loop.screen.info(f"generation {n}: passed the gates ({description}); probation begins")
         agent = self._hosted(path, f"gen{n}")
         reference = tuple(self._record_of(self.champion.sha))
-        return Trial(n, agent, path, description, spend, Probation(self.plan.window, reference, config.direction))
+        trial = Probation(self.plan.window, reference, config.direction, floor=tuple(self._floor()))
+        return Trial(n, agent, path, description, spend, trial)
 
     def decide(self, trial: Trial) -> None:
         """Accept the candidate on the branch, or keep it under refs/autoresearch/<tag>/agents/<n>, by the
@@ -227,8 +228,7 @@ class Hyper:
         crowned = self._crowned()
         if crowned is None:
             return  # the seed agent: a person wrote it, and there is no agent before it
-        by_id = {r.id: r for r in self.night.rows}
-        reference = [by_id[i] for i in crowned.scores.get("reference", []) if i in by_id]
+        reference = self._floor()
         after = crowned.after if crowned.after is not None else -1
         record = [r for r in self._record_of(self.champion.sha) if r.id > after and r.agent == self.champion.name]
         why = probation.answers(record, reference, self.plan.window, self.s.config.direction)
@@ -249,6 +249,12 @@ class Hyper:
         self.champion = self._hosted(self.layout.agent, "llm")
         self.loop.agent = self.champion
         self.loop.screen.info(f"generation {number}: reverted: {why}")
+
+    def _floor(self) -> list[Experiment]:
+        """The record the champion was accepted against (its reference on probation); none for the seed agent."""
+        crowned = self._crowned()
+        by_id = {r.id: r for r in self.night.rows}
+        return [by_id[i] for i in (crowned.scores.get("reference", []) if crowned else []) if i in by_id]
 
     def _record_of(self, sha: str) -> list[Experiment]:
         """The experiments an agent version proposed in this night (on probation and as champion), the latest

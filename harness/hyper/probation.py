@@ -5,11 +5,13 @@ champion it was tried on (in the metric's units, larger is better), every other 
 timed out, invalid, unchanged, duplicate, or no proposal at all: a failure of any kind is no gain). An interrupted
 experiment is no evidence either way.
 
-The reference. A candidate is judged against the champion's own record from before the rewrite: the experiments
-the champion agent proposed (on its own probation and as champion), the latest `REFERENCE` windows of them, all in
-the ledger before the candidate existed. The champion plays no turn while a candidate is on probation, so neither
-the candidate nor the agent that wrote it can play the other side. A rewrite is asked for only once that record
-holds `RECORD` windows of experiments.
+The reference. A candidate is judged against the champion's own record from before the rewrite: the experiments the
+champion agent proposed (on its own probation and as champion), the latest `REFERENCE` windows of them, all in the
+ledger before the candidate existed. The champion plays no turn while a candidate is on probation, so neither the
+candidate nor the agent that wrote it can play the other side. A champion that was itself accepted on probation also
+leaves a floor: the candidate must do better than the record it was accepted against as well, so a champion that
+throws some of its own turns to lower its record lowers no bar below the one it cleared. A rewrite is asked for only
+once that record holds `RECORD` windows of experiments.
 
 The test. A one-sided Mann-Whitney test of the candidate's gains against the reference's (the normal approximation
 with the correction for ties), looked at after every window of the candidate's turns, at most `LOOKS` times (a group
@@ -96,10 +98,10 @@ def look(turns: int, window: int) -> int | None:
     return min(turns // window, LOOKS) - 1
 
 
-def judge(
-    candidate: Sequence[Experiment], reference: Sequence[Experiment], window: int, direction: str
-) -> Verdict | None:
-    """The verdict on a candidate after its turns so far, or None while the evidence is undecided."""
+def judge(candidate: Rows, reference: Rows, window: int, direction: str, floor: Rows = ()) -> Verdict | None:
+    """The verdict on a candidate after its turns so far, or None while the evidence is undecided. With a `floor`
+    (the record the champion was itself accepted against) the candidate must do better than it too: a champion that
+    throws its own turns lowers its record, never the bar it cleared."""
     k = look(len(candidate), window)
     if k is None:
         return None
@@ -109,6 +111,12 @@ def judge(
         f"z {z:+.2f} after {len(candidate)} turn(s) (kept {scores['candidate_keeps']}) against the champion's record "
         f"of {len(reference)} (kept {scores['reference_keeps']})"
     )
+    if floor:
+        low = weigh(gains(candidate, direction), gains(floor, direction))
+        scores |= {"floor": [r.id for r in floor], "floor_z": round(low, 4)}
+        if low < z:
+            z = low
+            tally += f"; z {low:+.2f} against the record the champion was accepted on ({len(floor)})"
     if z >= ACCEPT[k]:
         return Verdict(True, f"did better than the champion's record: {tally}, bound {ACCEPT[k]:+.2f}", scores)
     if k == LOOKS - 1 or z <= REJECT[k]:
@@ -141,6 +149,7 @@ class Probation:
     window: int  # the candidate's turns between two looks
     reference: tuple[Experiment, ...]  # the champion's record from before the rewrite
     direction: str
+    floor: tuple[Experiment, ...] = ()  # the record the champion was accepted against (none for the seed)
     turns: list[Experiment] = field(default_factory=list)
     verdict: Verdict | None = None
 
@@ -149,7 +158,7 @@ class Probation:
         if row.status == "interrupted" or self.verdict is not None:
             return
         self.turns.append(row)
-        self.verdict = judge(self.turns, self.reference, self.window, self.direction)
+        self.verdict = judge(self.turns, self.reference, self.window, self.direction, self.floor)
 
     @property
     def done(self) -> bool:
