@@ -132,6 +132,10 @@ class Config:
         1, "evaluations in flight at once, each in its own checkout on its own device (`auto`: one per visible GPU)",
         int, str,
     )  # fmt: skip
+    ahead: int | Literal["auto"] = _key(
+        "auto", "proposals made while the workers run (`auto`: 1 with several workers; with one, 0: each proposal sees "
+        "the last result)", int, str,
+    )  # fmt: skip
     executor: str = _key("local", f"where evaluations run: {executors.described()}", str)
     ray_address: str = _key(
         "", "the Ray cluster `executor: ray` joins (`auto`: the one `ray start --head` runs here)", str,
@@ -285,6 +289,12 @@ def _checked(values: dict[str, Any]) -> Config:
         raise ValueError(f"'max_processes' must be auto or a whole number of at least 16, not {processes!r}")
     if "executor" in values and values["executor"] not in EXECUTORS:
         raise ValueError(f"'executor' must be {' or '.join(EXECUTORS)}, not {values['executor']!r}")
+    if (
+        "ahead" in values
+        and values["ahead"] != "auto"
+        and not (isinstance(values["ahead"], int) and values["ahead"] >= 0)
+    ):
+        raise ValueError(f"'ahead' must be a whole number of at least 0, or auto, not {values['ahead']!r}")
     if values.get("slurm_cluster", "") not in ("", "local", "slurm"):
         raise ValueError(f"'slurm_cluster' must be local or slurm, not {values['slurm_cluster']!r}")
     for key in ("slurm_gpus", "slurm_time"):

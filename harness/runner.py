@@ -92,19 +92,21 @@ def run(
 
 
 def _loop(session: Session, agent: Agent, screen: Screen) -> Loop | Parallel:
-    """One experiment at a time (`workers: 1` on this machine, exactly the classic loop), or the parallel scheduler
-    over the executor program.md asks for."""
+    """One experiment at a time (`workers: 1` on this machine and nothing proposed ahead: the classic loop), or the
+    parallel scheduler over the executor program.md asks for, `ahead` proposals made while its workers run."""
     config = session.config
-    if config.workers == 1 and config.executor == "local":
+    alone = config.workers == 1 and config.executor == "local"
+    ahead = (0 if alone else 1) if config.ahead == "auto" else config.ahead
+    if alone and ahead == 0:
         return Loop(session, agent, screen)
     files = tuple(session.repo.tracked())
     ex = executors.load(config.executor).build(
         config, session.repo.root, session.tag, files, session.sandbox, session.devices
     )
     where = f"{ex.slots} workers ({ex.name}): {ex.describe()}"
-    screen.info(f"parallel: {where}; the agent proposes ahead of them")
-    session.ledger.note(session.tag, f"parallel: {where}", workers=ex.slots, executor=ex.name)
-    return Parallel(session, agent, screen, ex)
+    screen.info(f"parallel: {where}; the agent proposes {ahead} ahead of them")
+    session.ledger.note(session.tag, f"parallel: {where}", workers=ex.slots, executor=ex.name, ahead=ahead)
+    return Parallel(session, agent, screen, ex, ahead=ahead)
 
 
 def _announce(session: Session, screen: Screen) -> None:

@@ -685,7 +685,7 @@ def test_harness_that_is_not_root_sandboxes_its_runs_in_a_user_namespace(sb):
     nobody = {"user": sandbox.NOBODY[0], "group": sandbox.NOBODY[1], "extra_groups": []}
     if subprocess.run([sb.bwrap, "--version"], capture_output=True, **nobody).returncode != 0:
         pytest.skip(f"the user nobody cannot run {sb.bwrap}")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}  # nothing into harness/
     if subprocess.run([python, "-c", "import harness"], env=env, cwd="/", capture_output=True, **nobody).returncode:
         pytest.skip(f"the user nobody cannot read this checkout ({ROOT}; a folder of mktemp -d is private)")
     done = subprocess.run(
