@@ -85,7 +85,10 @@ def test_a_night_shows_the_run_and_the_evaluator_each_against_its_own_limit_and_
 
     # The run is quick and the evaluator slow: the status must not call the evaluator's time the run's overtime.
     scorer = "import time\ntime.sleep(2.5)\nprint('val_bpb: 1.5')\n"
-    program = toy_program(budget=1, timeout=10, evaluate=f"{PY} scorer.py", protected="[scorer.py]")
+    # Its number never changes, so the metric is said to be noisy: a deterministic one would never run twice.
+    program = toy_program(
+        budget=1, timeout=10, evaluate=f"{PY} scorer.py", protected="[scorer.py]", deterministic="false"
+    )
     repo = make_repo(tmp_path / "p", {"train.py": TOY_TRAIN, "program.md": program, "scorer.py": scorer})
     night = subprocess.Popen(
         [PY, "-m", "harness", "run", "--tag", "s", "--agent", "random", "--max-experiments", "4"],
