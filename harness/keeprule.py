@@ -48,9 +48,9 @@ REACH = 4.0  # a first run beyond 4 standard errors of a trusted noise is kept u
 
 @dataclass(frozen=True)
 class Measurement:
-    """One run of one commit: its metric, and what the machine was doing meanwhile."""
+    """One run of one version of the mutable file: its metric, and what the machine was doing meanwhile."""
 
-    commit: str
+    file_sha: str  # the version's blob sha (what "commit" means in this module: the file, whichever commit holds it)
     value: float  # the metric this run measured
     seconds: float = 0.0  # wall time of the run
     cpu_seconds: float | None = None  # CPU time of the run's whole process tree (user + system); None: not measured
@@ -60,7 +60,7 @@ class Measurement:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.value):
-            raise ValueError(f"a measurement of {self.commit[:10]} is not a finite number: {self.value!r}")
+            raise ValueError(f"a measurement of {self.file_sha[:10]} is not a finite number: {self.value!r}")
 
 
 @dataclass(frozen=True)
@@ -114,23 +114,23 @@ class Referee:
     def add(self, m: Measurement) -> None:
         """Record one measurement."""
         self._all.append(m)
-        earlier = self._runs.setdefault(m.commit, [])
+        earlier = self._runs.setdefault(m.file_sha, [])
         if earlier:
             self._repeated = True
             if self._disagreed is None and any(e.value != m.value for e in earlier):
                 self._disagreed = m
         earlier.append(m)
         self._experiments += m.purpose == "candidate"
-        self._last[m.commit] = self._experiments
-        self._index[m.commit] = len(self._all) - 1
+        self._last[m.file_sha] = self._experiments
+        self._index[m.file_sha] = len(self._all) - 1
         if (ratio := _ratio(m)) is not None:
             self._ratios.append(ratio)
         self._sizes.append(abs(m.value))
         # Each pair of runs of one commit measures the spread free of what commits changed. A pair weighs 2/n, so a
         # commit weighs its n - 1 repeats however many pairs its n runs make.
-        xs = [t.value for t in self.trusted(m.commit)]
-        self._pairs[m.commit] = [(abs(a - b), 2.0 / len(xs)) for i, a in enumerate(xs) for b in xs[i + 1 :]]
-        self._repeats[m.commit] = len(xs) - 1
+        xs = [t.value for t in self.trusted(m.file_sha)]
+        self._pairs[m.file_sha] = [(abs(a - b), 2.0 / len(xs)) for i, a in enumerate(xs) for b in xs[i + 1 :]]
+        self._repeats[m.file_sha] = len(xs) - 1
         self._noise = None
 
     def measurement(

@@ -123,7 +123,7 @@ def test_baseline_run_beside_a_busy_process_is_set_aside_and_run_again():
     task = Task(busy={("base", 1): 0.61})
     referee = Referee()
     champion, _ = night(task, referee, [0.2, -0.3])
-    order = [m.commit for m in referee.measurements()]
+    order = [m.file_sha for m in referee.measurements()]
     assert order[:3] == ["base", "base", "exp1"]  # the first candidate runs right after the baseline
     assert order[3] == "base"  # the champion's missing runs go between the candidates, one at a time
     assert [m.contended for m in referee.runs("base")] == [True] + [False] * MIN_CHAMPION_RUNS  # three clean runs
