@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from harness import executors
+from harness import executors, keeprule
 from harness.errors import ProgramError
 from harness.executors import EXECUTORS
 from harness.limits import parse_size
@@ -97,10 +97,13 @@ class Config:
     network: bool = _key(False, "whether a run may use the network (agents never do)", bool, shown="false")
     min_delta: float = _key(0.0, "an improvement must beat this, and the measured noise", *_NUMBER)
     baseline_runs: int = _key(
-        1, "runs of the baseline before the first experiment (the champion then runs again until 3 runs back it)", int
+        1,
+        "runs of the baseline before the first experiment (the champion then runs again until "
+        f"{keeprule.MIN_CHAMPION_RUNS} runs back it)",
+        int,
     )
     remeasure_every: int = _key(
-        0,
+        keeprule.REMEASURE_EVERY,
         "the champion also runs again after this many experiments (0: only while its number is not trusted, or after "
         "the machine changed)",
         int,
@@ -111,7 +114,9 @@ class Config:
         "`auto`: learned from the first repeat, and a disagreement turns the re-runs back on",
         str, bool,
     )  # fmt: skip
-    confirm: int = _key(1, "re-runs a candidate that wins its first run must win again before it is kept", int)
+    confirm: int = _key(
+        keeprule.CONFIRM, "re-runs a candidate that wins its first run must win again before it is kept", int
+    )
     protected: tuple[str, ...] = _key(
         ("prepare.py", "program.md", "agent.py", "harness/"),
         "a run that changes one is `tampered` (program.md excepted: it is yours to edit mid-run)",

@@ -28,7 +28,7 @@ Direction = Literal["minimize", "maximize"]
 # A deterministic metric (repeats agree exactly: the printed numbers are equal) has no noise: after the first exact
 # repeat nothing runs twice, but for a spot check every SPOT_CHECK experiments; a disagreement turns it all back on.
 
-# --- defaults: each comment is the line program.md carries about it ---------------------------------------------------
+# --- the rule's constants (REMEASURE_EVERY and CONFIRM are the defaults of program.md's keys, in config.py) --------
 REMEASURE_EVERY = 0  # the champion runs again only when it must (0); N: also after every N experiments
 CONFIRM = 1  # a candidate that wins its first run runs once more and must win again: lucky single runs are not kept
 Z = 1.0  # a run wins if it beats the champion by one standard error of their difference; an equal candidate: 1 in 20
