@@ -84,10 +84,10 @@ class SlurmExecutor:
 
 def _measure(job: Job, config: Config, root: str, files: tuple[str, ...], tree: bytes) -> Shipped:
     """In the Slurm job: the shipped measurement, on this node with the GPUs Slurm gave it."""
+    # The worker is the node and its GPUs, never the job: each worker's offset is fitted over the runs it made.
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    job_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", "")
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
-    return shipped.measure(job, config, root, files, tree, f"{node}:{job_id}" if job_id else node, gpus)
+    return shipped.measure(job, config, root, files, tree, node, gpus)
 
 
 def build(
