@@ -57,6 +57,10 @@ def ledger(repo: Path, kind: str = "experiment") -> list[dict]:
 
 
 def night(tmp_path: Path, train: str, agent: str, **front: object) -> tuple[Path, Path]:
+    # The toy program's search space names X and Y: a file without both searches the knobs it has.
+    knobs = [name for name in "XYA" if f"\n{name} = " in f"\n{train}"]
+    if knobs != ["X", "Y"]:
+        front = {"search": "".join(f"\n  {k}: {{low: 0.0, high: 4.0}}" for k in knobs if k != "Y"), **front}
     repo = make_repo(tmp_path / "repo", {"train.py": train, "program.md": toy_program(**front), "prepare.py": "#\n"})
     path = tmp_path / "agent_file.py"
     path.write_text(agent)
