@@ -159,6 +159,8 @@ def summarize(
     change = best - baseline if best is not None and baseline is not None else None
     shown = entries[-limit:] if limit else entries
     first, end = (entries[0].time, entries[-1].time) if entries else (None, None)
+    if cutoff is None and measured:  # the night began when its first run did, before any experiment's row
+        first = min([first or measured[0].time, *(_began(m) for m in measured)])
     kept = statuses.get("keep", 0)
     return Night(
         tag=tag, metric=metric, direction=direction, experiments=len(runs), kept=kept,
@@ -386,6 +388,15 @@ def repository(root: Path) -> tuple[Path, str, str | None]:
 # --- Small conversions -----------------------------------------------------------------------------------------------
 def _value(v: Any) -> str:
     return "-" if v is None else (", ".join(map(str, v)) if isinstance(v, list) else str(v))
+
+
+def _began(run: MeasurementRow) -> str:
+    """When a run started, as the ledger writes times: its row's time less its seconds."""
+    try:
+        end = datetime.fromisoformat(run.time)
+    except ValueError:
+        return run.time
+    return (end - timedelta(seconds=run.seconds)).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _hours(first: str | None, last: str | None) -> float:

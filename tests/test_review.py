@@ -282,3 +282,15 @@ def test_the_share_of_run_time_on_new_experiments_and_a_deterministic_night(tmp_
     assert lines["noise"].startswith("0: deterministic")
     run("b", 0.41, "remeasure", 3, 60.0)  # a repeat that disagrees: the metric is not deterministic after all
     assert not review.summarize(ledger.read()).deterministic
+
+
+def test_the_nights_span_begins_when_its_first_run_began_not_at_the_baselines_row(tmp_path: Path):
+    ledger = _write(tmp_path / "experiments.log")
+    # The baseline's run ended at 00:40 after 40 minutes: the night began at midnight, an hour before row 0.
+    ledger.append({"kind": "measurement", "tag": "nov23", "file_sha": "f" * 40, "value": 1.10, "purpose": "baseline",
+                   "experiment": 0, "seconds": 2400.0, "time": "2026-11-23T00:40:00Z"})  # fmt: skip
+    night = review.summarize(ledger.read(), metric="val_bpb")
+    assert night.first == "2026-11-23T00:00:00Z"
+    assert night.hours == pytest.approx(6.0)
+    recent = review.summarize(ledger.read(), metric="val_bpb", since="2026-11-23T03:00:00Z")
+    assert recent.first == _hour(3)  # a window of the night starts where the window does
