@@ -12,7 +12,7 @@ from harness.executors import EXECUTORS
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "harness"
-MAX_LINES = 400
+MAX_LINES = 600
 
 
 def _module(path: Path) -> str:
