@@ -172,8 +172,7 @@ def summarize(
         hours=_hours(first, end), statuses=statuses, steers=tuple(steers), rows=tuple(shown),
         hidden=len(entries) - len(shown), since=cutoff, noise=_noise(mine), generations=tuple(generations),
         extra_runs=dict(Counter(m.purpose for m in runs_of if m.purpose in ("remeasure", "confirm"))),
-        champion_runs=tuple((m.experiment - 0.5, m.value) for m in runs_of
-                            if m.purpose in ("baseline", "remeasure") and m.value is not None),
+        champion_runs=_champion_runs(runs_of, measured),
         workers=len({m.worker for m in runs_of}) or 1, busy=runtime.busy(runs_of), tests=tuple(tests),
         new_share=runtime.new_share(runs_of), deterministic=_deterministic(mine, measured))  # fmt: skip
 
@@ -388,6 +387,19 @@ def repository(root: Path) -> tuple[Path, str, str | None]:
 # --- Small conversions -----------------------------------------------------------------------------------------------
 def _value(v: Any) -> str:
     return "-" if v is None else (", ".join(map(str, v)) if isinstance(v, list) else str(v))
+
+
+def _champion_runs(runs: list[MeasurementRow], measured: list[MeasurementRow]) -> tuple[tuple[float, float], ...]:
+    """(experiment it preceded or stood beside - 0.5, value) of each run of the champion: the baseline's, its
+    re-measures, and the confirming runs it made beside a candidate (a `confirm` run of another version than the
+    candidate's own), contended or not."""
+    own = {m.experiment: m.file_sha for m in measured if m.purpose == "candidate"}
+    return tuple(
+        (m.experiment - 0.5, m.value)
+        for m in runs
+        if m.value is not None
+        and (m.purpose in ("baseline", "remeasure") or (m.purpose == "confirm" and m.file_sha != own.get(m.experiment)))
+    )
 
 
 def _began(run: MeasurementRow) -> str:

@@ -294,3 +294,20 @@ def test_the_nights_span_begins_when_its_first_run_began_not_at_the_baselines_ro
     assert night.hours == pytest.approx(6.0)
     recent = review.summarize(ledger.read(), metric="val_bpb", since="2026-11-23T03:00:00Z")
     assert recent.first == _hour(3)  # a window of the night starts where the window does
+
+
+def test_the_champions_runs_beside_a_candidate_are_drawn_and_counted_contended_or_not(tmp_path: Path):
+    ledger = _write(tmp_path / "experiments.log")
+
+    def run(sha: str, value: float, purpose: str, experiment: int, contended: bool = False) -> None:
+        ledger.append({"kind": "measurement", "tag": "nov23", "file_sha": sha * 40, "value": value,
+                       "purpose": purpose, "experiment": experiment, "seconds": 60.0, "contended": contended,
+                       "time": _hour(3)})  # fmt: skip
+
+    run("a", 1.10, "baseline", 0)
+    run("b", 1.05, "candidate", 2)
+    run("b", 1.04, "confirm", 2)  # the candidate's own confirmation: its point, not the champion's
+    run("a", 1.11, "confirm", 2, contended=True)  # the champion run again beside it, on a busy machine
+    run("c", 1.00, "remeasure", 4)
+    night = review.summarize(ledger.read(), metric="val_bpb")
+    assert sorted(night.champion_runs) == [(-0.5, 1.10), (1.5, 1.11), (3.5, 1.00)]
