@@ -4,6 +4,7 @@ temporary folder."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -96,7 +97,12 @@ def site(tmp_path_factory: pytest.TempPathFactory, beacon: Beacon) -> Iterator[t
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "the browser tests need Debian's chromium package: apt-get install chromium"
+    if not Path(CHROMIUM).exists():
+        # As with the sandbox: CI must have it (.ci/run installs it); elsewhere its absence is said, not failed.
+        message = f"the browser tests need Debian's chromium package at {CHROMIUM}: apt-get install chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield chromium
