@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of agent: the module whose `build(kind, config, night, layout, repo, say, secrets)` makes it, and
-    what it is in a few words."""
+    """One kind of agent: the module whose `build(kind, setup)` makes it, and what it is in a few words."""
 
     module: str
     meaning: str
@@ -38,6 +37,19 @@ FILE = Kind("harness.agents.host", "an agent file with agent.py's contract")  # 
 KINDS = f"{', '.join(AGENTS)}, or the path of an agent file"
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What every kind is built from: the night's config and state, where its files are, its repository, where it
+    speaks, and the credentials the harness withdrew from its environment."""
+
+    config: Config
+    night: Night
+    layout: Layout
+    repo: Repo
+    say: Callable[[str], None]
+    secrets: Mapping[str, str]
+
+
 def build_agent(
     kind: str,
     config: Config,
@@ -50,5 +62,5 @@ def build_agent(
     """The agent a run asked for (see KINDS); an LLM agent's key (from `secrets`, the credentials the harness withdrew
     from its environment) is checked here, before any compute is spent."""
     module = importlib.import_module((AGENTS.get(kind) or FILE).module)
-    agent: Agent = module.build(kind, config, night, layout, repo, say, secrets)
+    agent: Agent = module.build(kind, Setup(config, night, layout, repo, say, secrets))
     return agent

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from harness import childenv, process, protocol, sandbox, toolbox
-from harness.agents import KINDS
+from harness.agents import KINDS, Setup
 from harness.brief import Evidence
 from harness.config import Config
 from harness.edits import head
 from harness.errors import AgentError, BudgetExceeded, HarnessError, LLMError, RequestRefused
 from harness.jails import Jail, agent_jail
-from harness.night import Night
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.task import Proposal, Proposed, Result, Spend, Task
@@ -323,18 +322,13 @@ class Lines:
         return line
 
 
-def build(
-    kind: str,
-    config: Config,
-    night: Night,
-    layout: Layout,
-    repo: Repo,
-    say: Callable[[str], None],
-    secrets: Mapping[str, str],
-) -> HostedAgent:
+def build(kind: str, setup: Setup) -> HostedAgent:
     """agent.py (`llm`), or the agent file at the path `kind`, in its child."""
-    path = layout.agent if kind == "llm" else Path(kind)
+    path = setup.layout.agent if kind == "llm" else Path(kind)
     if not path.is_file():
         raise HarnessError(f"agent file {path} not found; --agent takes {KINDS}")
     name = "llm" if kind == "llm" else path.name
-    return HostedAgent.start(path, name, config, layout, night.tag, say, secrets, night.spend_usd)
+    night = setup.night
+    return HostedAgent.start(
+        path, name, setup.config, setup.layout, night.tag, setup.say, setup.secrets, night.spend_usd
+    )

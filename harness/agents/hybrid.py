@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.agents import Setup
 from harness.agents.host import HostedAgent
 from harness.agents.optuna import OptunaAgent, offline
 from harness.config import Config
 from harness.errors import AgentError, LLMError
-from harness.night import Night
-from harness.paths import Layout
-from harness.repo import Repo
 from harness.task import Agent, Proposal, Proposed, Result, Spend, Task
 
 NAME = "hybrid"
@@ -125,23 +123,18 @@ class HybridAgent:
             self.overrides += source == "llm"
 
 
-def build(
-    kind: str,
-    config: Config,
-    night: Night,
-    layout: Layout,
-    repo: Repo,
-    say: Callable[[str], None],
-    secrets: Mapping[str, str],
-) -> HybridAgent:
+def build(kind: str, setup: Setup) -> HybridAgent:
     """Optuna and the advisor in its child (the key checked now), having learned the night so far."""
-    if not secrets.get("ANTHROPIC_API_KEY", "").strip():
+    config, night = setup.config, setup.night
+    if not setup.secrets.get("ANTHROPIC_API_KEY", "").strip():
         raise LLMError(
             "--agent hybrid needs ANTHROPIC_API_KEY (an LLM reviews the optimizer's suggestions); export it, or "
             "use the offline agent with --agent optuna"
         )
-    optimizer = offline("auto", config, night, repo)
-    advisor = HostedAgent.start(ADVISOR, NAME_OF_ADVISOR, config, layout, night.tag, say, secrets, night.spend_usd)
+    optimizer = offline("auto", config, night, setup.repo)
+    advisor = HostedAgent.start(
+        ADVISOR, NAME_OF_ADVISOR, config, setup.layout, night.tag, setup.say, setup.secrets, night.spend_usd
+    )
     hybrid = HybridAgent(optimizer, advisor, share=config.override_share)
     hybrid.resume(night.results())
     return hybrid

@@ -8,15 +8,14 @@ import hashlib
 import json
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from harness.agents import samplers
+from harness.agents import Setup, samplers
 from harness.agents.samplers import NAMES, SHOWN, STARTUP_TRIALS, Sampler, choose
 from harness.config import Config, Param
 from harness.errors import AgentError, ProgramError
 from harness.night import Night
-from harness.paths import Layout
 from harness.repo import Repo
 from harness.source import literal, read_constants, set_constants
 from harness.task import Proposal, Proposed, Result, Spend, Task
@@ -356,18 +355,10 @@ class OptunaAgent:
 SAMPLERS: dict[str, Sampler] = {"optuna": "auto", "random": "random"}  # by agent kind
 
 
-def build(
-    kind: str,
-    config: Config,
-    night: Night,
-    layout: Layout,
-    repo: Repo,
-    say: Callable[[str], None],
-    secrets: Mapping[str, str],
-) -> OptunaAgent:
+def build(kind: str, setup: Setup) -> OptunaAgent:
     """The offline agent `kind` (optuna or random), having learned the night so far from the ledger."""
-    agent = offline(SAMPLERS[kind], config, night, repo)
-    agent.resume(night.results())
+    agent = offline(SAMPLERS[kind], setup.config, setup.night, setup.repo)
+    agent.resume(setup.night.results())
     return agent
 
 
