@@ -10,23 +10,10 @@ import pytest
 
 from harness import sandbox
 from harness.testing import cli, git, make_repo, toy_program
+from harness.testing.agents import DOWNHILL_AGENT as AGENT
+from harness.testing.repos import SHIPPED_TRAIN as TRAIN
 
 pytest.importorskip("submitit")
-
-# Says how many processes it can see (in the sandbox's own PID namespace, only its own few).
-TRAIN = """import os
-X = 3.0  # the knob
-Y = 2
-print("processes in sight:", sum(name.isdigit() for name in os.listdir("/proc")))
-print("val_bpb:", (X - 1.25) ** 2 + 0.5)
-"""
-AGENT = """from harness.task import Proposal
-
-
-def propose(task, llm):
-    x = 3.0 - 0.25 * task.experiment
-    return Proposal(f"X to {x}", task.mutable_content.replace("X = 3.0", f"X = {x}", 1))
-"""
 
 
 def test_a_night_of_slurm_jobs_on_the_local_cluster_ships_each_commit_and_brings_its_log_back(tmp_path: Path):

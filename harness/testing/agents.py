@@ -55,3 +55,13 @@ class Quiet:
 
     def info(self, text: str) -> None:
         self.lines.append(text)
+
+
+# An agent file that walks X down a quarter per experiment: every proposal new, the night's gains foreseeable.
+DOWNHILL_AGENT = """from harness.task import Proposal
+
+
+def propose(task, llm):
+    x = 3.0 - 0.25 * task.experiment
+    return Proposal(f"X to {x}", task.mutable_content.replace("X = 3.0", f"X = {x}", 1))
+"""

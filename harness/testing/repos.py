@@ -93,3 +93,13 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+# A run for the executors that ship a commit elsewhere: it says how many processes it can see (in the sandbox's own
+# PID namespace, only its own few).
+SHIPPED_TRAIN = """import os
+X = 3.0  # the knob
+Y = 2
+print("processes in sight:", sum(name.isdigit() for name in os.listdir("/proc")))
+print("val_bpb:", (X - 1.25) ** 2 + 0.5)
+"""
