@@ -72,12 +72,6 @@ def is_secret(name: str, value: str) -> bool:
     return _SECRET_VALUE.search(value.strip()) is not None
 
 
-def scrub_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A copy of `env` (default os.environ) without anything that looks like a credential."""
-    source = os.environ if env is None else env
-    return {name: value for name, value in source.items() if not is_secret(name, value)}
-
-
 def _pick(names: frozenset[str], prefixes: tuple[str, ...], source: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in source.items() if (k in names or k.startswith(prefixes)) and not is_secret(k, v)}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import re
 import signal
@@ -21,7 +20,7 @@ from harness.cgroup import Cgroup
 from harness.jails import Jail
 from harness.limits import MIB, shown
 from harness.process import Child
-from harness.runlog import LogReader, last_value, metric_names, tail
+from harness.runlog import LogReader, last_value, metric_names, parse_metric, tail
 
 Outcome = Literal["ok", "crash", "timeout", "tampered"]
 
@@ -236,8 +235,7 @@ def evaluate(
     before = hash_paths(root, protected)
     ran = execute(jail, command, timeout=timeout, log=log, grace=grace, log_cap=log_cap)
     tampered = changed(before, hash_paths(root, protected))
-    value = last_value(ran.text, metric)
-    found = value if value is not None and math.isfinite(value) else None
+    found = parse_metric(ran.text, metric)
     if tampered:
         outcome: Outcome = "tampered"
         reason = "changed protected files: " + ", ".join(tampered)
@@ -249,6 +247,7 @@ def evaluate(
         outcome, reason = "crash", _exit_reason(ran.code)
     elif found is None:
         outcome = "crash"
+        value = last_value(ran.text, metric)  # nan or inf, or no line at all
         reason = f"{metric} was {value}" if value is not None else no_metric(ran.text, metric, "the run", log)
     else:
         outcome, reason = "ok", ""
@@ -282,8 +281,7 @@ def trusted_metric(
         if refused := outputs.refusal(out, cap):
             return _with(result, outcome="crash", metric=None, reason=refused, claimed=result.metric)
     ran = execute(jail, command, timeout=timeout, log=log)
-    value = last_value(ran.text, metric)
-    found = value if value is not None and math.isfinite(value) else None
+    found = parse_metric(ran.text, metric)
     claimed, seconds = result.metric, round(ran.seconds, 3)
     if ran.code == 0 and found is not None:
         return _with(result, outcome="ok", metric=found, tail="", reason="", claimed=claimed, eval_seconds=seconds)
@@ -296,7 +294,7 @@ def trusted_metric(
         said = last[-1] if last else _exit_reason(ran.code)
         if ran.code != 0:
             why = f"the evaluator refused it: {said} (its log: {log})"
-        elif value is not None:
+        elif (value := last_value(ran.text, metric)) is not None:
             why = f"the evaluator gave {metric} = {value} (its log: {log})"
         else:
             why = no_metric(ran.text, metric, "the evaluator", log)

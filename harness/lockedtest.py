@@ -4,7 +4,6 @@ LLM request ever reads it, so a night's search cannot fit that split the way it 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +14,7 @@ from harness import jails
 from harness.config import Config
 from harness.evaluate import execute
 from harness.ledger import Experiment, LockedTest
-from harness.runlog import last_value, tail
+from harness.runlog import parse_metric, tail
 from harness.text import flat, num, one_line, short, signed
 
 if TYPE_CHECKING:  # `log` and `report` read the rows without what runs a test
@@ -48,9 +47,9 @@ def score(session: Session, config: Config, row: Experiment, out: Path | None) -
             ran = execute(jail, config.test, timeout=config.evaluate_timeout, log=log)
     except OSError as e:
         return _replace(base, outcome="crash", reason=f"the test could not start: {one_line(str(e))}")
-    value = last_value(ran.text, config.metric)
+    value = parse_metric(ran.text, config.metric)
     seconds = round(ran.seconds, 3)
-    if ran.code == 0 and value is not None and math.isfinite(value):
+    if ran.code == 0 and value is not None:
         return _replace(base, metric=value, seconds=seconds)
     if ran.code is None:
         return _replace(base, outcome="timeout", reason=f"timed out after {config.evaluate_timeout:g} s",

@@ -17,7 +17,7 @@ from harness.jails import Jail
 # --- the environment ---------------------------------------------------------------------------------------------
 
 
-def test_scrub_env_drops_credentials_by_name_and_by_value() -> None:
+def test_credentials_are_told_by_name_and_by_value() -> None:
     env = {
         "PATH": "/usr/bin",
         "HOME": "/home/me",
@@ -44,7 +44,7 @@ def test_scrub_env_drops_credentials_by_name_and_by_value() -> None:
         "DATABASE_URL": "postgres://user:hunter2@db:5432/x",
         "PLAIN_URL": "https://example.com/path",
     }
-    clean = childenv.scrub_env(env)
+    clean = {name: value for name, value in env.items() if not childenv.is_secret(name, value)}
     assert clean == {
         "PATH": "/usr/bin",
         "HOME": "/home/me",
@@ -52,16 +52,16 @@ def test_scrub_env_drops_credentials_by_name_and_by_value() -> None:
         "CUDA_VISIBLE_DEVICES": "0,1",
         "PLAIN_URL": "https://example.com/path",
     }
-    assert env["ANTHROPIC_API_KEY"] == "x"  # a copy: the caller's mapping is untouched
 
 
-def test_scrub_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOME_TOKEN", "t")
-    monkeypatch.setenv("HARMLESS_SETTING", "1")
-    clean = childenv.scrub_env()
-    assert "SOME_TOKEN" not in clean
-    assert clean["HARMLESS_SETTING"] == "1"
-    assert clean["PATH"] == os.environ["PATH"]
+def test_a_credential_among_the_names_a_run_is_given_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "t")  # a run is given HF_* (its cache, its offline switch), never a credential
+    monkeypatch.setenv("HF_HOME", "/data/hf")
+    monkeypatch.setenv("WANDB_MODE", "sk-ant-api03-abcdef")  # a key under an innocent name is told by its value
+    env = childenv.run_env(Path("/repo"), 60)
+    assert "HF_TOKEN" not in env
+    assert "WANDB_MODE" not in env
+    assert env["HF_HOME"] == "/data/hf"
 
 
 def test_a_run_sees_no_credentials_of_the_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
