@@ -6,6 +6,7 @@ Usage:
     python bench/yield.py --quick                # the CI size: 3 seeds x 10 experiments, well under a minute
     python bench/yield.py --task bundled --seeds 3 -n 20 --budget 45    # the bundled GPT (hours on a CPU)
     python bench/yield.py --agents random,optuna,hybrid                 # hybrid and llm need ANTHROPIC_API_KEY
+    python bench/yield.py --task bundled --seeds 8 --budget 10 --record nights.jsonl   # resumable: stop, rerun
 
 Each night is a real `autoresearch run --agent A --max-experiments N` in a fresh repository of its own, with
 `seed: K` and `confirm: 0` in its program.md, so every agent gets the same number of experiments of the same budget,
@@ -21,6 +22,10 @@ Tasks:
   bundled    this repository's prepare.py, train.py and program.md (its `search:` space), at --budget seconds
              per run; `python prepare.py` is run once first (it is cached). The target defaults to the mean best
              of the control (random) after N: how many experiments each agent needs to match it.
+
+With --record FILE every finished night is appended to FILE as one JSON line, and a night already there (same
+task, experiments, budget, agent and seed) is read instead of run again: a bench of hours can be stopped and resumed,
+or grown by raising --seeds.
 
 Printed, per agent: the baseline, the best metric after n experiments (mean and 95% t-interval over seeds) at a
 few n, the change from the baseline, and the experiments needed to reach the target (mean over the seeds that
@@ -158,6 +163,32 @@ def _front(program: str, **values: str) -> str:
             else program.replace("---\n", f"---\n{key}: {value}\n", 1)
         )
     return program
+
+
+def recorded(path: Path | None, key: dict[str, object]) -> dict[tuple[str, int], Night]:
+    """The nights --record already holds for this task, size and budget, by (agent, seed)."""
+    if path is None or not path.exists():
+        return {}
+    found: dict[tuple[str, int], Night] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if all(row.get(k) == v for k, v in key.items()):
+                found[(row["agent"], row["seed"])] = Night(row["agent"], row["seed"], row["best"], row["seconds"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"{path}:{number}: not a recorded night ({e})") from e
+    return found
+
+
+def record(path: Path | None, key: dict[str, object], night: Night) -> None:
+    """Append one finished night to --record (one line, written whole, so a stopped bench leaves no half line)."""
+    if path is not None:
+        row = {**key, "agent": night.agent, "seed": night.seed, "best": night.best, "seconds": night.seconds}
+        line = json.dumps(row)
+        with path.open("a") as f:
+            f.write(line + "\n")
 
 
 def run_night(
@@ -327,6 +358,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the CI size: 3 seeds x 10 experiments")
     parser.add_argument("--out", type=Path, default=Path("yield.png"), help="the plot")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--record", type=Path, default=None, help="append each night here; reuse nights found there")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.experiments = 3, 10
@@ -336,16 +368,26 @@ def main() -> None:
         raise SystemExit("--agents hybrid and llm need ANTHROPIC_API_KEY")
     workers = args.workers or (2 if args.task == "synthetic" else 1)
     cpus = CPUs(workers, pin=args.task == "bundled")
+    budget = args.budget if args.task == "bundled" else None
+    key = {"task": args.task, "experiments": args.experiments, "budget": budget}
+    old = recorded(args.record, key)
     jobs = [(agent, seed) for seed in range(args.seeds) for agent in agents]  # seeds outermost: agents share time
+    todo = [job for job in jobs if job not in old]
     print(f"task: {args.task}; {args.experiments} experiments per night; seeds 0-{args.seeds - 1}; "
-          f"{workers} night(s) at once; python {sys.version.split()[0]}")  # fmt: skip
+          f"{workers} night(s) at once; {len(jobs) - len(todo)} of {len(jobs)} nights recorded already; "
+          f"python {sys.version.split()[0]}")  # fmt: skip
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as pool:
-        budget = args.budget if args.task == "bundled" else None
-        data = prepare_data(Path(tmp)) if args.task == "bundled" else None
+        data = prepare_data(Path(tmp)) if args.task == "bundled" and todo else None
         night = functools.partial(run_night, args.task, n=args.experiments, budget=budget, workdir=Path(tmp), cpus=cpus)
-        futures = [pool.submit(night, agent=a, seed=s, data=data) for a, s in jobs]
-        done = [f.result() for f in futures]
+
+        def one(agent: str, seed: int) -> Night:
+            finished = night(agent=agent, seed=seed, data=data)
+            record(args.record, key, finished)
+            return finished
+
+        futures = {job: pool.submit(one, *job) for job in todo}
+        done = [old[job] if job in old else futures[job].result() for job in jobs]
     nights = {agent: [r for r in done if r.agent == agent] for agent in agents}
     if args.target is not None:
         target = args.target

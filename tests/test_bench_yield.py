@@ -12,11 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_quick_yield_bench_compares_random_and_optuna_at_an_equal_budget(tmp_path: Path):
-    plot, figures = tmp_path / "yield.png", tmp_path / "yield.json"
+    plot, figures, nights = tmp_path / "yield.png", tmp_path / "yield.json", tmp_path / "nights.jsonl"
+    bench = [sys.executable, str(ROOT / "bench" / "yield.py"), "--quick", "--record", str(nights)]
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "yield.py"), "--quick", "--out", str(plot), "--json", str(figures)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [*bench, "--out", str(plot), "--json", str(figures)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert any(line.startswith("random ") for line in lines) and any(line.startswith("optuna ") for line in lines)
@@ -45,3 +45,12 @@ def test_the_quick_yield_bench_compares_random_and_optuna_at_an_equal_budget(tmp
             # The synthetic baseline is 1.077 and no point beats the optimum, 1.0, by more than the noise allows.
             assert abs(curve[0] - 1.077) < 0.02 and min(curve) > 1.0 - 0.02
         assert len(agent["mean"]) == len(agent["half"]) == 11
+
+    # Every night was recorded as it finished; run again, the bench reads them instead of running them, and says so.
+    assert len(nights.read_text().splitlines()) == 6
+    again = subprocess.run(
+        [*bench, "--out", str(tmp_path / "again.png")], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr
+    assert "6 of 6 nights recorded already" in again.stdout
+    assert json.loads(again.stdout.splitlines()[-1]) == last and len(nights.read_text().splitlines()) == 6
