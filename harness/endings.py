@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import crash
@@ -32,6 +33,16 @@ def watched(options: Options, layout: Layout, started: float) -> LoopEnd | None:
     if options.hours is not None and time.time() - started > options.hours * 3600:
         return LimitReached(f"reached --hours {options.hours:g}")
     return None
+
+
+def watcher(options: Options, layout: Layout, started: float) -> Callable[[], None]:
+    """What an agent at work calls between its steps: raises what `watched` says ends the night."""
+
+    def watch() -> None:
+        if end := watched(options, layout, started):
+            raise end
+
+    return watch
 
 
 def due(options: Options, layout: Layout, started: float, asked: int, spent: float, cap: float) -> LoopEnd | None:

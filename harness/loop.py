@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from harness import endings, judge, lockedtest, memory, outcome, outputs, recovery
 from harness.agents.host import HostedAgent
@@ -23,7 +22,7 @@ from harness.errors import (
 )
 from harness.evaluate import RunResult, baseline_failed
 from harness.jails import guarded
-from harness.ledger import Status
+from harness.ledger import Experiment, Status
 from harness.night import result_of
 from harness.outcome import Author, Finished
 from harness.paths import PROGRAM, branch, discarded_ref
@@ -35,30 +34,48 @@ from harness.task import Agent, Proposed, Spend, Task
 from harness.text import one_line
 
 
+class Conductor(Protocol):
+    """What drives the night's agent from outside the engine (HyperAgent mode owns one): between two experiments it
+    says which agent proposes the next one (it may rewrite, try or swap agents first, or end the night by raising
+    LoopEnd), and it is told the row of each experiment that ended well enough to write one."""
+
+    def next_agent(self) -> Agent: ...
+
+    def finished(self, row: Experiment) -> None: ...
+
+
 class Loop:
     """The state machine of one night, over a session that is open and an agent that is ready."""
 
-    def __init__(self, session: Session, agent: Agent, screen: Screen) -> None:
+    def __init__(self, session: Session, agent: Agent, screen: Screen, conductor: Conductor | None = None) -> None:
         self.s = session
         self.night = session.night
         self.repo = session.repo
         self.agent = agent
         self.screen = screen
+        self.conductor = conductor
+        self.watch = endings.watcher(session.options, session.layout, session.started)
         self.count = 0  # proposals asked of the agent in this invocation (what --max-experiments counts)
         self.failed_remeasures = 0  # champion re-runs that failed in a row
         self._since = (-1, 0.0)  # the experiment under way and when it began, for the status's estimate
         self.tried = memory.Tried()  # the points that spent a run, to refuse a near-duplicate before its run
 
-    def until_end(self, step: Callable[[], None] | None = None) -> LoopEnd:
+    def until_end(self) -> LoopEnd:
         """Run until something ends the night, and say what: a stop, a limit, Ctrl-C, or a bug (with a crash log).
-        A person's mistake (HarnessError) is raised. `step` is one experiment unless told (HyperAgent mode adds its
-        rewrites around them)."""
+        A person's mistake (HarnessError) is raised."""
         try:
             if not self.night.has_baseline:
                 self.baseline()
             while True:
                 self.check_stop()
-                (step or self.experiment)()
+                if self.conductor is None:
+                    self.experiment()
+                    continue
+                self.agent = self.conductor.next_agent()
+                before = len(self.night.rows)
+                self.experiment()
+                if len(self.night.rows) > before:
+                    self.conductor.finished(self.night.rows[-1])
         except LoopEnd as e:
             return e
         except KeyboardInterrupt:
@@ -80,12 +97,6 @@ class Loop:
         s = self.s
         end = endings.due(s.options, s.layout, s.started, self.count, self.night.spend_usd, s.config.max_cost_usd)
         if end is not None:
-            raise end
-
-    def watch(self) -> None:
-        """The stop conditions that end the night even while a proposal is under way: a stop request and --hours
-        (the spend cap is the LLM client's, checked at every call)."""
-        if end := endings.watched(self.s.options, self.s.layout, self.s.started):
             raise end
 
     # --- the baseline and one experiment -----------------------------------------------------------------------
@@ -321,4 +332,4 @@ class Loop:
         self.screen.update(state)
 
 
-__all__ = ["Loop"]
+__all__ = ["Conductor", "Loop"]

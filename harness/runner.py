@@ -11,7 +11,7 @@ from pathlib import Path
 from harness import executors, jails
 from harness.config import Config
 from harness.errors import HarnessError, LedgerError, LoopEnd
-from harness.loop import Loop
+from harness.loop import Conductor, Loop
 from harness.night import Night
 from harness.parallel import Parallel
 from harness.paths import Layout
@@ -20,6 +20,7 @@ from harness.session import Options, Session, open_session
 from harness.status import Screen, write_status
 from harness.task import Agent
 
+Conducting = Callable[[Session, Agent, Screen], Conductor]  # what builds a night's conductor (HyperAgent mode)
 AgentFactory = Callable[[str, Config, Night, Layout, Repo, Callable[[str], None], Mapping[str, str]], Agent]
 
 
@@ -41,13 +42,13 @@ def run(
     screen: Screen,
     make_agent: AgentFactory,
     secrets: Mapping[str, str] | None = None,
-    turn: Callable[[Loop], Callable[[], None]] | None = None,
+    conduct: Conducting | None = None,
 ) -> Ending:
     """Open the night, build its agent, and loop until something ends it; the tree is left clean at the champion.
 
     Whatever ends it, its reason goes to the ledger, the status file and the screen before the lock is let go; a
-    person's mistake (HarnessError) is then raised, a bug leaves a crash log. `turn`, given the loop, returns what
-    each of its turns does (HyperAgent mode); one experiment by default."""
+    person's mistake (HarnessError) is then raised, a bug leaves a crash log. `conduct`, given the open night and its
+    agent, returns what chooses the agent of each experiment (HyperAgent mode); the agent built here by default."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     # A terminal that goes away (a closed window, a dropped ssh) hangs up on its jobs: the night goes on, as under
     # nohup, and what it would have printed is dropped (the ledger and `autoresearch status` still say it all).
@@ -66,13 +67,8 @@ def run(
                 end: LoopEnd = e
             else:
                 _announce(session, screen)
-                loop = _loop(session, agent, screen)
-                if isinstance(loop, Loop):
-                    end = loop.until_end(turn(loop) if turn else None)
-                elif turn is not None:
-                    raise HarnessError("HyperAgent mode runs one experiment at a time: set 'workers: 1' for it")
-                else:
-                    end = loop.until_end()
+                loop = _loop(session, agent, screen, conduct)
+                end = loop.until_end()
                 count = loop.count
             _record_end(session, screen, str(end), type(end).__name__, agent.name if agent else options.agent)
         except HarnessError as e:
@@ -91,14 +87,16 @@ def run(
     return Ending(str(end), end.exit_code, count, session.night.best, session.night.baseline)
 
 
-def _loop(session: Session, agent: Agent, screen: Screen) -> Loop | Parallel:
+def _loop(session: Session, agent: Agent, screen: Screen, conduct: Conducting | None) -> Loop | Parallel:
     """One experiment at a time (`workers: 1` on this machine and nothing proposed ahead: the classic loop), or the
     parallel scheduler over the executor program.md asks for, `ahead` proposals made while its workers run."""
     config = session.config
     alone = config.workers == 1 and config.executor == "local"
     ahead = (0 if alone else 1) if config.ahead == "auto" else config.ahead
     if alone and ahead == 0:
-        return Loop(session, agent, screen)
+        return Loop(session, agent, screen, conduct(session, agent, screen) if conduct else None)
+    if conduct is not None:
+        raise HarnessError("HyperAgent mode runs one experiment at a time: set 'workers: 1' for it")
     files = tuple(session.repo.tracked())
     ex = executors.load(config.executor).build(
         config, session.repo.root, session.tag, files, session.sandbox, session.devices

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import recovery, runner, sandbox, toolbox
+from harness import endings, recovery, runner, sandbox, toolbox
 from harness.agents.host import AGENT_LIMITS, HostedAgent, agent_sha, jails
 from harness.brief import build_task
 from harness.config import Config
@@ -28,13 +28,12 @@ from harness.hyper import contract, gates, probation
 from harness.hyper.gates import Limits, Rejection
 from harness.hyper.probation import Probation
 from harness.ledger import Experiment, Generation, GenerationStatus
-from harness.loop import Loop
 from harness.night import Night
 from harness.paths import AGENT, PROGRAM, Layout, agent_ref, seed_agent_tag
 from harness.repo import Repo, with_trailers
-from harness.session import Options
+from harness.session import Options, Session
 from harness.status import Screen, write_status
-from harness.task import Spend, Task
+from harness.task import Agent, Spend, Task
 from harness.text import REASON_CHARS, one_line
 
 STOPPED = "the harness stopped during this generation (killed, power cut or Ctrl-C)"
@@ -66,7 +65,7 @@ def run(root: Path, options: Options, plan: Plan, *, screen: Screen, secrets: Ma
     probation."""
     return runner.run(
         root, replace(options, agent="llm"), screen=screen, make_agent=champion_agent, secrets=secrets,
-        turn=lambda loop: Hyper(loop, plan).turn,
+        conduct=lambda session, agent, screen: Hyper(session, agent, screen, plan),
     )  # fmt: skip
 
 
@@ -80,13 +79,15 @@ def champion_agent(
 
 
 class Hyper:
-    """The turns of a HyperAgent night over a loop whose agent is the champion agent."""
+    """The conductor of a HyperAgent night (harness.loop.Conductor): before each experiment it says which agent
+    proposes it (the champion agent, or a candidate on probation), rewriting the champion after each window."""
 
-    def __init__(self, loop: Loop, plan: Plan) -> None:
-        if not isinstance(loop.agent, HostedAgent):
+    def __init__(self, session: Session, agent: Agent, screen: Screen, plan: Plan) -> None:
+        if not isinstance(agent, HostedAgent):
             raise TypeError("HyperAgent mode drives an agent file")
-        self.loop, self.plan, self.s = loop, plan, loop.s
-        self.night, self.repo, self.layout, self.tag = loop.s.night, loop.s.repo, loop.s.layout, loop.s.tag
+        self.plan, self.s, self.screen = plan, session, screen
+        self.night, self.repo, self.layout, self.tag = session.night, session.repo, session.layout, session.tag
+        self.watch = endings.watcher(session.options, session.layout, session.started)
         config = self.s.config
         if not self.s.sandbox.active and config.sandbox != "off":
             missing = self.s.sandbox.missing.removesuffix(f": {sandbox.UNISOLATED}")
@@ -95,7 +96,7 @@ class Hyper:
                 "'sandbox: off' in program.md to run them without it"
             )
         self.jail = jails(config, self.repo)
-        self.champion: HostedAgent = loop.agent
+        self.champion: HostedAgent = agent
         self.trial: Trial | None = None
         self.done = 0  # generations decided in this invocation
         if not self.repo.exists(f"refs/tags/{seed_agent_tag(self.tag)}") and not self.night.generations:
@@ -103,9 +104,9 @@ class Hyper:
         self._recover()
         self.window = self._since_last_generation()
 
-    # --- one turn: a rewrite when the window is done, then one experiment -----------------------------------
+    # --- between two experiments: a rewrite when the window is done, and who proposes the next one -------------
 
-    def turn(self) -> None:
+    def next_agent(self) -> Agent:
         if self.trial is None:
             if self.window >= self.plan.window:
                 self.answer()  # after every window, whatever else ends the night
@@ -116,15 +117,10 @@ class Hyper:
                     self.trial = self.generation()
                 if self.trial is None:
                     self._check_generations()
-        self.loop.agent = self.trial.agent if self.trial else self.champion
-        before = len(self.night.rows)
-        try:
-            self.loop.experiment()
-        finally:
-            self.loop.agent = self.champion
-        row = self.night.rows[-1] if len(self.night.rows) > before else None
-        if row is None:
-            return
+        return self.trial.agent if self.trial else self.champion
+
+    def finished(self, row: Experiment) -> None:
+        """An experiment's row: a window's count goes on, or a candidate's probation takes it."""
         if self.trial is None:
             self.window += 1
         else:
@@ -151,7 +147,7 @@ class Hyper:
         self._status("rewriting", f"generation {n}: the champion agent rewrites itself")
         source = self.layout.agent.read_text(encoding="utf-8")
         task = self.champion.evidence.attach(self._task())
-        self.champion.watch = self.loop.watch
+        self.champion.watch = self.watch
         try:
             proposal = self.champion.call("rewrite", replace(task, agent_source=source), log_name=self._log(n))
         except (AgentError, RequestRefused) as e:
@@ -190,7 +186,7 @@ class Hyper:
             return self._rejected(n, rejection, path, description, spend, sha)
         self._mark(n, "probation", description=description, spend=spend)
         self.s.ledger.note(self.tag, f"generation {n} passed the gates; on probation", generation=n)
-        self.loop.screen.info(f"generation {n}: passed the gates ({description}); probation begins")
+        self.screen.info(f"generation {n}: passed the gates ({description}); probation begins")
         agent = self._hosted(path, f"gen{n}")
         reference = tuple(self._record_of(self.champion.sha))
         trial = Probation(self.plan.window, reference, config.direction, floor=tuple(self._floor()))
@@ -215,8 +211,7 @@ class Hyper:
         )  # fmt: skip
         self.s.reset_hard(commit)  # the row is written: now the branch and the tree follow it
         self.champion = self._hosted(self.layout.agent, "llm")
-        self.loop.agent = self.champion
-        self.loop.screen.info(f"generation {trial.generation}: accepted, {why}")
+        self.screen.info(f"generation {trial.generation}: accepted, {why}")
         self.layout.generation_marker(self.tag).unlink(missing_ok=True)
 
     # --- a champion answers for its record ---------------------------------------------------------------------
@@ -247,8 +242,7 @@ class Hyper:
                      {"reference": [r.id for r in reference], "record": [r.id for r in record]})  # fmt: skip
         self.s.reset_hard(commit)
         self.champion = self._hosted(self.layout.agent, "llm")
-        self.loop.agent = self.champion
-        self.loop.screen.info(f"generation {number}: reverted: {why}")
+        self.screen.info(f"generation {number}: reverted: {why}")
 
     def _floor(self) -> list[Experiment]:
         """The record the champion was accepted against (its reference on probation); none for the seed agent."""
@@ -299,7 +293,7 @@ class Hyper:
         if commit:
             self.repo.set_ref(agent_ref(self.tag, n), commit)
         self.layout.generation_marker(self.tag).unlink(missing_ok=True)
-        self.loop.screen.info(f"generation {n}: rejected at {rejection.stage}: {error}")
+        self.screen.info(f"generation {n}: rejected at {rejection.stage}: {error}")
         self.done += 1
 
     def _record(
@@ -384,7 +378,7 @@ class Hyper:
     def _status(self, phase: str, description: str) -> None:
         state = self.s.state(self.champion.name, phase, self.night.next_id(), description)
         write_status(self.layout.status, state)
-        self.loop.screen.update(state)
+        self.screen.update(state)
 
 
 def _write(path: Path, content: str) -> None:
