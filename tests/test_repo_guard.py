@@ -157,9 +157,9 @@ def test_no_git_the_harness_starts_gets_its_secrets(tmp_path: Path, monkeypatch:
     repo = Repo(root)
     repo.head()  # GitPython answers through a long-lived `git cat-file --batch-check`
     exercise(repo, root)
-    cat_files = [pid for pid in _children() if b"cat-file" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    cat_files = [pid for pid in _children() if b"cat-file" in _read(f"/proc/{pid}/cmdline")]
     assert cat_files
-    environs = [Path(f"/proc/{pid}/environ").read_bytes().decode().replace("\0", "\n") for pid in cat_files]
+    environs = [_read(f"/proc/{pid}/environ").decode().replace("\0", "\n") for pid in cat_files]
     environs += [f.read_text() for f in seen.iterdir()]
     assert len(environs) > 10
     identity = {f"GIT_{role}_{what}" for role in ("AUTHOR", "COMMITTER") for what in ("NAME", "EMAIL")}
@@ -178,10 +178,18 @@ def _children() -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            if stat[stat.rfind(")") + 2 :].split()[1] == me:
+            stat = _read(f"/proc/{entry}/stat").decode()
+            if stat and stat[stat.rfind(")") + 2 :].split()[1] == me:
                 pids.append(int(entry))
     return pids
+
+
+def _read(path: str) -> bytes:
+    """A /proc file's bytes, or none when its process ended after the listing named it (the machine runs others)."""
+    try:
+        return Path(path).read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
 
 
 def test_the_persons_identity_is_read_once_from_their_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
