@@ -22,11 +22,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from harness import loop
+from harness import runner
 from harness.agents import build_agent
 from harness.session import Options, open_session
-from harness.testing import AGENT_FILE, FixedEdit, Quiet
+from harness.testing import AGENT_FILE, FixedEdit
 
 GOAL_MS = 100.0  # the harness's own time per experiment on a 2-core machine
 
@@ -46,8 +47,27 @@ def repo(path: Path, sandbox: str) -> Path:
     return path
 
 
+class Clock:
+    """A screen that notes when each experiment's row was written."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, int]] = []
+
+    def update(self, state: dict[str, Any]) -> None:
+        pass
+
+    def row(self, row: Any) -> None:
+        self.rows.append((time.perf_counter(), row.id))
+
+    def info(self, text: str) -> None:
+        pass
+
+
 def measure(root: Path, agent_kind: str, n: int) -> tuple[list[float], str]:
-    session = open_session(root, Options(tag="bench", agent=agent_kind))
+    """A night of `n` experiments on the one engine (one worker, none ahead: the classic night); per experiment, the
+    wall time from the row before to its row, less the time of the runs made for it (its own and the champion's)."""
+    session = open_session(root, Options(tag="bench", agent=agent_kind, max_experiments=n + 1))
+    clock = Clock()
     try:
         box = session.sandbox
         protection = f"bubblewrap ({box.bwrap})" if box.active else f"none ({box.missing or 'sandbox: off'})"
@@ -56,16 +76,19 @@ def measure(root: Path, agent_kind: str, n: int) -> tuple[list[float], str]:
             agent = FixedEdit()
         else:
             agent = build_agent(agent_kind, config, session.night, session.layout, session.repo, print, {})
-        night = loop.Loop(session, agent, Quiet())
-        night.baseline()
-        overheads = []
-        for _ in range(n):
-            start = time.perf_counter()
-            night.experiment()
-            wall = time.perf_counter() - start
-            overheads.append((wall - session.night.rows[-1].seconds) * 1000)
+        night = runner.engine(session, agent, clock)
+        try:
+            night.until_end()
+        finally:
+            agent.close()
+        runs: dict[int, float] = {}
+        for m in session.night.measured_rows:
+            runs[m.experiment] = runs.get(m.experiment, 0.0) + m.seconds
     finally:
         session.close()
+    # The first experiment is left out: the champion's re-runs the keep rule asks for at the start come before it.
+    pairs = list(zip(clock.rows, clock.rows[1:], strict=False))[1:]
+    overheads = [(t - before - runs.get(i, 0.0)) * 1000 for (before, _), (t, i) in pairs]
     return overheads, protection
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from harness import executors
 from harness.config import Config
-from harness.parallel import Parallel
+from harness.engine import Engine
 from harness.session import Options, open_session
 from harness.task import Proposal, Proposed, Result, Spend, Task
 
@@ -114,7 +114,7 @@ def night(workers: int, ahead: int, run: float, think: float, per_worker: int, k
             ex = executors.load(session.config.executor).build(
                 session.config, root, "bench", tuple(session.repo.tracked()), session.sandbox, session.devices
             )
-            scheduler = Parallel(session, Thinker(think), clock, ex, ahead=ahead)
+            scheduler = Engine(session, Thinker(think), clock, ex, ahead=ahead)
             try:
                 scheduler.until_end()
             finally:

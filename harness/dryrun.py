@@ -9,15 +9,11 @@ from pathlib import Path
 
 from harness import sandbox
 from harness.evaluate import RunResult, baseline_failed
-from harness.ledger import Ledger
 from harness.lock import LoopLock
-from harness.measure import measure
-from harness.night import Night
+from harness.measure import Tree, measure
 from harness.paths import Layout
 from harness.program import Program
 from harness.repo import Repo
-from harness.session import Options, Session
-from harness.steer import Steering
 
 TAG = ".check"  # runs/.check/: its logs, apart from every night's (a tag cannot start with a dot)
 
@@ -44,11 +40,7 @@ def trial(root: Path, program: Program, started: Callable[[], None] = lambda: No
         repo.ensure_ignored()
         devices = sandbox.gpu_devices()
         sb = sandbox.probe(config.sandbox, devices=devices)
-        session = Session(
-            repo, layout, Ledger(layout.ledger), lock, Steering(program), Night(TAG, repo.head()), Options(TAG),
-            repo.snapshot_control(), devices,
-        )  # fmt: skip
-        measured = measure(session, config, 0, started=started)
+        measured = measure(Tree(repo, layout, TAG, devices, repo.snapshot_control()), config, 0, started=started)
     finally:
         lock.release()
     result = measured.result

@@ -1,5 +1,5 @@
-"""The experiments in flight of a parallel night: what each one is, its marker (so a kill -9 can be reconciled, one
-marker per experiment), and what a killed night left behind: its markers and its workers' checkouts."""
+"""The experiments in flight of a night: what each one is, its marker (so a kill -9 can be reconciled, one marker per
+experiment), and what a killed night left behind: its markers and its workers' checkouts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from harness.evaluate import RunResult
 from harness.ledger import Ledger
 from harness.paths import Layout
 from harness.repo import Repo
-from harness.task import Proposed, Spend, Task
+from harness.task import Agent, Proposed, Spend, Task
 
 CHECKOUTS = ("worker-", "evaluator-")  # the names of the workers' folders under runs/<tag>/work/
 
@@ -41,6 +41,7 @@ class Flight:
     pair: bool = True  # a champion run beside its confirmation still counts (False once one failed)
     rounds: int = 0  # verdicts asked for: the scheduler gives up past 2 x (2 + confirm + 3), a bug
     extra: dict[str, Any] = field(default_factory=dict)
+    agent: Agent | None = None  # who proposes it (the baseline: the night's agent)
 
     @property
     def content(self) -> str:
@@ -49,7 +50,7 @@ class Flight:
 
 def markers(layout: Layout, tag: str) -> Path:
     """runs/<tag>/inflight/: one marker per experiment in flight, named <id>.json, in the one-experiment format."""
-    return layout.inflight(tag).with_suffix("")
+    return layout.inflight(tag)
 
 
 def mark(layout: Layout, tag: str, flight: Flight, info: dict[str, Any]) -> None:
@@ -74,6 +75,8 @@ def reconcile(repo: Repo, ledger: Ledger, layout: Layout, tag: str, reset_branch
     """Record every experiment a killed parallel night had in flight `interrupted` (its commit kept under a
     discarded ref), or apply its row when that was written, oldest first; returns how many markers there were."""
     found = sorted(markers(layout, tag).glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
+    if (legacy := layout.tag_dir(tag) / "inflight.json").is_file():  # the one marker an earlier version wrote
+        found.insert(0, legacy)
     for marker in found:
         recovery.reconcile(repo, ledger, marker, tag, reset_branch)
     return len(found)

@@ -9,14 +9,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import jails
+from harness import jails, sandbox
 from harness.config import Config
 from harness.evaluate import RunResult, evaluate, trusted_metric
-from harness.paths import LEDGER, RUNS
-from harness.session import Session
+from harness.gitdir import ControlSnapshot
+from harness.paths import LEDGER, RUNS, Layout
+from harness.repo import Repo
 
 REMOVED_SHOWN = 20  # of the files a run left in the tree, how many its ledger row names
 _HARNESS_FILES = frozenset({LEDGER, RUNS})  # the harness's own files beside the tree, never a run's leftovers
+
+
+@dataclass(frozen=True)
+class Tree:
+    """The repository's own working tree as a night (or `autoresearch check`) measures in it."""
+
+    repo: Repo
+    layout: Layout
+    tag: str  # whose logs and folders under runs/ the runs use
+    devices: tuple[str, ...]  # the GPU device nodes runs get
+    control: ControlSnapshot  # .git's control files as the harness left them: a run that changes them is tampered
 
 
 @dataclass(frozen=True)
@@ -27,22 +39,9 @@ class Measured:
     removed: list[str] = field(default_factory=list)  # files it left in the working tree (no sandbox), now gone
     control: list[str] = field(default_factory=list)  # .git control files it changed, now put back
 
-    def extra(self) -> dict[str, object]:
-        """What the ledger row keeps of it beside the standard fields."""
-        out: dict[str, object] = {}
-        if self.removed:
-            out["removed"] = self.removed
-        if self.result.claimed is not None:
-            out["claimed"] = self.result.claimed
-        if self.result.eval_seconds is not None:
-            out["eval_seconds"] = self.result.eval_seconds
-        if self.result.cpu_seconds is not None:
-            out["cpu_seconds"] = round(self.result.cpu_seconds, 3)
-        return out
-
 
 def measure(
-    session: Session,
+    tree: Tree,
     config: Config,
     exp_id: int,
     repeat: int = 0,
@@ -55,20 +54,21 @@ def measure(
     before the run starts. Whatever the run did to .git's control files is undone (and makes it tampered); without
     a sandbox, files it left in the working tree are removed, so the next run starts from the committed tree alone.
     `scoring` is called just before the evaluator starts (a phase of its own, under its own limit)."""
-    repo, layout, tag, sb = session.repo, session.layout, session.tag, session.sandbox
+    repo, layout, tag = tree.repo, tree.layout, tree.tag
+    sb = sandbox.probe(config.sandbox, devices=tree.devices)
     root = repo.root
     out = layout.run_out(tag, exp_id, repeat, kind)
     before = set() if sb.active else repo.untracked()
     compiled = {} if sb.active else compiled_files(root, jails.guarded(config))
     ledger = b"" if sb.active else _read(layout.ledger)  # without a sandbox a run could write rows of its own
-    with jails.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, session.devices) as jail:
+    with jails.run_jail(sb, repo, layout, config, layout.work(tag, "run"), out, tree.devices) as jail:
         started()
         result = evaluate(
             root, config.run, metric=config.metric, timeout=config.timeout,
             log=layout.run_log(tag, exp_id, repeat, kind), jail=jail, protected=jails.guarded(config),
         )  # fmt: skip
     result = dataclasses.replace(result, out=out)
-    control = session.restore_control()
+    control = repo.restore_control(tree.control)
     if not sb.active and _read(layout.ledger) != ledger:
         _write(layout.ledger, ledger)
         control.append(layout.ledger.name)

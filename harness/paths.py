@@ -117,8 +117,9 @@ class Layout:
         return self.tag_dir(tag) / "work" / name
 
     def inflight(self, tag: str) -> Path:
-        """The marker of the experiment under way, so a kill -9 can be reconciled."""
-        return self.tag_dir(tag) / "inflight.json"
+        """runs/<tag>/inflight/: the markers of the experiments under way (<id>.json), so a kill -9 can be
+        reconciled."""
+        return self.tag_dir(tag) / "inflight"
 
     def agent_copy(self, tag: str, name: str) -> Path:
         """runs/<tag>/agents/<name>.py: a version of agent.py outside the tree (<n>.py: generation n's candidate,

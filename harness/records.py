@@ -11,13 +11,12 @@ import msgspec
 
 from harness import flight, jails, lockedtest, memory, outcome, outputs
 from harness.errors import RepoError
-from harness.evaluate import RunResult
 from harness.executors.workers import Done
 from harness.flight import Flight
-from harness.ledger import MeasurementRow, Status
+from harness.ledger import Experiment, MeasurementRow, Status
 from harness.night import result_of
 from harness.outcome import Author, Finished
-from harness.paths import PROGRAM, discarded_ref
+from harness.paths import PROGRAM, branch, discarded_ref
 from harness.precheck import check_proposal
 from harness.repo import blob_sha, with_trailers
 from harness.session import Session
@@ -29,9 +28,12 @@ from harness.text import short
 class Records:
     """The one writer of git and the ledger in a parallel night (the scheduler's thread calls it, nothing else)."""
 
-    def __init__(self, session: Session, agent: Agent, screen: Screen, flights: dict[int, Flight]) -> None:
-        self.s, self.night, self.repo, self.agent, self.screen = session, session.night, session.repo, agent, screen
+    def __init__(self, session: Session, screen: Screen, flights: dict[int, Flight], *, in_place: bool) -> None:
+        self.s, self.night, self.repo, self.screen = session, session.night, session.repo, screen
         self.flights = flights  # the scheduler's experiments in flight: a finished one leaves it here
+        # Runs made in the repository's own tree: an experiment's commit stays checked out (the branch at it) until
+        # its row is written; else the tree stays at the champion and a commit is made beside it.
+        self.in_place = in_place
         self.tried = memory.Tried()  # the points that spent a run, to refuse a near-duplicate before its run
 
     def accept(self, f: Flight) -> bool:
@@ -66,15 +68,19 @@ class Records:
             why, extra = memory.refusal(found, night.rows)
             self.finish(f, "duplicate", reason=why, extra=extra)
             return False
+        if self.in_place:  # the marker names it before its commit exists: a kill -9 finds the commit on the branch
+            flight.mark(self.s.layout, self.s.tag, f, self.who(f.agent))
         try:
             made = self.repo.commit_file(mutable, content, f.description)
-            self.s.reset_hard(night.champion)  # the tree stays at the champion; the commit is moved onto its parent
+            if not self.in_place:
+                self.s.reset_hard(night.champion)  # the tree stays at the champion; the commit goes onto its parent
             f.commit = made if f.parent == night.champion else self.repo.amend_message(made, f.description, f.parent)
         except RepoError as e:
             self.s.reset_hard(night.champion)
             self.finish(f, "invalid", reason=f"git could not commit it: {e}")
             return False
-        flight.mark(self.s.layout, self.s.tag, f, self.who())
+        if not self.in_place:
+            flight.mark(self.s.layout, self.s.tag, f, self.who(f.agent))
         return True
 
     def _near(self, f: Flight) -> tuple[int, str] | None:
@@ -128,9 +134,9 @@ class Records:
         metric: float | None = None,
         reason: str = "",
         extra: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> Experiment:
         """Record one experiment: its commit re-made with trailers on its own parent, its row (fsynced), then the
-        git state the row describes; only a keep on the champion moves the branch."""
+        git state the row describes; only a keep on the champion moves the branch. Returns the row."""
         config, night = self.s.config, self.night
         seconds = time.time() - f.started if f.result is None else 0.0
         more = {**f.extra, **(extra or {})}
@@ -143,10 +149,9 @@ class Records:
         if f.commit and f.id != 0:
             message = with_trailers(f.description, outcome.trailers(done, night, config))
             done = dataclasses.replace(done, commit=self.repo.amend_message(f.commit, message, f.parent))
-        sb = self.s.sandbox
-        author = Author(
-            self.agent.name, self.agent.sha, self.s.program.sha, "bwrap" if sb.active else f"none ({sb.mode})"
-        )
+        sb, agent = self.s.sandbox, f.agent
+        name, sha = (agent.name, agent.sha) if agent else ("", "")
+        author = Author(name, sha, self.s.program.sha, "bwrap" if sb.active else f"none ({sb.mode})")
         row = msgspec.structs.replace(
             outcome.row(done, night, config, author, self.repo.root), parent=f.parent, worker=f.worker
         )
@@ -154,30 +159,40 @@ class Records:
             raise AssertionError(f"experiment {f.id} would be kept on {short(f.parent)}, not on the champion")
         self.s.ledger.append(row)
         if row.id != 0 and row.commit:
-            if row.status == "keep":
+            if row.status == "keep" and self.in_place:
+                self.repo.set_ref(f"refs/heads/{branch(self.s.tag)}", row.commit)  # the tree is at it already
+            elif row.status == "keep":
                 self.s.reset_hard(row.commit)  # the branch moves from the champion to its child
             else:
                 self.repo.set_ref(discarded_ref(self.s.tag, row.id), row.commit)
+                if self.in_place:
+                    self.s.reset_hard(night.champion)
         flight.unmark(self.s.layout, self.s.tag, f.id)
         self.flights.pop(f.id, None)
         night.record(row)
-        self.agent.observe(result_of(row))
+        if agent is not None:
+            agent.observe(result_of(row))
         self.screen.row(row)
         if test := lockedtest.after(self.s, row, f.result.out if f.result else None):
             self.screen.info(lockedtest.line(test, config.metric))
         outputs.retain(self.s.layout.tag_dir(self.s.tag), night)
+        return row
 
-    def who(self) -> dict[str, str]:
-        return {"agent": self.agent.name, "agent_sha": self.agent.sha, "program_sha": self.s.program.sha}
+    def who(self, agent: Agent | None) -> dict[str, str]:
+        """What an experiment's marker says of who proposed it."""
+        name, sha = (agent.name, agent.sha) if agent else ("", "")
+        return {"agent": name, "agent_sha": sha, "program_sha": self.s.program.sha}
 
 
 def failure(outcome_: str) -> Status:
     return "tampered" if outcome_ == "tampered" else "timeout" if outcome_ == "timeout" else "crash"
 
 
-def evidence(result: RunResult) -> dict[str, Any]:
-    """What an experiment's row keeps of its candidate run beside the standard fields."""
-    out: dict[str, Any] = {}
+def evidence(done: Done) -> dict[str, Any]:
+    """What an experiment's row keeps of its candidate run beside the standard fields (and of the last baseline
+    run): what the run claimed beside the evaluator, its times, and the files it left in the tree (no sandbox)."""
+    result = done.result
+    out: dict[str, Any] = {"removed": list(done.removed)} if done.removed else {}
     if result.claimed is not None:
         out["claimed"] = result.claimed
     if result.eval_seconds is not None:

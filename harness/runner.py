@@ -10,10 +10,11 @@ from pathlib import Path
 
 from harness import executors, jails
 from harness.config import Config
+from harness.engine import Conductor, Engine
 from harness.errors import HarnessError, LedgerError, LoopEnd
-from harness.loop import Conductor, Loop
+from harness.executors.inplace import InPlace
+from harness.measure import Tree
 from harness.night import Night
-from harness.parallel import Parallel
 from harness.paths import Layout
 from harness.repo import Repo
 from harness.session import Options, Session, open_session
@@ -54,7 +55,7 @@ def run(
     # nohup, and what it would have printed is dropped (the ledger and `autoresearch status` still say it all).
     hangup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     agent: Agent | None = None
-    loop: Loop | Parallel | None = None
+    loop: Engine | None = None
     try:
         session = open_session(root, options)
         try:
@@ -67,7 +68,7 @@ def run(
                 end: LoopEnd = e
             else:
                 _announce(session, screen)
-                loop = _loop(session, agent, screen, conduct)
+                loop = engine(session, agent, screen, conduct)
                 end = loop.until_end()
                 count = loop.count
             _record_end(session, screen, str(end), type(end).__name__, agent.name if agent else options.agent)
@@ -77,7 +78,7 @@ def run(
         finally:
             if agent is not None:
                 agent.close()
-            if isinstance(loop, Parallel):
+            if loop is not None:
                 loop.ex.close()
             session.undo_branch()
             session.close()
@@ -87,16 +88,19 @@ def run(
     return Ending(str(end), end.exit_code, count, session.night.best, session.night.baseline)
 
 
-def _loop(session: Session, agent: Agent, screen: Screen, conduct: Conducting | None) -> Loop | Parallel:
-    """One experiment at a time (`workers: 1` on this machine and nothing proposed ahead: the classic loop), or the
-    parallel scheduler over the executor program.md asks for, `ahead` proposals made while its workers run."""
+def engine(session: Session, agent: Agent, screen: Screen, conduct: Conducting | None = None) -> Engine:
+    """The night's engine over the executor program.md asks for, `ahead` proposals made while its workers are busy;
+    one worker of this machine and none ahead (`workers: 1`) is the classic night, measured in the repository's
+    own tree."""
     config = session.config
     alone = config.workers == 1 and config.executor == "local"
     ahead = (0 if alone else 1) if config.ahead == "auto" else config.ahead
-    if alone and ahead == 0:
-        return Loop(session, agent, screen, conduct(session, agent, screen) if conduct else None)
-    if conduct is not None:
+    conductor = conduct(session, agent, screen) if conduct and alone and ahead == 0 else None
+    if conduct is not None and conductor is None:
         raise HarnessError("HyperAgent mode runs one experiment at a time: set 'workers: 1' for it")
+    if alone and ahead == 0:
+        tree = Tree(session.repo, session.layout, session.tag, session.devices, session.control)
+        return Engine(session, agent, screen, InPlace(tree), ahead=0, conductor=conductor)
     files = tuple(session.repo.tracked())
     ex = executors.load(config.executor).build(
         config, session.repo.root, session.tag, files, session.sandbox, session.devices
@@ -104,7 +108,7 @@ def _loop(session: Session, agent: Agent, screen: Screen, conduct: Conducting | 
     where = f"{ex.slots} workers ({ex.name}): {ex.describe()}"
     screen.info(f"parallel: {where}; the agent proposes {ahead} ahead of them")
     session.ledger.note(session.tag, f"parallel: {where}", workers=ex.slots, executor=ex.name, ahead=ahead)
-    return Parallel(session, agent, screen, ex, ahead=ahead)
+    return Engine(session, agent, screen, ex, ahead=ahead)
 
 
 def _announce(session: Session, screen: Screen) -> None:

@@ -103,10 +103,6 @@ class Session:
         """Reset to a commit, keeping the person's uncommitted edits of program.md (steering must survive resets)."""
         self.repo.reset_hard(sha, keep=(paths.PROGRAM,))
 
-    def reconcile(self) -> None:
-        """Bring an interrupted experiment to a consistent state: its row written, the branch at the champion."""
-        _reconcile(self.repo, self.ledger, self.layout, self.tag)
-
     def undo_branch(self) -> None:
         """A start that recorded no experiment (an API key refused, say) leaves no branch behind: back to the branch
         it was made from, and the new one deleted."""
@@ -216,8 +212,7 @@ def _reconcile(repo: Repo, ledger: Ledger, layout: paths.Layout, tag: str) -> No
         else:
             repo.set_ref(f"refs/heads/{name}", sha)
 
-    recovery.reconcile(repo, ledger, layout.inflight(tag), tag, reset_branch)
-    flight.reconcile(repo, ledger, layout, tag, reset_branch)  # a parallel night's markers, one per experiment
+    flight.reconcile(repo, ledger, layout, tag, reset_branch)
     cleaned = flight.clean(layout, tag)
     if cleaned:
         ledger.note(tag, f"removed the workers' checkouts a stopped night left: {', '.join(cleaned)}")

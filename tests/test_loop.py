@@ -239,7 +239,7 @@ def test_one_loop_per_repository(project: Path):
     git(project, "commit", "-qam", "slow")
     first = subprocess.Popen([PY, "-m", "harness", "run", "--tag", "a", "--agent", "optuna"], cwd=project)
     try:
-        wait_until(lambda: (project / "runs" / "a" / "inflight.json").exists())
+        wait_until(lambda: any((project / "runs" / "a" / "inflight").glob("*.json")))
         out = cli(project, "run", "--tag", "b", "--agent", "optuna")
         assert out.returncode == 1
         assert f"another loop is running on this repository (pid {first.pid})" in out.stderr
@@ -300,7 +300,7 @@ def test_ctrl_c_stops_the_evaluation_and_resets_to_the_champion(project: Path, t
     assert exps[-1]["status"] == "interrupted"
     assert git(project, "rev-parse", "HEAD") == exps[0]["commit"]
     assert git(project, "status", "--porcelain") == ""
-    assert not (project / "runs" / "cc" / "inflight.json").exists()
+    assert not list((project / "runs" / "cc" / "inflight").glob("*.json"))
 
 
 def test_stop_ends_the_loop_after_the_current_experiment(project: Path):

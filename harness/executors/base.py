@@ -21,6 +21,7 @@ class Executor(Protocol):
 
     slots: int  # measurements it runs at once
     name: str  # its name in the registry (harness.executors), for the start line and the ledger
+    inline: bool  # submit() makes the run in the calling thread and returns it done (one at a time, in place)
 
     def describe(self) -> str: ...
 
@@ -58,3 +59,19 @@ class Lane:
                 future.set_result(fn())
             except BaseException as e:  # handed to whoever waits on the future, which raises it there
                 future.set_exception(e)
+
+
+class Inline:
+    """A lane that runs what it is given at once, in the calling thread: the future it returns is done (an exception
+    is kept in it; Ctrl-C is not caught)."""
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn())
+        except Exception as e:  # handed to whoever reads the future, which raises it there
+            future.set_exception(e)
+        return future
+
+    def close(self) -> None:
+        pass

@@ -19,6 +19,7 @@ class LocalExecutor:
     """This machine's workers: one lane per device, each measuring in its own checkout under runs/<tag>/work/."""
 
     name = "local"
+    inline = False  # its runs go to other threads or machines
 
     def __init__(
         self, root: Path, tag: str, files: tuple[str, ...], sb: Sandbox, nodes: tuple[str, ...], devices: list[Device]

@@ -21,6 +21,7 @@ class RayExecutor:
     """Measurements as Ray tasks on the cluster `ray_address` names (a Ray instance of its own when empty)."""
 
     name = "ray"
+    inline = False  # its runs go to other threads or machines
 
     def __init__(self, config: Config, root: Path, tag: str, files: tuple[str, ...]) -> None:
         try:

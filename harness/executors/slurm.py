@@ -27,6 +27,7 @@ class SlurmExecutor:
     """Measurements as Slurm jobs, `workers` of them at once; each slot waits on its job from a lane of its own."""
 
     name = "slurm"
+    inline = False  # its runs go to other threads or machines
 
     def __init__(self, config: Config, root: Path, tag: str, files: tuple[str, ...]) -> None:
         try:

@@ -153,3 +153,4 @@ class Done:
     worker: str  # the device it ran on, as the ledger names it
     result: RunResult
     cores: int  # CPU cores the run had, against which its CPU time is read
+    removed: tuple[str, ...] = ()  # files the run left in the repository's tree (no sandbox, in place), now gone

@@ -79,7 +79,7 @@ def champion_agent(
 
 
 class Hyper:
-    """The conductor of a HyperAgent night (harness.loop.Conductor): before each experiment it says which agent
+    """The conductor of a HyperAgent night (harness.engine.Conductor): before each experiment it says which agent
     proposes it (the champion agent, or a candidate on probation), rewriting the champion after each window."""
 
     def __init__(self, session: Session, agent: Agent, screen: Screen, plan: Plan) -> None:

@@ -1,5 +1,8 @@
-"""A night with several evaluations in flight: the one driver that owns git, the ledger and every keep or reset, over
-an executor's workers and an agent that proposes ahead of them.
+"""The engine of every night: the one driver that owns git, the ledger and every keep or reset, over an executor's
+workers and an agent that proposes (`ahead` proposals made while every worker is busy).
+
+One worker of this machine with no proposal ahead is the classic night: each proposal sees the last result, and each
+run is made in the repository's own tree, the branch at the candidate while it runs (harness.executors.inplace).
 
 The merge rule. An experiment is proposed against the champion of its time (its parent) and committed on it. When its
 runs are in:
@@ -17,10 +20,12 @@ only moves from the champion to a child of it.
 from __future__ import annotations
 
 import dataclasses
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Any
+from typing import Any, Protocol
 
 from harness import endings, flight, records, recovery
+from harness.agents.host import HostedAgent
 from harness.brief import build_task, in_flight
 from harness.errors import (
     AgentError,
@@ -32,11 +37,10 @@ from harness.errors import (
     ServiceFailed,
 )
 from harness.evaluate import baseline_failed
-from harness.executors.base import Executor, Lane
+from harness.executors.base import Executor, Inline, Lane
 from harness.executors.workers import Done, Job
 from harness.flight import Flight
-from harness.judge import FAILED_REMEASURES
-from harness.ledger import MeasurementRow, Status
+from harness.ledger import Experiment, MeasurementRow, Status
 from harness.merge import merge
 from harness.records import Records
 from harness.repo import blob_sha
@@ -46,16 +50,39 @@ from harness.task import Agent, Proposal, Proposed, Spend, Task
 from harness.text import one_line, short
 
 BASELINE, CHAMPION, CONFIRM, CANDIDATE = range(4)  # the order waiting runs take a free worker in
+FAILED_REMEASURES = 2  # champion re-runs that may fail in a row before the night stops asking for them
 
 
-class Parallel:
-    """The state machine of a parallel night, over an open session, a ready agent and an executor."""
+class Conductor(Protocol):
+    """What drives the night's agent from outside the engine (HyperAgent mode owns one): before each proposal it
+    says which agent makes it (it may rewrite, try or swap agents first, or end the night by raising LoopEnd), and
+    it is told the row of each experiment that ran its course."""
 
-    def __init__(self, session: Session, agent: Agent, screen: Screen, executor: Executor, *, ahead: int = 1) -> None:
+    def next_agent(self) -> Agent: ...
+
+    def finished(self, row: Experiment) -> None: ...
+
+
+class Engine:
+    """The state machine of a night, over an open session, a ready agent and an executor."""
+
+    def __init__(
+        self,
+        session: Session,
+        agent: Agent,
+        screen: Screen,
+        executor: Executor,
+        *,
+        ahead: int = 1,
+        conductor: Conductor | None = None,
+    ) -> None:
         self.s, self.night, self.repo, self.agent, self.screen, self.ex = (
             session, session.night, session.repo, agent, screen, executor,
         )  # fmt: skip
+        self.ahead = ahead
         self.limit = executor.slots + ahead  # experiments in flight at most: every worker's, and `ahead` being proposed
+        self.conductor = conductor
+        self.inline = executor.inline  # runs made in this thread, one at a time: proposals too, in turn with them
         self.count = 0  # experiments proposed in this invocation
         self.flights: dict[int, Flight] = {}
         self.runs: dict[Future[Done], Flight | None] = {}  # None: a run of the champion or the baseline
@@ -69,15 +96,22 @@ class Parallel:
         self.baseline_left = 0  # baseline runs not yet in
         self.champion_runs = 0  # the champion's re-runs under way (one at a time)
         self.failed_remeasures = 0
-        self.records = Records(session, agent, screen, self.flights)
-        self.finish = self.records.finish
+        self.why: dict[int, str] = {}  # the keep rule's reason for an experiment's re-runs waiting, for the status
+        self.records = Records(session, screen, self.flights, in_place=self.inline)
         self.ending: LoopEnd | None = None  # once set, nothing new starts; the night ends when nothing is in flight
+        self.watch = endings.watcher(session.options, session.layout, session.started)
+        self._since = (-1, 0.0)  # the experiment under way and when it began, for the status's estimate
+        self.running: Flight | None = None  # whose run was handed out last (inline: the run under way)
+        if self.inline:
+            executor.step = lambda job, step: self.show_run(job, self.running, step)
         # Long-lived threads, one per proposal that may be in flight: an agent's child process lives on the thread
-        # that started it, and a proposal never waits for another's thread.
-        self.idle = [Lane(f"proposer-{i}") for i in range(self.limit)]
+        # that started it, and a proposal never waits for another's thread. Inline: the engine's own thread.
+        self.idle: list[Lane | Inline] = (
+            [Inline()] if self.inline else [Lane(f"proposer-{i}") for i in range(self.limit)]
+        )
         # An agent that may be asked for several proposals at once says so (`concurrent = True`); any other is asked
         # for one at a time, still ahead of the workers. agent.py's host keeps one jail folder, so it is one of those.
-        self.concurrent = bool(getattr(agent, "concurrent", False))
+        self.concurrent = bool(getattr(agent, "concurrent", False)) and conductor is None
 
     # --- the night -----------------------------------------------------------------------------------------------
 
@@ -95,9 +129,11 @@ class Parallel:
                 self.publish()
                 futures: list[Future[Any]] = [*self.runs, *self.proposals]
                 finished = wait(futures, return_when=FIRST_COMPLETED).done
-                # A worker whose run is in takes its next waiting run first; the bookkeeping of the run can wait.
+                # A worker whose run is in takes its next waiting run first; the bookkeeping of the run can wait
+                # (inline, the next run waits for it: it is made in this thread).
                 self.free.update(done.result().slot for done in finished if done in self.runs)
-                self.dispatch()
+                if not self.inline:
+                    self.dispatch()
                 for done in finished:
                     if done in self.runs:
                         self.measured(done, self.runs.pop(done))
@@ -133,12 +169,23 @@ class Parallel:
             )
 
     def fill(self) -> None:
-        """Give every free worker a waiting run, and start proposals until `limit` experiments are in flight."""
-        if self.ending is None and self.night.has_baseline and not self.champion_runs and self.remeasure_due():
+        """Give every free worker a waiting run, and start proposals until `limit` experiments are in flight (with
+        no proposal ahead, only while a worker has nothing to do)."""
+        # One experiment at a time: the champion runs again between two experiments, never among a candidate's runs.
+        between = self.limit > 1 or not self.flights
+        if (
+            self.ending is None
+            and self.night.has_baseline
+            and between
+            and not self.champion_runs
+            and self.remeasure_due()
+        ):
             self.queue(CHAMPION, self.champion_job("remeasure"), None)
         self.dispatch()
         while self.ending is None and self.night.has_baseline and len(self.flights) < self.limit:
             if self.proposals and not self.concurrent:
+                break
+            if not self.ahead and len(self.free) <= len(self.waiting):
                 break
             self.start_proposal()
 
@@ -152,6 +199,7 @@ class Parallel:
             self.waiting.remove((order, seq, job, owner, pin))
             self.free.discard(slot)
             self.used[slot] += 1
+            self.running = owner
             self.runs[self.ex.submit(job, slot, self.s.config)] = owner
 
     def remeasure_due(self) -> bool:
@@ -184,9 +232,9 @@ class Parallel:
     def start_baseline(self) -> None:
         """Experiment 0 on every worker (and again until `baseline_runs` runs), so each worker's offset is known."""
         head = self.night.champion
-        base = Flight(0, head, "", "", None, description="baseline", commit=head)
+        base = Flight(0, head, "", "", None, description="baseline", commit=head, agent=self.agent)
         self.flights[0] = base
-        flight.mark(self.s.layout, self.s.tag, base, self.records.who())
+        flight.mark(self.s.layout, self.s.tag, base, self.records.who(self.agent))
         self.baseline_left = max(self.ex.slots, self.s.config.baseline_runs)
         for i in range(self.baseline_left):
             pin = i if i < self.ex.slots and self.ex.name == "local" else None  # Ray places its tasks itself
@@ -200,6 +248,10 @@ class Parallel:
         if job.purpose == "baseline":
             self.baseline.append(row)
             self.baseline_left -= 1
+            if not ok:  # a failed baseline run ends the baseline: the runs not yet started are not made
+                dropped = [w for w in self.waiting if w[2].purpose == "baseline"]
+                self.waiting = [w for w in self.waiting if w[2].purpose != "baseline"]
+                self.baseline_left -= len(dropped)
             if not self.baseline_left:
                 self.finish_baseline(done)
         elif owner is None:
@@ -216,15 +268,18 @@ class Parallel:
         status: Status = "keep" if not failed else records.failure(failed[0].outcome)
         base = self.flights[0]
         base.result, base.file_sha, base.parent_sha = last.result, sha, sha
-        base.extra = {"repeats": [r.value for r in self.baseline], "workers": [r.worker for r in self.baseline]}
-        self.finish(base, status, night.referee.value(sha) if not failed else None)
+        base.extra = {"repeats": [r.value for r in self.baseline if r.value is not None], "noise": night.noise}
+        if self.ex.slots > 1:
+            base.extra["workers"] = [r.worker for r in self.baseline]
+        base.extra |= records.evidence(last)
+        self.records.finish(base, status, night.referee.value(sha) if not failed else None)
+        where = f"on worker {failed[0].worker}, " if failed and self.ex.slots > 1 else ""
         if failed and last.result.outcome != "ok":  # the failure at hand: its reason names the fix
-            raise HarnessError(f"on worker {failed[0].worker}, " + baseline_failed(status, last.result,
-                               config.mutable, config.run))  # fmt: skip
+            raise HarnessError(where + baseline_failed(status, last.result, config.mutable, config.run))
         if failed:
             raise HarnessError(
-                f"the baseline failed on worker {failed[0].worker} ({status}); see {failed[0].log} and fix "
-                f"{config.mutable} or the run command, then start again ('autoresearch check' tries it)"
+                f"{where}the baseline failed ({status}); see {failed[0].log} and fix {config.mutable} or the run "
+                "command, then start again ('autoresearch check' tries it)"
             )
 
     def advance(self, f: Flight, done: Done, ok: bool) -> None:
@@ -236,7 +291,7 @@ class Parallel:
             return  # already decided (its re-run failed while the champion's beside it still ran)
         if job.purpose == "candidate":
             f.result, f.worker = result, done.worker
-            f.extra |= records.evidence(result)
+            f.extra |= records.evidence(done)
             if not ok:
                 self.finish(f, records.failure(result.outcome))
                 return
@@ -260,6 +315,7 @@ class Parallel:
         )
         extra = {"noise": night.noise, "margin": verdict.margin, "runs": len(night.referee.runs(f.file_sha))}
         if verdict.action == "measure":
+            self.why[f.id] = verdict.reason
             for sha in verdict.measure:
                 content = f.content if sha == f.file_sha else self.repo.show(night.champion, config.mutable)
                 self.queue(CONFIRM, self.job(f.id, "", "confirm", content), f)
@@ -282,11 +338,12 @@ class Parallel:
             self.finish(f, "discard", value, f"{why}; its change is already in the champion {short(night.champion)}")
             return
         g = Flight(self.next_id(), night.champion, night.champion_sha, champion, f.task, rebased_from=f.id)
+        g.agent = f.agent
         g.description = one_line(f"{f.description} (re-based from {f.id})")
         proposal = Proposal(g.description, merged.text, notes=f.proposed.proposal.notes if f.proposed else "")
         g.proposed = Proposed(proposal, {"rebased_from": f.id, "conflicts": merged.conflicts})
         self.flights[g.id] = g
-        flight.mark(self.s.layout, self.s.tag, g, self.records.who())  # before the row that names it
+        flight.mark(self.s.layout, self.s.tag, g, self.records.who(g.agent))  # before the row that names it
         note = f" ({merged.conflicts} conflicting hunks taken from it)" if merged.conflicts else ""
         where = f"re-based onto {short(night.champion)} as experiment {g.id}"
         self.finish(
@@ -298,42 +355,74 @@ class Parallel:
         )
         self.accept(g)
 
+    def finish(
+        self,
+        f: Flight,
+        status: Status,
+        metric: float | None = None,
+        reason: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an experiment that ran its course (its runs waiting, if any, are not made), and tell the
+        conductor."""
+        self.waiting = [w for w in self.waiting if w[3] is not f]
+        row = self.records.finish(f, status, metric, reason, extra)
+        if self.conductor is not None and row.id != 0:
+            self.conductor.finished(row)
+
     # --- proposals -----------------------------------------------------------------------------------------------
 
     def next_id(self) -> int:
         return max(self.night.next_id(), max(self.flights, default=-1) + 1)
 
     def start_proposal(self) -> None:
-        night, config = self.night, self.s.config
+        if self.conductor is not None:
+            self.agent = self.conductor.next_agent()  # before the experiment is marked: a rewrite may come first
+            self.s.steer(self.screen.info, self.agent)
+        agent, night, config = self.agent, self.night, self.s.config
         champion = self.repo.show(night.champion, config.mutable)
-        f = Flight(self.next_id(), night.champion, night.champion_sha, champion, None)
+        f = Flight(self.next_id(), night.champion, night.champion_sha, champion, None, agent=agent)
         flying = [(g.id, g.description, _family(g)) for g in sorted(self.flights.values(), key=lambda g: g.id) if g.id]
         task = build_task(night, self.s.program.text, config, champion)
         f.task = task = dataclasses.replace(task, experiment=f.id, in_flight=in_flight(flying))
         self.flights[f.id] = f
         self.count += 1
-        flight.mark(self.s.layout, self.s.tag, f, self.records.who())
+        flight.mark(self.s.layout, self.s.tag, f, self.records.who(agent))
+        if isinstance(agent, HostedAgent):
+            agent.watch = self.watch  # a stop request or --hours ends a proposal under way
+        if self.inline:
+            self.status("proposing", f.id, "")
         lane = self.idle.pop()
-        future = lane.submit(lambda: self._propose(task))
+        future = lane.submit(lambda: self._propose(agent, task))
         future.add_done_callback(lambda _: self.idle.append(lane))  # list.append is atomic: no lock needed
         self.proposals[future] = f
 
-    def _propose(self, task: Task) -> tuple[Proposed | None, str, Spend]:
+    @staticmethod
+    def _propose(agent: Agent, task: Task) -> tuple[Proposed | None, str, Spend]:
         """In a proposer's thread: the agent's proposal or why there is none, and what it cost."""
         try:
-            return self.agent.propose(task), "", self.agent.take_spend()
+            return agent.propose(task), "", agent.take_spend()
         except AgentError as e:
-            return None, str(e), self.agent.take_spend()
+            return None, str(e), agent.take_spend()
 
     def proposed(self, future: Future[tuple[Proposed | None, str, Spend]], f: Flight) -> None:
+        agent = f.agent or self.agent
         try:
             proposed, problem, f.spend = future.result()
-        except (BudgetExceeded, LLMError) as e:
-            # Calls made before the refusal were paid for: their spend goes into the ledger before the night ends.
-            f.spend = self.agent.take_spend()
-            self.finish(f, "invalid", reason=f"no proposal: {e}")
-            if self.ending is None:
-                self.ending = e if isinstance(e, BudgetExceeded) else ServiceFailed(f"the LLM service failed: {e}")
+        except (BudgetExceeded, LLMError, LoopEnd) as e:
+            # The night ends. Calls made before it were paid for: their spend goes into the ledger first.
+            f.spend = agent.take_spend()
+            if isinstance(e, LoopEnd) and not isinstance(e, BudgetExceeded):
+                why, end = f"no proposal: the night ended during it ({e})", e
+            else:
+                why = f"no proposal: {e}"
+                end = e if isinstance(e, BudgetExceeded) else ServiceFailed(f"the LLM service failed: {e}")
+            if f.spend.tokens_in or f.spend.output_tokens:
+                self.records.finish(f, "invalid", reason=why)
+            else:  # nothing was spent, nothing happened: no row
+                flight.unmark(self.s.layout, self.s.tag, f.id)
+                self.flights.pop(f.id, None)
+            self.ending = self.ending or end
             return
         f.proposed = proposed
         if proposed is None:
@@ -344,6 +433,8 @@ class Parallel:
 
     def accept(self, f: Flight) -> None:
         if not self.records.accept(f):
+            if f.id not in self.flights and self.conductor is not None:
+                self.conductor.finished(self.night.rows[-1])
             return
         if f.rebased_from is not None and self.night.referee.runs(f.file_sha):
             self.decide(f)  # the same version already ran (its own runs): it is judged on them against the champion
@@ -361,14 +452,15 @@ class Parallel:
                 self.s.ledger.note(self.s.tag, "the baseline was interrupted; it runs again", baseline=True)
                 continue
             f.result, f.extra = None, {}
-            self.finish(f, "interrupted", reason=recovery.REASON)
+            self.records.finish(f, "interrupted", reason=recovery.REASON)
         self.s.reset_hard(self.night.champion)
 
     # --- what the night shows ------------------------------------------------------------------------------------
 
     def publish(self) -> None:
+        """Several experiments in flight: how many, on how many workers (inline, each step says what it is)."""
         ids = sorted(self.flights)
-        if not ids:
+        if not ids or self.inline:
             return
         phase = "baseline" if not self.night.has_baseline else "evaluating" if self.runs else "proposing"
         text = f"{len(ids)} in flight ({', '.join(map(str, ids))}) on {self.ex.slots} workers"
@@ -377,7 +469,38 @@ class Parallel:
         write_status(self.s.layout.status, state)
         self.screen.update(state)
 
+    def show_run(self, job: Job, owner: Flight | None, step: str = "run") -> None:
+        """The run about to start in this thread (its step: the run, or the evaluator after it): the baseline's, the
+        champion's re-run and why, or an experiment's run, and for a re-run whose it is and the keep rule's reason."""
+        night, config = self.night, self.s.config
+        if job.purpose == "baseline":
+            n = len(self.baseline) + 1
+            self.status("baseline", 0, f"baseline run {n} of {config.baseline_runs}", step)
+        elif owner is None:
+            why = night.referee.remeasure_reason(night.champion_sha, config.remeasure_every)
+            self.status("remeasuring", job.experiment, "", step, why=why)
+        elif job.purpose == "confirm":
+            who = "candidate" if job.file_sha == owner.file_sha else "champion"
+            self.status("evaluating", owner.id, owner.description, step, who, self.why.get(owner.id, ""))
+        else:
+            self.status("evaluating", owner.id, owner.description, step)
+
+    def status(
+        self, phase: str, exp_id: int, description: str, step: str = "run", rerun: str = "", why: str = ""
+    ) -> None:
+        """Publish what the night does now: the phase, its step (the run, or the evaluator after it), and for a
+        re-run whose it is (the candidate or the champion) and why the keep rule asked for it."""
+        if self._since[0] != exp_id:
+            self._since = (exp_id, time.time())
+        state = self.s.state(self.agent.name, phase, exp_id, description)
+        state |= {"step": step, "rerun": rerun, "why": why, "since": self._since[1]}
+        write_status(self.s.layout.status, state)
+        self.screen.update(state)
+
 
 def _family(f: Flight) -> str:
     family = f.proposed.extra.get("family") if f.proposed else None
     return family if isinstance(family, str) else ""
+
+
+__all__ = ["Conductor", "Engine"]
