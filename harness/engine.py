@@ -24,7 +24,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Protocol
 
-from harness import endings, flight, records, recovery
+from harness import endings, flight, records
 from harness.agents.host import HostedAgent
 from harness.brief import build_task, in_flight
 from harness.errors import (
@@ -445,14 +445,14 @@ class Engine:
         """Ctrl-C or a fatal error: end every run and agent child of this repository, and record every experiment in
         flight `interrupted` (its commit kept under a discarded ref); the tree goes back to the champion."""
         self.ex.cancel()
-        recovery.end_orphans(self.repo.root)
+        flight.end_orphans(self.repo.root)
         for f in sorted(self.flights.values(), key=lambda g: g.id):
             if f.id == 0:
                 flight.unmark(self.s.layout, self.s.tag, 0)
                 self.s.ledger.note(self.s.tag, "the baseline was interrupted; it runs again", baseline=True)
                 continue
             f.result, f.extra = None, {}
-            self.records.finish(f, "interrupted", reason=recovery.REASON)
+            self.records.finish(f, "interrupted", reason=flight.REASON)
         self.s.reset_hard(self.night.champion)
 
     # --- what the night shows ------------------------------------------------------------------------------------

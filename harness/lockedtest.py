@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from harness import jails
+from harness import jails, sandbox
 from harness.config import Config
 from harness.evaluate import execute
 from harness.ledger import Experiment, LockedTest
@@ -18,32 +18,30 @@ from harness.runlog import parse_metric, tail
 from harness.text import flat, num, one_line, short, signed
 
 if TYPE_CHECKING:  # `log` and `report` read the rows without what runs a test
-    from harness.session import Session
+    from harness.measure import Tree
 
 
-def after(session: Session, row: Experiment, out: Path | None) -> LockedTest | None:
+def after(tree: Tree, config: Config, row: Experiment, out: Path | None) -> LockedTest | None:
     """When `row` made a new champion and program.md has `test:`, run the test on what its run left in `out` (its
-    $AUTORESEARCH_OUT, or None when that is not on this machine) and append the test's row; None otherwise. A test
+    $AUTORESEARCH_OUT, or None when that is not on this machine): its row, for the ledger; None otherwise. A test
     that fails is recorded on its row, never raised: the night goes on."""
-    config = session.config
     if not config.test or row.status != "keep":
         return None
-    found = score(session, config, row, out)
-    session.ledger.append(found)
-    return found
+    return score(tree, config, row, out)
 
 
-def score(session: Session, config: Config, row: Experiment, out: Path | None) -> LockedTest:
+def score(tree: Tree, config: Config, row: Experiment, out: Path | None) -> LockedTest:
     """The locked test of champion `row`, run in the evaluators' jail over its run's output folder `out`."""
-    layout, tag = session.layout, session.tag
+    layout, tag = tree.layout, tree.tag
     log = layout.test_log(tag, row.id)
-    shown = str(log.relative_to(session.repo.root))
+    shown = str(log.relative_to(tree.repo.root))
     base = LockedTest(tag=tag, id=row.id, commit=row.commit, metric=None, selection=row.metric, log=shown)
     if out is None or not out.is_dir():
         reason = "the champion's output folder is not on this machine (its run was a remote task)"
         return _replace(base, outcome="crash", reason=reason)
     try:
-        with jails.evaluator_jail(session.sandbox, session.repo, config, layout.work(tag, "test"), out) as jail:
+        sb = sandbox.probe(config.sandbox, devices=tree.devices)
+        with jails.evaluator_jail(sb, tree.repo, config, layout.work(tag, "test"), out) as jail:
             ran = execute(jail, config.test, timeout=config.evaluate_timeout, log=log)
     except OSError as e:
         return _replace(base, outcome="crash", reason=f"the test could not start: {one_line(str(e))}")

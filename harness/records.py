@@ -1,4 +1,4 @@
-"""What the driver of a parallel night writes: a proposal checked and committed on its own parent, and a finished
+"""What the engine of a night writes: a proposal checked and committed on its own parent, and a finished
 experiment's row, trailers and refs, in the order a kill -9 can be reconciled from."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from harness.text import short
 
 
 class Records:
-    """The one writer of git and the ledger in a parallel night (the scheduler's thread calls it, nothing else)."""
+    """The one writer of git and the ledger in a night (the engine's thread calls it, nothing else)."""
 
     def __init__(self, session: Session, screen: Screen, flights: dict[int, Flight], *, in_place: bool) -> None:
         self.s, self.night, self.repo, self.screen = session, session.night, session.repo, screen
@@ -173,7 +173,8 @@ class Records:
         if agent is not None:
             agent.observe(result_of(row))
         self.screen.row(row)
-        if test := lockedtest.after(self.s, row, f.result.out if f.result else None):
+        if test := lockedtest.after(self.s.tree, config, row, f.result.out if f.result else None):
+            self.s.ledger.append(test)
             self.screen.info(lockedtest.line(test, config.metric))
         outputs.retain(self.s.layout.tag_dir(self.s.tag), night)
         return row

@@ -13,7 +13,6 @@ from harness.config import Config
 from harness.engine import Conductor, Engine
 from harness.errors import HarnessError, LedgerError, LoopEnd
 from harness.executors.inplace import InPlace
-from harness.measure import Tree
 from harness.night import Night
 from harness.paths import Layout
 from harness.repo import Repo
@@ -99,8 +98,7 @@ def engine(session: Session, agent: Agent, screen: Screen, conduct: Conducting |
     if conduct is not None and conductor is None:
         raise HarnessError("HyperAgent mode runs one experiment at a time: set 'workers: 1' for it")
     if alone and ahead == 0:
-        tree = Tree(session.repo, session.layout, session.tag, session.devices, session.control)
-        return Engine(session, agent, screen, InPlace(tree), ahead=0, conductor=conductor)
+        return Engine(session, agent, screen, InPlace(session.tree), ahead=0, conductor=conductor)
     files = tuple(session.repo.tracked())
     ex = executors.load(config.executor).build(
         config, session.repo.root, session.tag, files, session.sandbox, session.devices

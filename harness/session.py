@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import check, flight, paths, recovery, sandbox, visibility
+from harness import check, flight, paths, sandbox, visibility
 from harness.config import Config, override
 from harness.errors import HarnessError, ProgramError, RepoError
 from harness.gitdir import ControlSnapshot
 from harness.ledger import Ledger
 from harness.lock import LoopLock
+from harness.measure import Tree
 from harness.night import Night
 from harness.program import Program, load
 from harness.repo import Repo
@@ -70,6 +71,11 @@ class Session:
     def sandbox(self) -> sandbox.Sandbox:
         """The sandbox in force for the program in force (probed once per mode)."""
         return sandbox.probe(self.config.sandbox, devices=self.devices)
+
+    @property
+    def tree(self) -> Tree:
+        """The repository's working tree as the night measures in it (what a run in place needs of the night)."""
+        return Tree(self.repo, self.layout, self.tag, self.devices, self.control)
 
     def state(self, agent: str, phase: str, exp_id: int, description: str) -> dict[str, Any]:
         """What the night is doing now, as the status file and the live display show it; with this invocation's
@@ -142,7 +148,7 @@ def open_session(root: Path, options: Options) -> Session:
         config = override(program.config, **options.overrides)
         devices = sandbox.gpu_devices()
         sb = sandbox.probe(config.sandbox, devices=devices)  # `sandbox: required` without one stops here, exit 2
-        recovery.end_orphans(repo.root)  # first: a dead night's run may still hold a git lock open
+        flight.end_orphans(repo.root)  # first: a dead night's run may still hold a git lock open
         for line in repo.clear_stale_locks():
             ledger.note(tag, line)
         _restore_control(repo, ledger, layout, tag)

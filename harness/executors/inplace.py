@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from harness import recovery
+from harness import flight
 from harness.config import Config
 from harness.executors.workers import Done, Job
 from harness.measure import Tree, measure
@@ -53,7 +53,7 @@ class InPlace:
         return future
 
     def cancel(self) -> None:
-        recovery.end_orphans(self.tree.repo.root)
+        flight.end_orphans(self.tree.repo.root)
 
     def close(self) -> None:
         pass

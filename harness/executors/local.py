@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from pathlib import Path
 
-from harness import jails, recovery, sandbox
+from harness import flight, jails, sandbox
 from harness.config import Config
 from harness.executors import workers
 from harness.executors.base import Lane
@@ -55,7 +55,7 @@ class LocalExecutor:
     def cancel(self) -> None:
         """End every run and evaluator under way (they carry this repository's marker); each lane then reports its
         measurement as failed."""
-        recovery.end_orphans(self.root)
+        flight.end_orphans(self.root)
 
     def close(self) -> None:
         for lane in self._lanes:

@@ -112,7 +112,7 @@ def checkout(sb: Sandbox, config: Config, spot: Spot, content: str) -> None:
 def measure(config: Config, sb: Sandbox, devices: tuple[str, ...], device: Device, spot: Spot, job: Job) -> RunResult:
     """Run one version once on `device` in its own checkout, then the trusted evaluator when program.md names one;
     the checkout is gone afterwards. What the run left in the repository's protected folders as compiled files
-    (without a sandbox) is removed, as the one-worker loop does."""
+    (without a sandbox) is removed, as a run in place does (harness.measure)."""
     jails.remove(spot.out)
     spot.out.mkdir(parents=True)
     sandbox.own(sb, spot.out)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import endings, recovery, runner, sandbox, toolbox
+from harness import endings, flight, runner, sandbox, toolbox
 from harness.agents.host import AGENT_LIMITS, HostedAgent, agent_sha, jails
 from harness.brief import build_task
 from harness.config import Config
@@ -334,7 +334,7 @@ class Hyper:
     def _mark(self, n: int, stage: str, *, description: str = "", spend: Spend | None = None) -> None:
         data = {"generation": n, "stage": stage, "parent": self.night.champion, "description": description,
                 "spend": (spend or Spend()).to_json()}  # fmt: skip
-        recovery.write_marker(self.layout.generation_marker(self.tag), data)
+        flight.write_marker(self.layout.generation_marker(self.tag), data)
 
     # --- helpers --------------------------------------------------------------------------------------------
 
