@@ -136,7 +136,7 @@ REJECTED = {
 def test_every_bad_rewrite_is_rejected_at_its_gate_and_the_champion_is_untouched(relay, fake_anthropic):
     repo = relay
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)  # the key check
-    for value in ("2.9", "2.8"):  # the seed's record must hold three windows before its first rewrite
+    for value in ("2.9", "2.8", "2.7", "2.6", "2.55"):  # the seed's record must hold six windows before a rewrite
         fake_anthropic.reply(value)
     for i, (source, _, _) in enumerate(REJECTED.values()):
         fake_anthropic.reply(f"{2.0 + i / 100:.2f}")  # the champion's window
@@ -160,7 +160,7 @@ def test_every_bad_rewrite_is_rejected_at_its_gate_and_the_champion_is_untouched
     assert {r["agent_sha"] for r in rows(repo, "experiment") if r["id"]} == {agent_sha(RELAY.encode())}
     table = cli(repo, "log", "--tag", "h").stdout
     assert (
-        table.count("[seed]") == len(REJECTED) + 3 and "   gen 9  rejected  contract  agent.py:6: a decorator" in table
+        table.count("[seed]") == len(REJECTED) + 6 and "   gen 9  rejected  contract  agent.py:6: a decorator" in table
     )
     assert "generations:      12 (0 accepted; rejected at contract 7, scope 2," in table
 
@@ -177,31 +177,34 @@ WORSE = BETTER.replace("and bold steps.", "and vague steps.")
 def test_a_better_rewrite_is_accepted_after_probation_and_a_worse_one_rejected(repo, fake_anthropic):
     assert SEED != BETTER != WORSE
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    # 1-3: the seed's record (three windows of one): one small keep, two discards
+    # 1-6: the seed's record (six windows of one): one keep, five discards
     fake_anthropic.reply(edit("X = 3.0", "X = 2.9", "X to 2.9"))
-    fake_anthropic.reply(edit("X = 2.9", "X = 3.5", "X to 3.5"))
-    fake_anthropic.reply(edit("Y = 2", "Y = 0", "Y to 0"))
+    for search, replace in (("X = 2.9", "X = 3.5"), ("Y = 2", "Y = 0"), ("X = 2.9", "X = 3.2"), ("Y = 2", "Y = 1"),
+                            ("X = 2.9", "X = 3.1")):  # fmt: skip
+        fake_anthropic.reply(edit(search, replace, f"{search[0]} to {replace[4:]}"))
     fake_anthropic.reply(whole(BETTER, "a bolder prompt"), input_tokens=900, output_tokens=3000)  # generation 1
-    # 4-6: every turn of probation is the candidate's; three keeps, each larger than the seed's: accepted at look 3
-    fake_anthropic.reply(edit("X = 2.9", "X = 2.0", "X to 2"))
+    # 7-10: every turn of probation is the candidate's; it keeps four of four: accepted at look 4
+    fake_anthropic.reply(edit("X = 2.9", "X = 2.5", "X to 2.5"))
+    fake_anthropic.reply(edit("X = 2.5", "X = 2.0", "X to 2"))
     fake_anthropic.reply(edit("X = 2.0", "X = 1.25", "X to 1.25"))
     fake_anthropic.reply(edit("Y = 2", "Y = 5", "Y to 5"))
-    fake_anthropic.reply(edit("X = 1.25", "X = 3.0", "X back to 3"))  # 7: the new champion's window: discard
+    fake_anthropic.reply(edit("X = 1.25", "X = 3.0", "X back to 3"))  # 11-12: the new champion's windows: discards
+    fake_anthropic.reply(edit("Y = 5", "Y = 7", "Y to 7"))
     fake_anthropic.reply(whole(WORSE, "a vaguer prompt"))  # generation 2
-    # 8-9: the candidate discards twice against the record of the champion: rejected at look 2
+    # 13: the candidate discards against the record of the champion, which kept 4 of 6: rejected at look 1
     fake_anthropic.reply(edit("X = 1.25", "X = 3.2", "X to 3.2"))
-    fake_anthropic.reply(edit("Y = 5", "Y = 9", "Y to 9"))
     out = hyper(repo, fake_anthropic, "--generations", "2")
     assert out.returncode == 0, out.stderr
     assert "reached --generations 2" in out.stdout
     first, second = rows(repo, "generation")
     assert (first["status"], first["stage"], first["error"]) == ("accepted", "probation", "")
-    assert first["scores"]["candidate"] == [4, 5, 6] and first["scores"]["reference"] == [1, 2, 3]
-    assert first["scores"]["candidate_keeps"] == 3 and first["scores"]["z"] >= 1.9
+    assert first["scores"]["candidate"] == [7, 8, 9, 10] and first["scores"]["reference"] == [1, 2, 3, 4, 5, 6]
+    assert first["scores"]["candidate_keeps"] == 4 and first["scores"]["z"] >= 2.34
     assert first["agent_sha"] == agent_sha(BETTER.encode()) and first["cost_usd"] > 0
     assert (second["status"], second["stage"]) == ("rejected", "probation")
     assert "not shown better than the champion's record" in second["error"]
-    assert second["scores"]["reference"] == [4, 5, 6, 7] and second["scores"]["candidate"] == [8, 9]
+    assert second["scores"]["reference"] == [7, 8, 9, 10, 11, 12] and second["scores"]["candidate"] == [13]
+    assert second["scores"]["floor"] == [1, 2, 3, 4, 5, 6]
     # The accepted agent is the champion, on the branch as a commit of its own and in the tree, fences and all.
     assert (repo / "agent.py").read_text() == BETTER
     log = git(repo, "log", "--format=%s", "autoresearch/h")
@@ -210,20 +213,65 @@ def test_a_better_rewrite_is_accepted_after_probation_and_a_worse_one_rejected(r
     assert git(repo, "rev-parse", "refs/autoresearch/h/agents/2") == second["commit"]
     experiments = rows(repo, "experiment")
     assert [(r["id"], r["agent"], r["status"]) for r in experiments[1:]] == [
-        (1, "llm", "keep"), (2, "llm", "discard"), (3, "llm", "discard"), (4, "gen1", "keep"), (5, "gen1", "keep"),
-        (6, "gen1", "keep"), (7, "llm", "discard"), (8, "gen2", "discard"), (9, "gen2", "discard"),
+        (1, "llm", "keep"), *[(i, "llm", "discard") for i in range(2, 7)], *[(i, "gen1", "keep") for i in range(7, 11)],
+        (11, "llm", "discard"), (12, "llm", "discard"), (13, "gen2", "discard"),
     ]  # fmt: skip
-    assert experiments[4]["agent_sha"] == agent_sha(BETTER.encode())
+    assert experiments[7]["agent_sha"] == agent_sha(BETTER.encode())
     # The rewrite was asked for with the champion's source and the fence that holds it.
-    rewrite = json.dumps(fake_anthropic.requests[4].json["messages"])
+    rewrite = json.dumps(fake_anthropic.requests[7].json["messages"])
     assert "improve yourself" in rewrite and "````" in rewrite
     # A restart finds the branch where the ledger says it is: the accepted agent's commit is no hand edit.
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
     again = hyper(repo, fake_anthropic, "--max-experiments", "0")
     assert again.returncode == 0, again.stderr
     table = cli(repo, "log", "--tag", "h").stdout
-    assert "gen 1  accepted  probation  a bolder prompt (kept 3 of 3 against the champion's 1 of 3, z +1.99)" in table
+    assert "gen 1  accepted  probation  a bolder prompt (kept 4 of 4 against the champion's 1 of 6, z +2.58)" in table
     assert "gen 2  rejected  probation" in table
+
+
+# --- probation weighs how much a keep gained, not only how often ---------------------------------------------------
+
+# Relay agents that differ in their docstring only: the night's scripted replies make one keep twice as much as the
+# seed, at its keep rate, and the other as much as its champion.
+BOLDER = RELAY.replace('"""Relay agent:', '"""Relay agent, bolder:')
+PLAINER = RELAY.replace('"""Relay agent:', '"""Relay agent, plainer:')
+
+
+def test_a_rewrite_whose_keeps_gain_twice_as_much_is_accepted_and_an_equal_one_refused(relay, fake_anthropic):
+    fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
+    # 1-6: the seed keeps 4 of 6, each keep gaining about 0.15 (the loss is (X - 1.25) ** 2 + 1.4)
+    for value in ("2.9566", "3.9", "2.9181", "2.8694", "3.8", "2.8256"):
+        fake_anthropic.reply(value)
+    fake_anthropic.reply(BOLDER)  # generation 1
+    # 7-10: keep, keep, discard, keep, each keep gaining about 0.29: at the seed's keep rate, accepted at look 4
+    for value in ("2.7374", "2.6293", "3.7", "2.5198"):
+        fake_anthropic.reply(value)
+    for value in ("2.4043", "3.6"):  # 11-12: the new champion's windows, a keep of 0.28 as on its probation
+        fake_anthropic.reply(value)
+    fake_anthropic.reply(PLAINER)  # generation 2
+    # 13-18: as good as its champion: 4 of 6 kept, each gaining about 0.29: refused at look 6
+    for value in ("2.2759", "2.1175", "3.5", "1.9446", "1.6887", "3.4"):
+        fake_anthropic.reply(value)
+    out = hyper(relay, fake_anthropic, "--generations", "2")
+    assert out.returncode == 0, out.stderr
+    bolder, plainer = rows(relay, "generation")
+    experiments = {r["id"]: r for r in rows(relay, "experiment")}
+    kept = {i: round(-experiments[i]["delta"], 2) for i in experiments if i and experiments[i]["status"] == "keep"}
+    assert kept == {1: 0.15, 3: 0.13, 4: 0.16, 6: 0.14, 7: 0.27, 8: 0.31, 10: 0.29, 11: 0.28, 13: 0.28, 14: 0.3,
+                    16: 0.27, 17: 0.29}  # fmt: skip
+    # Accepted on the size of its keeps: its keep rate alone (3 of 4 against 4 of 6) shows nothing.
+    assert (bolder["status"], bolder["stage"], bolder["agent_sha"]) == (
+        "accepted",
+        "probation",
+        agent_sha(BOLDER.encode()),
+    )
+    assert bolder["scores"]["candidate"] == [7, 8, 9, 10] and bolder["scores"]["reference"] == [1, 2, 3, 4, 5, 6]
+    assert bolder["scores"]["z_keeps"] < 1 and bolder["scores"]["z_sizes"] >= 2.34
+    assert (plainer["status"], plainer["stage"]) == ("rejected", "probation")
+    assert plainer["scores"]["candidate"] == [13, 14, 15, 16, 17, 18]
+    assert plainer["scores"]["reference"] == [7, 8, 9, 10, 11, 12] and plainer["scores"]["z"] < 1
+    assert "not shown better than the champion's record: z +0.00" in plainer["error"]
+    assert (relay / "agent.py").read_text() == BOLDER
 
 
 # --- side effects the static check cannot see ---------------------------------------------------------------------
@@ -294,14 +342,14 @@ def seen(log: Path) -> dict:
 def test_the_gates_child_is_the_child_a_proposal_runs_in(relay, fake_anthropic):
     assert LOOKER != RELAY and "SEEN" in LOOKER
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    for value in ("2.9", "2.8", "2.7"):
+    for value in ("2.9", "2.8", "2.7", "2.6", "2.5", "2.4"):
         fake_anthropic.reply(value)
     fake_anthropic.reply(LOOKER)  # generation 1: its smoke test looks around
-    fake_anthropic.reply("2.0")  # 4: its first turn of probation looks around too
-    out = hyper(relay, fake_anthropic, "--max-experiments", "4")
+    fake_anthropic.reply("2.0")  # 7: its first turn of probation looks around too
+    out = hyper(relay, fake_anthropic, "--max-experiments", "7")
     assert out.returncode == 0, out.stderr
     at_gates = seen(relay / "runs" / "h" / "generation-1.gates.log")
-    at_work = seen(relay / "runs" / "h" / "4.agent.log")
+    at_work = seen(relay / "runs" / "h" / "7.agent.log")
     for where in (at_gates, at_work):  # a fresh id for every child, at the gates as at work
         assert len(where["env"].pop("AUTORESEARCH_RUN_ID")) == 32
     assert at_gates == at_work, {k: (at_gates[k], at_work[k]) for k in at_gates if at_gates[k] != at_work.get(k)}
@@ -357,7 +405,7 @@ def rewrite(task, llm):
 def test_a_candidate_that_hunts_for_the_key_and_tampers_finds_and_changes_nothing(relay, fake_anthropic):
     git_config = (relay / ".git" / "config").read_bytes()
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    for value in ("2.9", "2.8", "2.0"):  # the champion's record: three windows
+    for value in ("2.9", "2.8", "2.7", "2.6", "2.5", "2.0"):  # the champion's record: six windows
         fake_anthropic.reply(value)
     fake_anthropic.reply(HUNTER)  # generation 1: passes the gates (its smoke test hunts too); it calls no LLM
     out = hyper(relay, fake_anthropic, "--generations", "1")
@@ -380,7 +428,7 @@ def test_a_candidate_that_hunts_for_the_key_and_tampers_finds_and_changes_nothin
 def test_a_kill_during_the_gates_is_recorded_and_the_night_goes_on(relay, fake_anthropic):
     sleeper = RELAY + "\n\nHUGE = 10 ** 10 ** 10\n"  # passes the contract gate; its import never ends
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    for value in ("2.2", "2.1", "2.0"):
+    for value in ("2.5", "2.4", "2.3", "2.2", "2.1", "2.0"):
         fake_anthropic.reply(value)
     fake_anthropic.reply(sleeper)  # its import never ends: the harness is killed while it waits
     marker = relay / "runs" / "h" / "generation.json"
@@ -427,27 +475,27 @@ SLEEPER = RELAY.replace(
 def test_a_sleeper_that_fails_as_champion_and_rewrites_itself_gives_its_place_back(relay, fake_anthropic):
     assert SLEEPER != RELAY and "myself again" in SLEEPER
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    for value in ("2.95", "2.9", "2.85"):  # 1-3: the seed's record, three small keeps
+    for value in ("2.95", "2.9", "2.85", "2.8", "2.75", "2.7"):  # 1-6: the seed's record, six keeps of about 0.16
         fake_anthropic.reply(value)
     fake_anthropic.reply(SLEEPER)  # generation 1
-    for value in ("2.3", "1.8", "1.25"):  # 4-6: probation, three keeps larger than the seed's: accepted
+    for value in ("2.5926", "2.4960", "2.3236", "2.1458"):  # 7-10: probation, four keeps twice the seed's: accepted
         fake_anthropic.reply(value)
-    for kind in ("same", "raise", "junk"):  # 7-9: the champion fails a different way each window
+    for kind in ("same", "raise", "junk"):  # 11-13: the champion fails a different way each window
         fake_anthropic.reply(kind)
-    fake_anthropic.reply(RELAY)  # generation 4, by the agent back in its place: unchanged
-    out = hyper(relay, fake_anthropic, "--generations", "4")
+    fake_anthropic.reply(RELAY)  # generation 3, by the agent back in its place: unchanged
+    out = hyper(relay, fake_anthropic, "--generations", "3")
     assert out.returncode == 0, out.stderr
-    accepted, itself, again, reverted, last = rows(relay, "generation")
+    accepted, itself, reverted, last = rows(relay, "generation")
     assert (accepted["generation"], accepted["status"]) == (1, "accepted")
-    # Its rewrite hands back its own source: no rewrite, and no way around the record it answers for.
-    for g in (itself, again):
-        assert (g["status"], g["stage"]) == ("rejected", "scope") and "unchanged: no rewrite" in g["error"]
-    assert [r["status"] for r in rows(relay, "experiment")[7:]] == ["invalid"] * 3
+    # Once its record holds six windows, its rewrite hands back its own source: no rewrite, and no way around the
+    # record it answers for.
+    assert (itself["status"], itself["stage"]) == ("rejected", "scope") and "unchanged: no rewrite" in itself["error"]
+    assert [r["status"] for r in rows(relay, "experiment")[11:]] == ["invalid"] * 3
     assert (reverted["generation"], reverted["status"], reverted["stage"]) == (1, "reverted", "record")
     assert "its 3 experiments as champion (kept 0, 3 gave no metric) did worse than the record" in reverted["error"]
-    assert reverted["scores"] == {"reference": [1, 2, 3], "record": [7, 8, 9]}
+    assert reverted["scores"] == {"reference": [1, 2, 3, 4, 5, 6], "record": [11, 12, 13]}
     assert (reverted["champion_sha"], reverted["agent_sha"]) == (agent_sha(SLEEPER.encode()), agent_sha(RELAY.encode()))
-    assert (last["generation"], last["champion_sha"]) == (4, agent_sha(RELAY.encode()))
+    assert (last["generation"], last["champion_sha"]) == (3, agent_sha(RELAY.encode()))
     untouched(relay, RELAY)
     assert git(relay, "log", "-1", "--format=%s", "autoresearch/h") == "agent: back to the agent before generation 1"
     table = cli(relay, "log", "--tag", "h").stdout
@@ -470,7 +518,7 @@ from harness.task import Proposal
 
 
 def propose(task, llm):
-    return Proposal("cand: X to 3.5", task.mutable_content.replace("X = 2.7", "X = 3.5"))
+    return Proposal("cand: X to 3.5", task.mutable_content.replace("X = 2.4", "X = 3.5"))
 
 
 def rewrite(task, llm):
@@ -485,16 +533,16 @@ def thrower(tmp_path: Path) -> Path:
 
 def test_a_champion_cannot_throw_turns_for_its_candidate_which_is_judged_on_its_record(thrower, fake_anthropic):
     fake_anthropic.reply("ok", input_tokens=0, output_tokens=0)
-    for value in ("2.9", "2.8", "2.7"):  # 1-3: the champion's record, before the rewrite
+    for value in ("2.9", "2.8", "2.7", "2.6", "2.5", "2.4"):  # 1-6: the champion's record, before the rewrite
         fake_anthropic.reply(value)
     fake_anthropic.reply(NEVER)  # generation 1
     out = hyper(thrower, fake_anthropic, "--generations", "1")
     assert out.returncode == 0, out.stderr
     (generation,) = rows(thrower, "generation")
     assert (generation["status"], generation["stage"]) == ("rejected", "probation")
-    assert generation["scores"]["reference"] == [1, 2, 3] and generation["scores"]["candidate"] == [4, 5]
+    assert generation["scores"]["reference"] == [1, 2, 3, 4, 5, 6] and generation["scores"]["candidate"] == [7]
     # Every turn of probation was the candidate's: the champion had none to throw.
     experiments = rows(thrower, "experiment")
-    assert [(r["id"], r["agent"]) for r in experiments[4:]] == [(4, "gen1"), (5, "gen1")]
+    assert [(r["id"], r["agent"]) for r in experiments[7:]] == [(7, "gen1")]
     assert "thrown" not in {r["description"] for r in experiments}
     untouched(thrower, THROWER)
