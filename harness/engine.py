@@ -121,7 +121,8 @@ class Engine:
             if not self.night.has_baseline:
                 self.start_baseline()
             while True:
-                self.s.steer(self.screen.info, self.agent, busy=bool(self.proposals) and not self.concurrent)
+                if not self.inline or not self.flights:  # in place: between two experiments, as each one starts
+                    self.s.steer(self.screen.info, self.agent, busy=bool(self.proposals) and not self.concurrent)
                 self.check_stop()
                 self.fill()
                 if not self.runs and not self.proposals:
@@ -387,7 +388,8 @@ class Engine:
         f.task = task = dataclasses.replace(task, experiment=f.id, in_flight=in_flight(flying))
         self.flights[f.id] = f
         self.count += 1
-        flight.mark(self.s.layout, self.s.tag, f, self.records.who(agent))
+        if not self.inline:  # in place, its marker is written before its commit: a proposal cut short leaves no row
+            flight.mark(self.s.layout, self.s.tag, f, self.records.who(agent))
         if isinstance(agent, HostedAgent):
             agent.watch = self.watch  # a stop request or --hours ends a proposal under way
         if self.inline:
@@ -450,6 +452,10 @@ class Engine:
             if f.id == 0:
                 flight.unmark(self.s.layout, self.s.tag, 0)
                 self.s.ledger.note(self.s.tag, "the baseline was interrupted; it runs again", baseline=True)
+                continue
+            if self.inline and f.commit is None:
+                self.flights.pop(f.id)  # a proposal cut short in place: no commit, no row (as after a kill -9)
+                flight.unmark(self.s.layout, self.s.tag, f.id)
                 continue
             f.result, f.extra = None, {}
             self.records.finish(f, "interrupted", reason=flight.REASON)

@@ -42,7 +42,7 @@ class Records:
         night, mutable = self.night, self.s.config.mutable
         content = f.content
         problem = ""
-        if control := self.s.restore_control():
+        if not self.in_place and (control := self.s.restore_control()):  # in place, the run's guards did it
             problem = f"the agent changed .git control files (undone): {', '.join(control)}"
         if strays := [p for p in self.repo.changed() if p not in (mutable, PROGRAM)]:
             self.repo.restore(strays)  # an agent may only answer with content; what it wrote is undone
@@ -104,7 +104,7 @@ class Records:
         """One run's measurement row, written before anything is decided on it; a run that changed .git's control
         files is tampered, and a tampered run's protected files are put back first."""
         job, result = done.job, done.result
-        if control := self.s.restore_control():
+        if not self.in_place and (control := self.s.restore_control()):  # in place, the run's guards did it
             reason = "changed .git control files: " + ", ".join(control)
             result = dataclasses.replace(result, outcome="tampered", metric=None, reason=reason)
             done = dataclasses.replace(done, result=result)

@@ -11,6 +11,7 @@ from concurrent.futures import Future
 
 from harness import flight
 from harness.config import Config
+from harness.executors import workers
 from harness.executors.workers import Done, Job
 from harness.measure import Tree, measure
 
@@ -49,7 +50,7 @@ class InPlace:
         if result.load is None:  # the run's cores could not be read (not Linux): the machine's load, a laggy stand-in
             result = dataclasses.replace(result, load=_load())
         future: Future[Done] = Future()
-        future.set_result(Done(job, slot, "", result, _cores(), tuple(measured.removed)))
+        future.set_result(Done(job, slot, "", result, len(workers.cores()), tuple(measured.removed)))
         return future
 
     def cancel(self) -> None:
@@ -62,13 +63,6 @@ class InPlace:
 def _load() -> float | None:
     """The 1-minute load average per core."""
     try:
-        return os.getloadavg()[0] / _cores()
+        return os.getloadavg()[0] / len(workers.cores())
     except OSError:
         return None
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
