@@ -103,7 +103,11 @@ def test_a_stop_request_ends_a_proposal_under_way_and_its_child(repo: Path):
     assert not Path(f"/proc/{pidfile.read_text()}").exists()  # the child is gone with the proposal
 
 
-def test_hours_end_a_night_whose_agent_never_answers(project: Path, tmp_path: Path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_hours_end_a_night_whose_agent_never_answers(project: Path, tmp_path: Path, workers: int):
+    if workers > 1:  # the proposal is then made on a thread of its own: it is watched the same
+        (project / "program.md").write_text(toy_program(workers=workers))
+        git(project, "commit", "-qam", f"{workers} workers")
     agent = tmp_path / "sleepy.py"
     agent.write_text("import time\n\n\ndef propose(task, llm):\n    time.sleep(10**6)\n")
     out = cli(project, "run", "--tag", "z", "--agent", str(agent), "--hours", "0.003", timeout=120)

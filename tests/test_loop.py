@@ -407,7 +407,7 @@ def _workers(project: Path, workers: int) -> None:
 
 
 def _in_flight(project: Path, tag: str) -> list[Path]:
-    """The markers of experiments under way a night left (one for the classic loop, one per experiment else)."""
+    """The markers of experiments under way a night left (one per experiment; a single file from earlier versions)."""
     folder = project / "runs" / tag
     return [*folder.glob("inflight.json"), *folder.glob("inflight/*.json")]
 
