@@ -428,7 +428,7 @@ def test_max_experiments_counts_the_proposals_asked_of_the_agent(project: Path, 
     assert again.experiments == 3 and sorted(r["id"] for r in rows(project)) == list(range(7))
 
 
-def test_one_worker_with_a_proposal_ahead_runs_on_the_parallel_engine_and_keeps_the_same_books(project: Path):
+def test_one_worker_with_a_proposal_ahead_measures_beside_the_tree_and_keeps_the_same_books(project: Path):
     from harness import runner
     from harness.session import Options
     from harness.testing import FixedEdit, Quiet
