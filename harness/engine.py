@@ -38,6 +38,7 @@ from harness.errors import (
 )
 from harness.evaluate import baseline_failed
 from harness.executors.base import Executor, Inline, Lane
+from harness.executors.inplace import InPlace
 from harness.executors.workers import Done, Job
 from harness.flight import Flight
 from harness.ledger import Experiment, MeasurementRow, Status
@@ -102,7 +103,7 @@ class Engine:
         self.watch = endings.watcher(session.options, session.layout, session.started)
         self._since = (-1, 0.0)  # the experiment under way and when it began, for the status's estimate
         self.running: Flight | None = None  # whose run was handed out last (inline: the run under way)
-        if self.inline:
+        if isinstance(executor, InPlace):  # it says when a run and its evaluator start: the night's step
             executor.step = lambda job, step: self.show_run(job, self.running, step)
         # Long-lived threads, one per proposal that may be in flight: an agent's child process lives on the thread
         # that started it, and a proposal never waits for another's thread. Inline: the engine's own thread.
