@@ -4,9 +4,8 @@ Research yield at an equal budget: the best metric each agent finds in the same 
 Usage:
     python bench/yield.py                        # synthetic task: random vs optuna, 20 seeds x 30 experiments
     python bench/yield.py --quick                # the CI size: 3 seeds x 10 experiments, well under a minute
-    python bench/yield.py --task bundled --seeds 3 -n 20 --budget 45    # the bundled GPT (hours on a CPU)
     python bench/yield.py --agents random,optuna,hybrid                 # hybrid and llm need ANTHROPIC_API_KEY
-    python bench/yield.py --task bundled --seeds 8 --budget 10 --record nights.jsonl   # resumable: stop, rerun
+    python bench/yield.py --task bundled --seeds 4 --budget 5 --record nights.jsonl  # hours on a CPU; resumable
 
 Each night is a real `autoresearch run --agent A --max-experiments N` in a fresh repository of its own, with
 `seed: K` and `confirm: 0` in its program.md, so every agent gets the same number of experiments of the same budget,
