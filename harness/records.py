@@ -13,7 +13,7 @@ from harness import flight, jails, lockedtest, memory, outcome, outputs
 from harness.errors import RepoError
 from harness.executors.workers import Done
 from harness.flight import Flight
-from harness.ledger import Experiment, MeasurementRow, Status
+from harness.ledger import UNRUN, Experiment, MeasurementRow, Status
 from harness.night import result_of
 from harness.outcome import Author, Finished
 from harness.paths import PROGRAM, branch, discarded_ref
@@ -138,7 +138,8 @@ class Records:
         """Record one experiment: its commit re-made with trailers on its own parent, its row (fsynced), then the
         git state the row describes; only a keep on the champion moves the branch. Returns the row."""
         config, night = self.s.config, self.night
-        seconds = time.time() - f.started if f.result is None else 0.0
+        # A row's seconds are its run's: none for a proposal refused before its run; an interrupted run's time so far.
+        seconds = time.time() - f.started if f.result is None and status not in UNRUN else 0.0
         more = {**f.extra, **(extra or {})}
         if f.rebased_from is not None:
             more["rebased_from"] = f.rebased_from
